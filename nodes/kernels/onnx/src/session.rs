@@ -1,0 +1,299 @@
+//! [`FcnSession`]: one ONNX Runtime session running a voxflow FCN on batches of slices.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ndarray::{s, Array3, Array4, ArrayView2, ArrayView4, Axis, Ix4};
+use ort::ep;
+use ort::session::{builder::SessionBuilder, Session};
+use ort::value::TensorRef;
+
+use crate::{FcnError, ModelInfo};
+
+/// Where a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// CUDA if its execution provider registers, else CPU (one `tracing` warning per process).
+    #[default]
+    Auto,
+    /// CPU only; never tries CUDA.
+    Cpu,
+    /// CUDA only; an error if it cannot be used.
+    Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda),
+            _ => Err(format!("unknown device `{s}` (auto, cpu, cuda)")),
+        }
+    }
+}
+
+static AUTO_FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn check_model_file(path: &Path) -> Result<(), FcnError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(FcnError::ModelNotFound {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// A loaded, validated model. `run` takes `&mut self`: use one session per worker thread.
+pub struct FcnSession {
+    session: Session,
+    info: ModelInfo,
+    device: Device,
+}
+
+impl std::fmt::Debug for FcnSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FcnSession")
+            .field("info", &self.info)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FcnSession {
+    /// Loads `model` (loading ONNX Runtime first if needed) and validates its contract.
+    ///
+    /// `intra_threads`: ONNX Runtime intra-op threads; 0 = its default (all physical cores).
+    pub fn new(
+        model: impl AsRef<Path>,
+        device: Device,
+        intra_threads: usize,
+    ) -> Result<FcnSession, FcnError> {
+        let path = model.as_ref();
+        check_model_file(path)?;
+        crate::library::environment()?;
+        let ort_err = |message: String| FcnError::Ort {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (session, used) = match device {
+            Device::Cpu => (
+                build(path, intra_threads, false).map_err(ort_err)?,
+                Device::Cpu,
+            ),
+            Device::Cuda => match build(path, intra_threads, true) {
+                Ok(s) => (s, Device::Cuda),
+                Err(message) => {
+                    return Err(FcnError::Cuda {
+                        path: path.to_path_buf(),
+                        message,
+                    })
+                }
+            },
+            Device::Auto => match build(path, intra_threads, true) {
+                Ok(s) => (s, Device::Cuda),
+                Err(cuda_err) => {
+                    let session = build(path, intra_threads, false).map_err(ort_err)?;
+                    if !AUTO_FALLBACK_WARNED.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(
+                            model = %path.display(),
+                            "CUDA is not available, running ONNX models on the CPU: {cuda_err}"
+                        );
+                    } else {
+                        tracing::debug!(model = %path.display(), "CUDA unavailable, using CPU");
+                    }
+                    (session, Device::Cpu)
+                }
+            },
+        };
+        let info = ModelInfo::from_session(path, &session)?;
+        Ok(FcnSession {
+            session,
+            info,
+            device: used,
+        })
+    }
+
+    /// The validated model contract.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The device actually used: `Cpu` or `Cuda` (never `Auto`).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Runs a batch `[N, 1, H, W]` with `(H, W)` = [`ModelInfo::input_size`], already preprocessed
+    /// and resized; the reflect padding of `voxflow.padding` is applied here (not by the caller).
+    /// Returns `[N, C, H, W]` probabilities as produced by the model.
+    pub fn run(&mut self, batch: ArrayView4<f32>) -> Result<Array4<f32>, FcnError> {
+        let (h, w) = self.info.input_size;
+        let (n, c) = (batch.shape()[0], self.info.num_classes());
+        if batch.shape()[1..] != [1, h, w] {
+            return Err(FcnError::Input {
+                path: self.info.path.clone(),
+                message: format!(
+                    "batch has shape {:?}, the model takes [N, 1, {h}, {w}]",
+                    batch.shape()
+                ),
+            });
+        }
+        if n == 0 {
+            return Ok(Array4::zeros((0, c, h, w)));
+        }
+        let input = if self.info.padding > 0 {
+            reflect_pad(batch, self.info.padding)
+        } else {
+            batch.as_standard_layout().into_owned()
+        };
+        let ort_err = |e: ort::Error| FcnError::Ort {
+            path: self.info.path.clone(),
+            message: e.to_string(),
+        };
+        let tensor = TensorRef::from_array_view(input.view()).map_err(ort_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![tensor])
+            .map_err(|e| FcnError::Ort {
+                path: self.info.path.clone(),
+                message: e.to_string(),
+            })?;
+        let out = outputs[0]
+            .try_extract_array::<f32>()
+            .map_err(|e| FcnError::Ort {
+                path: self.info.path.clone(),
+                message: e.to_string(),
+            })?;
+        let got = out.shape().to_vec();
+        let out = out
+            .into_dimensionality::<Ix4>()
+            .ok()
+            .filter(|o| o.shape() == [n, c, h, w])
+            .ok_or_else(|| FcnError::Model {
+                path: self.info.path.clone(),
+                field: format!("output `{}`", self.info.output_name),
+                message: format!("produced shape {got:?}, expected [{n}, {c}, {h}, {w}]"),
+            })?;
+        Ok(out.to_owned())
+    }
+}
+
+impl FcnSession {
+    /// Convenience for whole slices of any size: each slice `(rows, cols)` is resized to the
+    /// model's input size with [`crate::resize_bilinear`], slices are run in batches of
+    /// `batch_size`, and each class's probabilities are resized back to `(rows, cols)`
+    /// (bilinear). Returns one `[C, rows, cols]` array per slice, in order.
+    pub fn predict_slices(
+        &mut self,
+        slices: &[ArrayView2<f32>],
+        batch_size: usize,
+    ) -> Result<Vec<Array3<f32>>, FcnError> {
+        let (h, w) = self.info.input_size;
+        let c = self.info.num_classes();
+        let mut out = Vec::with_capacity(slices.len());
+        for chunk in slices.chunks(batch_size.max(1)) {
+            let mut batch = Array4::<f32>::zeros((chunk.len(), 1, h, w));
+            for (i, sl) in chunk.iter().enumerate() {
+                if sl.is_empty() {
+                    return Err(FcnError::Input {
+                        path: self.info.path.clone(),
+                        message: "empty slice".into(),
+                    });
+                }
+                batch
+                    .slice_mut(s![i, 0, .., ..])
+                    .assign(&crate::resize_bilinear(sl.view(), h, w));
+            }
+            let prob = self.run(batch.view())?;
+            for (sl, p) in chunk.iter().zip(prob.outer_iter()) {
+                let (rows, cols) = sl.dim();
+                let mut back = Array3::<f32>::zeros((c, rows, cols));
+                for (mut dst, src) in back.outer_iter_mut().zip(p.axis_iter(Axis(0))) {
+                    dst.assign(&crate::resize_bilinear(src, rows, cols));
+                }
+                out.push(back);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Builds an ONNX Runtime session; the error is ONNX Runtime's message.
+fn build(path: &Path, intra_threads: usize, cuda: bool) -> Result<Session, String> {
+    let (_, env) = crate::library::environment().map_err(|e| e.to_string())?;
+    let err = |e: ort::Error<SessionBuilder>| e.to_string();
+    let mut b = Session::builder(env).map_err(|e| e.to_string())?;
+    if intra_threads > 0 {
+        b = b.with_intra_threads(intra_threads).map_err(err)?;
+    }
+    if cuda {
+        b = b
+            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+            .map_err(err)?;
+    }
+    b.commit_from_file(path).map_err(|e| e.to_string())
+}
+
+/// Reflect padding (mirror without repeating the edge, as numpy `mode="reflect"` and
+/// PyTorch `ReflectionPad2d`) of `p` px on each side of the last two axes. Needs `p < H, W`.
+pub fn reflect_pad(x: ArrayView4<f32>, p: usize) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    assert!(p < h && p < w, "reflect padding {p} needs H, W > {p}");
+    let reflect = |i: isize, len: usize| -> usize {
+        let len = len as isize;
+        let i = if i < 0 { -i } else { i };
+        (if i >= len { 2 * (len - 1) - i } else { i }) as usize
+    };
+    let (ph, pw) = (h + 2 * p, w + 2 * p);
+    let rows: Vec<usize> = (0..ph)
+        .map(|y| reflect(y as isize - p as isize, h))
+        .collect();
+    let cols: Vec<usize> = (0..pw)
+        .map(|x| reflect(x as isize - p as isize, w))
+        .collect();
+    let mut out = Array4::zeros((n, c, ph, pw));
+    for b in 0..n {
+        for ch in 0..c {
+            let src = x.slice(s![b, ch, .., ..]);
+            let mut dst = out.slice_mut(s![b, ch, .., ..]);
+            for (y, &sy) in rows.iter().enumerate() {
+                for (xx, &sx) in cols.iter().enumerate() {
+                    dst[[y, xx]] = src[[sy, sx]];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array;
+
+    #[test]
+    fn reflect_pad_matches_numpy_reflect() {
+        // np.pad(np.arange(12).reshape(3,4), 2, mode="reflect") first two rows:
+        // [[10,9,8,9,10,11,10,9],[6,5,4,5,6,7,6,5]]
+        let x = Array::from_shape_fn((1, 1, 3, 4), |(_, _, y, x)| (y * 4 + x) as f32);
+        let p = reflect_pad(x.view(), 2);
+        assert_eq!(p.dim(), (1, 1, 7, 8));
+        let row = |r: usize| p.slice(s![0, 0, r, ..]).to_vec();
+        assert_eq!(row(0), vec![10., 9., 8., 9., 10., 11., 10., 9.]);
+        assert_eq!(row(1), vec![6., 5., 4., 5., 6., 7., 6., 5.]);
+        assert_eq!(row(2), vec![2., 1., 0., 1., 2., 3., 2., 1.]);
+        assert_eq!(row(6), vec![2., 1., 0., 1., 2., 3., 2., 1.]);
+        assert_eq!(p.slice(s![0, 0, 2..5, 2..6]), x.slice(s![0, 0, .., ..]));
+    }
+
+    #[test]
+    fn device_parsing() {
+        assert_eq!("AUTO".parse::<Device>().unwrap(), Device::Auto);
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda);
+        assert!("tpu".parse::<Device>().is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! inference nodes.
+
+use std::sync::Arc;
+use voxflow_runtime::NodeKind;
+
+/// The node kinds of this family.
+pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
+    vec![]
+}

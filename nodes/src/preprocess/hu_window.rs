@@ -1,0 +1,81 @@
+//! `hu_window`: clip intensities to a window.
+
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::stream::{SliceData, StreamType};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+
+pub struct HuWindow;
+
+impl NodeKind for HuWindow {
+    fn decl(&self) -> NodeDecl {
+        let f = ParamType::Float { min: None, max: None };
+        NodeDecl::new("hu_window", "Clip intensities to [min, max] (the paper: [-100, 400] HU)")
+            .docs(
+                "Per voxel: if `zero_above` is set, values above it become 0 first (the authors' \
+                 code sets HU > 1200 to 0); then the value is clipped to `[min, max]`; with \
+                 `scale: unit` it is mapped linearly to [0, 1]. The output declares its value range \
+                 (the window, or [0, 1]) so that `equalize` can use it.",
+            )
+            .input("in", PortType::Fixed(StreamType::Image), "image")
+            .output("out", PortType::Fixed(StreamType::Image), "windowed image")
+            .param("min", f.clone(), -100.0, "lower bound")
+            .param("max", f.clone(), 400.0, "upper bound")
+            .optional("zero_above", f, "values above this become 0 before clipping")
+            .param("scale", ParamType::Enum(vec!["none".into(), "unit".into()]), "none", "`unit` maps the window to [0, 1]")
+    }
+
+    fn check(&self, p: &Params) -> Vec<(String, String)> {
+        match (p.f64("min"), p.f64("max")) {
+            (Ok(a), Ok(b)) if a >= b => vec![("max".into(), format!("must be greater than min ({a})"))],
+            _ => vec![],
+        }
+    }
+
+    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(Window {
+            min: p.f64("min")? as f32,
+            max: p.f64("max")? as f32,
+            zero_above: p.opt_f64("zero_above")?.map(|v| v as f32),
+            unit: p.str("scale")? == "unit",
+        }))
+    }
+}
+
+pub struct Window {
+    pub min: f32,
+    pub max: f32,
+    pub zero_above: Option<f32>,
+    pub unit: bool,
+}
+
+impl Window {
+    pub fn apply(&self, v: f32) -> f32 {
+        let v = match self.zero_above {
+            Some(z) if v > z => 0.0,
+            _ => v,
+        };
+        let c = v.clamp(self.min, self.max);
+        if self.unit {
+            (c - self.min) / (self.max - self.min)
+        } else {
+            c
+        }
+    }
+}
+
+impl Node for Window {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let mut h = (*ctx.header_of("in", StreamType::Image)?).clone();
+        h.value_range = Some(if self.unit { (0.0, 1.0) } else { (self.min as f64, self.max as f64) });
+        ctx.set_total(h.num_slices());
+        ctx.send_header("out", h)?;
+        while let Some(s) = ctx.next_slice("in")? {
+            let img = s.data.image().expect("image stream").mapv(|v| self.apply(v));
+            let mut out = Slice::new(s.index, SliceData::Image(img));
+            out.meta = s.meta.clone();
+            ctx.send_slice("out", out)?;
+            ctx.tick();
+        }
+        ctx.end("out")
+    }
+}

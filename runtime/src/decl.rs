@@ -1,0 +1,383 @@
+//! Node declarations: ports, params, docs. The validator, `voxflow nodes` and the generated
+//! node reference all read these.
+
+use crate::stream::StreamType;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Type of a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortType {
+    Fixed(StreamType),
+    /// Any stream type; checked when the stream arrives.
+    Any,
+    /// The stream type named by a string param (`image`, `label`, `prob`; other values: any).
+    FromParam(String),
+}
+
+impl PortType {
+    pub fn describe(&self) -> String {
+        match self {
+            PortType::Fixed(t) => t.name().to_string(),
+            PortType::Any => "any".to_string(),
+            PortType::FromParam(p) => format!("set by param `{p}`"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PortDecl {
+    pub name: String,
+    pub ty: PortType,
+    pub optional: bool,
+    pub about: String,
+}
+
+/// Type of a param value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamType {
+    Bool,
+    Int { min: Option<i64>, max: Option<i64> },
+    Float { min: Option<f64>, max: Option<f64> },
+    Str,
+    /// A file or folder; relative paths are resolved (graph file folder or current directory).
+    /// Values with a scheme such as `phantom:` are kept as they are.
+    Path,
+    Enum(Vec<String>),
+    FloatList,
+    IntList,
+    /// A list of strings, optionally from a fixed set.
+    StrList(Option<Vec<String>>),
+}
+
+impl ParamType {
+    pub fn describe(&self) -> String {
+        match self {
+            ParamType::Bool => "bool".into(),
+            ParamType::Int { min, max } => format!("int{}", range(min.map(|v| v as f64), max.map(|v| v as f64))),
+            ParamType::Float { min, max } => format!("float{}", range(*min, *max)),
+            ParamType::Str => "string".into(),
+            ParamType::Path => "path".into(),
+            ParamType::Enum(v) => v.join(" | "),
+            ParamType::FloatList => "list of float".into(),
+            ParamType::IntList => "list of int".into(),
+            ParamType::StrList(None) => "list of string".into(),
+            ParamType::StrList(Some(v)) => format!("list of ({})", v.join(" | ")),
+        }
+    }
+}
+
+fn range(min: Option<f64>, max: Option<f64>) -> String {
+    match (min, max) {
+        (None, None) => String::new(),
+        (Some(a), None) => format!(" >= {a}"),
+        (None, Some(b)) => format!(" <= {b}"),
+        (Some(a), Some(b)) => format!(" in [{a}, {b}]"),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamDecl {
+    pub name: String,
+    pub ty: ParamType,
+    /// Value used when the graph does not set it.
+    pub default: Option<Value>,
+    /// A param without default that must be set.
+    pub required: bool,
+    pub about: String,
+}
+
+/// Everything the runtime knows about a node kind before running it.
+#[derive(Clone, Debug)]
+pub struct NodeDecl {
+    pub kind: String,
+    /// One line.
+    pub about: String,
+    /// Longer documentation (Markdown), may be empty.
+    pub docs: String,
+    pub inputs: Vec<PortDecl>,
+    pub outputs: Vec<PortDecl>,
+    pub params: Vec<ParamDecl>,
+}
+
+impl NodeDecl {
+    pub fn new(kind: &str, about: &str) -> Self {
+        NodeDecl {
+            kind: kind.into(),
+            about: about.into(),
+            docs: String::new(),
+            inputs: vec![],
+            outputs: vec![],
+            params: vec![],
+        }
+    }
+    pub fn docs(mut self, docs: &str) -> Self {
+        self.docs = docs.trim().to_string();
+        self
+    }
+    pub fn input(mut self, name: &str, ty: PortType, about: &str) -> Self {
+        self.inputs.push(PortDecl {
+            name: name.into(),
+            ty,
+            optional: false,
+            about: about.into(),
+        });
+        self
+    }
+    pub fn optional_input(mut self, name: &str, ty: PortType, about: &str) -> Self {
+        self.inputs.push(PortDecl {
+            name: name.into(),
+            ty,
+            optional: true,
+            about: about.into(),
+        });
+        self
+    }
+    pub fn output(mut self, name: &str, ty: PortType, about: &str) -> Self {
+        self.outputs.push(PortDecl {
+            name: name.into(),
+            ty,
+            optional: false,
+            about: about.into(),
+        });
+        self
+    }
+    /// A param with a default value.
+    pub fn param(mut self, name: &str, ty: ParamType, default: impl Into<Value>, about: &str) -> Self {
+        self.params.push(ParamDecl {
+            name: name.into(),
+            ty,
+            default: Some(default.into()),
+            required: false,
+            about: about.into(),
+        });
+        self
+    }
+    /// A param that must be set.
+    pub fn required(mut self, name: &str, ty: ParamType, about: &str) -> Self {
+        self.params.push(ParamDecl {
+            name: name.into(),
+            ty,
+            default: None,
+            required: true,
+            about: about.into(),
+        });
+        self
+    }
+    /// A param that may be left unset (no default).
+    pub fn optional(mut self, name: &str, ty: ParamType, about: &str) -> Self {
+        self.params.push(ParamDecl {
+            name: name.into(),
+            ty,
+            default: None,
+            required: false,
+            about: about.into(),
+        });
+        self
+    }
+    pub fn input_index(&self, name: &str) -> Option<usize> {
+        self.inputs.iter().position(|p| p.name == name)
+    }
+    pub fn output_index(&self, name: &str) -> Option<usize> {
+        self.outputs.iter().position(|p| p.name == name)
+    }
+    pub fn param_decl(&self, name: &str) -> Option<&ParamDecl> {
+        self.params.iter().find(|p| p.name == name)
+    }
+    /// Resolved stream type of an output given the node's params (`None` = any).
+    pub fn output_type(&self, port: usize, params: &Params) -> Option<StreamType> {
+        port_type(&self.outputs[port].ty, params)
+    }
+    pub fn input_type(&self, port: usize, params: &Params) -> Option<StreamType> {
+        port_type(&self.inputs[port].ty, params)
+    }
+}
+
+fn port_type(ty: &PortType, params: &Params) -> Option<StreamType> {
+    match ty {
+        PortType::Fixed(t) => Some(*t),
+        PortType::Any => None,
+        PortType::FromParam(p) => params.get(p).and_then(Value::as_str).and_then(StreamType::parse),
+    }
+}
+
+/// Checked param values of one node (defaults filled in, paths resolved).
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pub values: BTreeMap<String, Value>,
+}
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name).filter(|v| !v.is_null())
+    }
+    fn need(&self, name: &str) -> Result<&Value, String> {
+        self.get(name).ok_or_else(|| format!("param `{name}` is not set"))
+    }
+    pub fn f64(&self, name: &str) -> Result<f64, String> {
+        self.need(name)?.as_f64().ok_or_else(|| format!("param `{name}` must be a number"))
+    }
+    pub fn opt_f64(&self, name: &str) -> Result<Option<f64>, String> {
+        self.get(name).map(|_| self.f64(name)).transpose()
+    }
+    pub fn i64(&self, name: &str) -> Result<i64, String> {
+        self.need(name)?.as_i64().ok_or_else(|| format!("param `{name}` must be an integer"))
+    }
+    pub fn usize(&self, name: &str) -> Result<usize, String> {
+        let v = self.i64(name)?;
+        usize::try_from(v).map_err(|_| format!("param `{name}` must not be negative"))
+    }
+    pub fn bool(&self, name: &str) -> Result<bool, String> {
+        self.need(name)?.as_bool().ok_or_else(|| format!("param `{name}` must be true or false"))
+    }
+    pub fn str(&self, name: &str) -> Result<&str, String> {
+        self.need(name)?.as_str().ok_or_else(|| format!("param `{name}` must be a string"))
+    }
+    pub fn opt_str(&self, name: &str) -> Result<Option<&str>, String> {
+        self.get(name).map(|_| self.str(name)).transpose()
+    }
+    pub fn path(&self, name: &str) -> Result<PathBuf, String> {
+        self.str(name).map(PathBuf::from)
+    }
+    pub fn opt_path(&self, name: &str) -> Result<Option<PathBuf>, String> {
+        Ok(self.opt_str(name)?.map(PathBuf::from))
+    }
+    pub fn f64_list(&self, name: &str) -> Result<Vec<f64>, String> {
+        let v = self.need(name)?;
+        v.as_array()
+            .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| format!("param `{name}` must be a list of numbers"))
+    }
+    pub fn usize_list(&self, name: &str) -> Result<Vec<usize>, String> {
+        let v = self.need(name)?;
+        v.as_array()
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| format!("param `{name}` must be a list of non-negative integers"))
+    }
+    pub fn str_list(&self, name: &str) -> Result<Vec<String>, String> {
+        let v = self.need(name)?;
+        v.as_array()
+            .and_then(|a| a.iter().map(|x| x.as_str().map(String::from)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| format!("param `{name}` must be a list of strings"))
+    }
+}
+
+/// Checks one value against a param type; returns the normalised value or why it is wrong.
+pub fn check_value(ty: &ParamType, v: &Value) -> Result<Value, String> {
+    let bad = |what: &str| Err(format!("expected {what}, got {}", short(v)));
+    match ty {
+        ParamType::Bool => match v {
+            Value::Bool(_) => Ok(v.clone()),
+            Value::String(s) if s == "true" || s == "false" => Ok(Value::Bool(s == "true")),
+            _ => bad("true or false"),
+        },
+        ParamType::Int { min, max } => {
+            let Some(x) = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) else {
+                return bad("an integer");
+            };
+            if min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
+                return Err(format!("{x} is out of range (must be {})", ty.describe()));
+            }
+            Ok(Value::from(x))
+        }
+        ParamType::Float { min, max } => {
+            let Some(x) = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) else {
+                return bad("a number");
+            };
+            if !x.is_finite() || min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
+                return Err(format!("{x} is out of range (must be {})", ty.describe()));
+            }
+            Ok(Value::from(x))
+        }
+        ParamType::Str | ParamType::Path => match v {
+            Value::String(_) => Ok(v.clone()),
+            Value::Number(n) => Ok(Value::String(n.to_string())),
+            _ => bad("a string"),
+        },
+        ParamType::Enum(choices) => match v.as_str() {
+            Some(s) if choices.iter().any(|c| c == s) => Ok(v.clone()),
+            Some(s) => Err(format!(
+                "`{s}` is not one of {}{}",
+                choices.join(", "),
+                did_you_mean(s, choices.iter().map(String::as_str))
+            )),
+            None => bad("a string"),
+        },
+        ParamType::FloatList => match v.as_array() {
+            Some(a) if a.iter().all(|x| x.as_f64().is_some()) => Ok(v.clone()),
+            _ => bad("a list of numbers"),
+        },
+        ParamType::IntList => match v.as_array() {
+            Some(a) if a.iter().all(|x| x.as_i64().is_some()) => Ok(v.clone()),
+            _ => bad("a list of integers"),
+        },
+        ParamType::StrList(choices) => {
+            let Some(a) = v.as_array() else { return bad("a list of strings") };
+            for x in a {
+                let Some(s) = x.as_str() else { return bad("a list of strings") };
+                if let Some(c) = choices {
+                    if !c.iter().any(|c| c == s) {
+                        return Err(format!("`{s}` is not one of {}", c.join(", ")));
+                    }
+                }
+            }
+            Ok(v.clone())
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}...", &s[..40])
+    } else {
+        s
+    }
+}
+
+/// `" (did you mean `x`?)"` when a candidate is close, else empty.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let best = candidates
+        .into_iter()
+        .map(|c| (levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min();
+    match best {
+        Some((_, c)) => format!(" (did you mean `{c}`?)"),
+        None => String::new(),
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(did_you_mean("hu_windw", ["hu_window", "equalize"]), " (did you mean `hu_window`?)");
+        assert_eq!(did_you_mean("zzz", ["hu_window"]), "");
+    }
+
+    #[test]
+    fn value_checks() {
+        let f = ParamType::Float { min: Some(0.0), max: None };
+        assert!(check_value(&f, &Value::from(-1.0)).is_err());
+        assert_eq!(check_value(&f, &Value::from(2)).unwrap(), Value::from(2.0));
+        assert!(check_value(&ParamType::Bool, &Value::from(1)).is_err());
+    }
+}

@@ -1,0 +1,265 @@
+//! Graph files: YAML parsed with line/column positions kept for every key and value.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use serde_saphyr::Spanned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A position in a graph file (1-based line and column).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
+
+fn pos<T>(s: &Spanned<T>) -> Pos {
+    Pos {
+        line: s.referenced.line(),
+        column: s.referenced.column(),
+    }
+}
+
+/// A map that keeps the file's key order.
+struct Ordered<K, V>(Vec<(K, V)>);
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered<K, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<K, V>(std::marker::PhantomData<(K, V)>);
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for V2<K, V> {
+            type Value = Ordered<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some(e) = m.next_entry()? {
+                    v.push(e);
+                }
+                Ok(Ordered(v))
+            }
+        }
+        d.deserialize_map(V2(std::marker::PhantomData))
+    }
+}
+
+impl<K, V> Default for Ordered<K, V> {
+    fn default() -> Self {
+        Ordered(Vec::new())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGraph {
+    graph: Spanned<String>,
+    #[serde(default)]
+    about: Option<String>,
+    #[serde(default)]
+    params: Ordered<Spanned<String>, Spanned<RawParam>>,
+    #[serde(default)]
+    plugins: Vec<Spanned<String>>,
+    nodes: Ordered<Spanned<String>, Spanned<Ordered<Spanned<String>, Spanned<Value>>>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParam {
+    #[serde(default)]
+    default: Option<Value>,
+    #[serde(default)]
+    about: Option<String>,
+}
+
+/// A graph param declared in the file's `params:` section.
+#[derive(Clone, Debug)]
+pub struct GraphParam {
+    pub name: String,
+    pub default: Option<Value>,
+    pub about: String,
+    pub pos: Pos,
+}
+
+/// One `key: value` of a node.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: Value,
+    pub value_pos: Pos,
+}
+
+/// A node as written in the file.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub id: String,
+    pub pos: Pos,
+    pub entries: Vec<Entry>,
+}
+
+impl NodeSpec {
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+/// A parsed (not yet validated) graph file.
+#[derive(Clone, Debug)]
+pub struct GraphDoc {
+    /// The file as given (for messages).
+    pub file: PathBuf,
+    /// Folder that relative paths written in the file resolve against.
+    pub dir: PathBuf,
+    pub name: String,
+    pub about: String,
+    pub params: Vec<GraphParam>,
+    pub plugins: Vec<(String, Pos)>,
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// A problem found in a graph, with its place in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub pos: Pos,
+    pub node: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.pos.line, self.pos.column)?;
+        if let Some(n) = &self.node {
+            write!(f, "node `{n}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Errors of a whole check, all at once.
+#[derive(Clone, Debug)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl GraphDoc {
+    /// Reads and parses a graph file.
+    pub fn load(path: &Path) -> Result<GraphDoc, Diagnostics> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic {
+                file: path.to_path_buf(),
+                pos: Pos::default(),
+                node: None,
+                message: format!("cannot read graph file: {e}"),
+            }])
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses graph text; `path` names the file in messages and sets the folder for relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<GraphDoc, Diagnostics> {
+        let raw: RawGraph = serde_saphyr::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            Diagnostics(vec![Diagnostic {
+                file: path.to_path_buf(),
+                pos: error_pos(&msg),
+                node: None,
+                message: format!("invalid graph file: {}", msg.lines().next().unwrap_or("")),
+            }])
+        })?;
+        let dir = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let params = raw
+            .params
+            .0
+            .into_iter()
+            .map(|(k, v)| GraphParam {
+                pos: pos(&k),
+                name: k.value,
+                default: v.value.default,
+                about: v.value.about.unwrap_or_default(),
+            })
+            .collect();
+        let nodes = raw
+            .nodes
+            .0
+            .into_iter()
+            .map(|(id, body)| NodeSpec {
+                pos: pos(&id),
+                id: id.value,
+                entries: body
+                    .value
+                    .0
+                    .into_iter()
+                    .map(|(k, v)| Entry {
+                        key_pos: pos(&k),
+                        key: k.value,
+                        value_pos: pos(&v),
+                        value: v.value,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(GraphDoc {
+            file: path.to_path_buf(),
+            dir,
+            name: raw.graph.value,
+            about: raw.about.unwrap_or_default(),
+            params,
+            plugins: raw.plugins.into_iter().map(|p| (p.value.clone(), pos(&p))).collect(),
+            nodes,
+        })
+    }
+}
+
+/// Pulls "line N column M" out of a parser message.
+fn error_pos(msg: &str) -> Pos {
+    let num_after = |key: &str| -> Option<u64> {
+        let i = msg.find(key)? + key.len();
+        let rest = msg[i..].trim_start_matches([' ', ':']);
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    Pos {
+        line: num_after("line").unwrap_or(0),
+        column: num_after("column").unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_kept() {
+        let text = "graph: g\nnodes:\n  a: { kind: x, in: b }\n  b:\n    kind: y\n    size: 3\n";
+        let d = GraphDoc::parse(text, Path::new("g.yaml")).unwrap();
+        assert_eq!(d.nodes[0].id, "a");
+        assert_eq!(d.nodes[0].pos.line, 3);
+        assert_eq!(d.nodes[1].entries[1].key, "size");
+        assert_eq!(d.nodes[1].entries[1].key_pos.line, 6);
+        assert_eq!(d.nodes[1].entries[1].value, Value::from(3));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let text = "graph: g\nnodes:\n  a: { kind: x\n  b: 2\n";
+        let e = GraphDoc::parse(text, Path::new("g.yaml")).unwrap_err();
+        assert!(e.0[0].pos.line >= 3, "{e}");
+    }
+}

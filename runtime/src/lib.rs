@@ -1,0 +1,19 @@
+//! The voxflow runtime: YAML graphs, validation, typed slice streams, scheduling.
+//! It knows nothing about medicine; nodes bring the meaning.
+
+pub mod decl;
+pub mod graph;
+pub mod stream;
+
+pub use decl::{NodeDecl, ParamDecl, ParamType, Params, PortDecl, PortType};
+pub use graph::{Diagnostic, Diagnostics, GraphDoc, Pos};
+pub use stream::{Header, Message, Meta, Slice, SliceData, StreamType, Volume, VolumeData};
+pub mod exec;
+pub mod node;
+pub mod registry;
+pub mod validate;
+
+pub use exec::{execute, RunError, RunOptions, RunReport, RunStats};
+pub use node::{BuildEnv, Node, NodeCtx, NodeError, NodeKind};
+pub use registry::Registry;
+pub use validate::{check, check_all_ways, CheckOptions, Plan};

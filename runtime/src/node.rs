@@ -1,0 +1,358 @@
+//! The node API: a kind declares itself and builds nodes; a node runs on its own thread and
+//! talks to its neighbours through `NodeCtx`.
+
+use crate::decl::{NodeDecl, Params};
+use crate::stream::{Header, Message, Slice, StreamType, Volume};
+use crossbeam_channel::{Receiver, Select, Sender};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A node kind: its declaration plus a constructor.
+pub trait NodeKind: Send + Sync {
+    fn decl(&self) -> NodeDecl;
+    /// Extra checks across params, run by `voxflow check`; `(param, message)` pairs.
+    fn check(&self, _params: &Params) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Builds a node from checked params. Runs before any node starts, so a failure here
+    /// (e.g. a missing model file) stops the graph with nothing written.
+    fn build(&self, params: &Params, env: &BuildEnv) -> Result<Box<dyn Node>, NodeError>;
+}
+
+/// What a node may know about the run when it is built.
+#[derive(Clone, Debug, Default)]
+pub struct BuildEnv {
+    /// Threads this node may use for its own parallel work.
+    pub threads: usize,
+}
+
+/// A running node.
+pub trait Node: Send {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError>;
+}
+
+/// A node failure (or a cancellation caused by another node's failure).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeError {
+    Failed(String),
+    Cancelled,
+}
+
+impl NodeError {
+    pub fn msg(m: impl Into<String>) -> Self {
+        NodeError::Failed(m.into())
+    }
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Failed(m) => f.write_str(m),
+            NodeError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl From<String> for NodeError {
+    fn from(m: String) -> Self {
+        NodeError::Failed(m)
+    }
+}
+
+/// Live counters of one node, read by progress bars and the run report.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    pub slices_done: AtomicUsize,
+    pub slices_total: AtomicUsize,
+    /// Nanoseconds spent blocked on channels.
+    pub wait_ns: AtomicU64,
+    pub max_queue: AtomicUsize,
+    pub finished: AtomicBool,
+}
+
+/// A file a node wrote under a temporary name; renamed when the whole graph succeeds.
+#[derive(Debug, Clone)]
+pub struct PendingFile {
+    pub tmp: PathBuf,
+    pub dest: PathBuf,
+}
+
+pub(crate) struct InPort {
+    pub rx: Receiver<Message>,
+    pub ended: bool,
+}
+
+/// The edges and services of one running node.
+pub struct NodeCtx {
+    pub(crate) id: String,
+    pub(crate) inputs: Vec<Option<InPort>>,
+    pub(crate) input_names: Vec<String>,
+    pub(crate) outputs: Vec<Vec<Sender<Message>>>,
+    pub(crate) output_names: Vec<String>,
+    pub(crate) cancel: Receiver<()>,
+    pub(crate) stats: Arc<NodeStats>,
+    pub(crate) pending: Arc<Mutex<Vec<PendingFile>>>,
+    pub(crate) threads: usize,
+}
+
+impl NodeCtx {
+    /// The node id as written in the graph.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// Threads this node may use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    fn in_index(&self, port: &str) -> usize {
+        self.input_names
+            .iter()
+            .position(|p| p == port)
+            .unwrap_or_else(|| panic!("node has no input port `{port}`"))
+    }
+    fn out_index(&self, port: &str) -> usize {
+        self.output_names
+            .iter()
+            .position(|p| p == port)
+            .unwrap_or_else(|| panic!("node has no output port `{port}`"))
+    }
+    /// Whether an (optional) input port is connected.
+    pub fn has_input(&self, port: &str) -> bool {
+        self.inputs[self.in_index(port)].is_some()
+    }
+    /// Whether any consumer reads this output.
+    pub fn output_used(&self, port: &str) -> bool {
+        !self.outputs[self.out_index(port)].is_empty()
+    }
+
+    fn check_cancel(&self) -> Result<(), NodeError> {
+        match self.cancel.try_recv() {
+            Err(crossbeam_channel::TryRecvError::Empty) => Ok(()),
+            _ => Err(NodeError::Cancelled),
+        }
+    }
+
+    fn recv_index(&mut self, i: usize) -> Result<Message, NodeError> {
+        let port = self.inputs[i].as_mut().expect("input connected");
+        if port.ended {
+            return Ok(Message::End);
+        }
+        let depth = port.rx.len();
+        self.stats.max_queue.fetch_max(depth, Ordering::Relaxed);
+        let t = Instant::now();
+        let r = crossbeam_channel::select! {
+            recv(port.rx) -> m => m.ok(),
+            recv(self.cancel) -> _ => return Err(NodeError::Cancelled),
+        };
+        self.stats.wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        match r {
+            Some(Message::End) | None => {
+                port.ended = true;
+                Ok(Message::End)
+            }
+            Some(m) => Ok(m),
+        }
+    }
+
+    /// Receives the stream header of an input.
+    pub fn header(&mut self, port: &str) -> Result<Arc<Header>, NodeError> {
+        let i = self.in_index(port);
+        match self.recv_index(i)? {
+            Message::Header(h) => Ok(h),
+            Message::End => Err(NodeError::msg(format!("input `{port}` ended before its header"))),
+            Message::Slice(_) => Err(NodeError::msg(format!("input `{port}` sent a slice before its header"))),
+        }
+    }
+
+    /// Receives the header and checks its stream type.
+    pub fn header_of(&mut self, port: &str, ty: StreamType) -> Result<Arc<Header>, NodeError> {
+        let h = self.header(port)?;
+        if h.stream_type != ty {
+            return Err(NodeError::msg(format!(
+                "input `{port}` carries a {} stream, this node needs {ty}",
+                h.stream_type
+            )));
+        }
+        Ok(h)
+    }
+
+    /// The next slice of an input, `None` at the end of the stream.
+    pub fn next_slice(&mut self, port: &str) -> Result<Option<Arc<Slice>>, NodeError> {
+        let i = self.in_index(port);
+        match self.recv_index(i)? {
+            Message::Slice(s) => Ok(Some(s)),
+            Message::End => Ok(None),
+            Message::Header(_) => Err(NodeError::msg(format!("input `{port}` sent a second header"))),
+        }
+    }
+
+    fn send_index(&mut self, i: usize, msg: Message) -> Result<(), NodeError> {
+        let t = Instant::now();
+        let mut gone = Vec::new();
+        for (n, tx) in self.outputs[i].iter().enumerate() {
+            crossbeam_channel::select! {
+                send(tx, msg.clone()) -> r => if r.is_err() { gone.push(n) },
+                recv(self.cancel) -> _ => return Err(NodeError::Cancelled),
+            }
+        }
+        // A consumer that stopped reading no longer gets messages.
+        for n in gone.into_iter().rev() {
+            self.outputs[i].remove(n);
+        }
+        self.stats.wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn send_header(&mut self, port: &str, h: Header) -> Result<(), NodeError> {
+        let i = self.out_index(port);
+        self.send_index(i, Message::Header(Arc::new(h)))
+    }
+    pub fn send_slice(&mut self, port: &str, s: Slice) -> Result<(), NodeError> {
+        self.check_cancel()?;
+        let i = self.out_index(port);
+        self.send_index(i, Message::Slice(Arc::new(s)))
+    }
+    /// Passes a received slice on without copying it.
+    pub fn forward_slice(&mut self, port: &str, s: Arc<Slice>) -> Result<(), NodeError> {
+        self.check_cancel()?;
+        let i = self.out_index(port);
+        self.send_index(i, Message::Slice(s))
+    }
+    pub fn end(&mut self, port: &str) -> Result<(), NodeError> {
+        let i = self.out_index(port);
+        self.send_index(i, Message::End)
+    }
+
+    /// Sets the number of slices this node expects to process (progress bars).
+    pub fn set_total(&self, n: usize) {
+        self.stats.slices_total.store(n, Ordering::Relaxed);
+    }
+    /// Counts one processed slice.
+    pub fn tick(&self) {
+        self.stats.slices_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Receives whole volumes from several inputs at once, reading them in parallel so that
+    /// branches of a diamond never wait on each other. Missing slices stay zero.
+    pub fn gather_many(&mut self, ports: &[&str]) -> Result<Vec<Volume>, NodeError> {
+        let idx: Vec<usize> = ports.iter().map(|p| self.in_index(p)).collect();
+        let mut vols: Vec<Option<Volume>> = vec![None; idx.len()];
+        let mut done = vec![false; idx.len()];
+        while done.iter().any(|d| !d) {
+            self.check_cancel()?;
+            let live: Vec<usize> = (0..idx.len()).filter(|&n| !done[n]).collect();
+            let n = {
+                let mut sel = Select::new();
+                for &n in &live {
+                    sel.recv(&self.inputs[idx[n]].as_ref().expect("connected").rx);
+                }
+                let cancel_op = sel.recv(&self.cancel);
+                let t = Instant::now();
+                let ready = sel.ready();
+                self.stats.wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if ready == cancel_op {
+                    return Err(NodeError::Cancelled);
+                }
+                live[ready]
+            };
+            let port = ports[n];
+            match self.recv_index(idx[n])? {
+                Message::Header(h) => {
+                    if vols[n].is_some() {
+                        return Err(NodeError::msg(format!("input `{port}` sent a second header")));
+                    }
+                    vols[n] = Some(Volume::zeros((*h).clone()));
+                    self.stats.slices_total.fetch_add(h.num_slices(), Ordering::Relaxed);
+                }
+                Message::Slice(s) => {
+                    let v = vols[n]
+                        .as_mut()
+                        .ok_or_else(|| NodeError::msg(format!("input `{port}` sent a slice before its header")))?;
+                    check_slice(&v.header, &s, port)?;
+                    v.put(&s);
+                    self.tick();
+                }
+                Message::End => {
+                    if vols[n].is_none() {
+                        return Err(NodeError::msg(format!("input `{port}` ended before its header")));
+                    }
+                    done[n] = true;
+                }
+            }
+        }
+        Ok(vols.into_iter().map(|v| v.expect("all ended")).collect())
+    }
+
+    /// Receives a whole volume from one input.
+    pub fn gather(&mut self, port: &str) -> Result<Volume, NodeError> {
+        Ok(self.gather_many(&[port])?.pop().expect("one volume"))
+    }
+
+    /// Streams a whole volume: header, the present slices, end.
+    pub fn emit_volume(&mut self, port: &str, v: &Volume) -> Result<(), NodeError> {
+        self.send_header(port, v.header.clone())?;
+        for k in 0..v.header.num_slices() {
+            if let Some(meta) = &v.slice_meta[k] {
+                let mut s = Slice::new(k, v.slice(k));
+                s.meta = meta.clone();
+                self.send_slice(port, s)?;
+            }
+        }
+        self.end(port)
+    }
+
+    /// A temporary path beside `dest` to write to; the runtime renames it to `dest` when the
+    /// whole graph has succeeded and deletes it otherwise.
+    pub fn output_file(&self, dest: &Path) -> Result<PathBuf, NodeError> {
+        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| NodeError::msg(format!("cannot create folder {}: {e}", dir.display())))?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| NodeError::msg(format!("{} is not a file path", dest.display())))?
+            .to_string_lossy();
+        let tmp = dir.join(format!(".voxflow-tmp-{}-{name}", std::process::id()));
+        self.pending.lock().expect("pending lock").push(PendingFile {
+            tmp: tmp.clone(),
+            dest: dest.to_path_buf(),
+        });
+        Ok(tmp)
+    }
+}
+
+/// Checks that a slice fits the stream its header announced.
+pub fn check_slice(h: &Header, s: &Slice, port: &str) -> Result<(), NodeError> {
+    if s.index >= h.shape[0] {
+        return Err(NodeError::msg(format!(
+            "input `{port}`: slice index {} outside 0..{}",
+            s.index, h.shape[0]
+        )));
+    }
+    if s.data.stream_type() != h.stream_type || s.data.dims() != (h.shape[1], h.shape[2]) {
+        return Err(NodeError::msg(format!(
+            "input `{port}`: slice {} does not match the stream header ({} {}x{})",
+            s.index, h.stream_type, h.shape[1], h.shape[2]
+        )));
+    }
+    if let crate::stream::SliceData::Prob(p) = &s.data {
+        if p.shape()[0] != h.channels {
+            return Err(NodeError::msg(format!(
+                "input `{port}`: slice {} has {} channels, header says {}",
+                s.index,
+                p.shape()[0],
+                h.channels
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Time spent since `t` in whole milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,229 @@
+//! The `voxflow` command-line program.
+
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use voxflow_runtime::validate::parse_set_value;
+use voxflow_runtime::{check_all_ways, execute, CheckOptions, GraphDoc, Plan, Registry, RunOptions, RunStats};
+
+mod docs;
+
+#[derive(Parser)]
+#[command(name = "voxflow", version, about = "Dataflow pipelines for medical image analysis")]
+struct Cli {
+    /// No progress bars, only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a graph.
+    Run(RunArgs),
+    /// Validate a graph without running it; reports every error at once.
+    Check(GraphArgs),
+    /// List node kinds, or show one kind's ports, params and docs.
+    Nodes {
+        /// A node kind.
+        kind: Option<String>,
+        /// Print the whole node reference as Markdown (docs/NODES.md).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print a graph in Graphviz dot format.
+    Graph {
+        #[command(flatten)]
+        graph: GraphArgs,
+        /// Graphviz output (the only format for now).
+        #[arg(long, default_value_t = true)]
+        dot: bool,
+    },
+}
+
+#[derive(Args)]
+struct GraphArgs {
+    /// Graph file (YAML).
+    graph: PathBuf,
+    /// Override a graph param: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    graph: GraphArgs,
+    /// Write a JSON run report (per node: wall and busy time, slices, queue depth; peak RSS).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Messages each edge holds before its producer waits.
+    #[arg(long, default_value_t = 4)]
+    queue_depth: usize,
+    /// Threads a node may use for its own parallel work (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, String> {
+    sets.iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {s}: expected NAME=VALUE"))?;
+            Ok((k.trim().to_string(), parse_set_value(v)))
+        })
+        .collect()
+}
+
+fn load(args: &GraphArgs, reg: &Registry, require_values: bool) -> Result<Plan, String> {
+    let doc = GraphDoc::load(&args.graph).map_err(|d| d.to_string())?;
+    let opts = CheckOptions {
+        set: parse_sets(&args.set)?,
+        cwd: std::env::current_dir().map_err(|e| e.to_string())?,
+        require_values,
+    };
+    let plan = if require_values {
+        voxflow_runtime::check(&doc, reg, &opts)
+    } else {
+        check_all_ways(&doc, reg, &opts)
+    };
+    plan.map_err(|d| d.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = if cli.quiet { "error" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let reg = voxflow_nodes::registry();
+    match run(cli, &reg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", if e.starts_with("error") { e } else { format!("error: {e}") });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
+    match cli.command {
+        Command::Check(g) => {
+            let plan = load(&g, reg, false)?;
+            if !cli.quiet {
+                println!("{}: ok ({} nodes)", g.graph.display(), plan.nodes.len() + plan.disabled.len());
+            }
+            Ok(())
+        }
+        Command::Nodes { kind, markdown } => {
+            if markdown {
+                print!("{}", docs::markdown(reg));
+                return Ok(());
+            }
+            match kind {
+                None => {
+                    for e in reg.entries() {
+                        println!("{:<20} {}", e.decl.kind, e.decl.about);
+                    }
+                    Ok(())
+                }
+                Some(k) => {
+                    let e = reg.get(&k).ok_or_else(|| {
+                        format!("unknown node kind `{k}`{}", voxflow_runtime::decl::did_you_mean(&k, reg.names()))
+                    })?;
+                    print!("{}", docs::kind_text(&e.decl));
+                    Ok(())
+                }
+            }
+        }
+        Command::Graph { graph, .. } => {
+            let plan = load(&graph, reg, false)?;
+            print!("{}", docs::dot(&plan, reg));
+            Ok(())
+        }
+        Command::Run(a) => run_graph(a, reg, cli.quiet),
+    }
+}
+
+fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
+    let plan = load(&a.graph, reg, true)?;
+    let mut opts = RunOptions {
+        queue_depth: a.queue_depth,
+        ..RunOptions::default()
+    };
+    if let Some(t) = a.threads {
+        opts.threads = t.max(1);
+    }
+    let stats = RunStats::new(&plan);
+    let show = !quiet && std::io::stderr().is_terminal();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bars = show.then(|| spawn_progress(stats.clone(), done.clone()));
+    let result = execute(&plan, reg, &opts, &stats);
+    done.store(true, Ordering::Relaxed);
+    if let Some(h) = bars {
+        let _ = h.join();
+    }
+    let report = result.map_err(|e| format!("error: {e}"))?;
+    if let Some(path) = &a.report {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        write_atomic(path, text.as_bytes())?;
+    }
+    if !quiet {
+        for o in &report.outputs {
+            eprintln!("wrote {}", o.display());
+        }
+        eprintln!("{} finished in {:.1} s", plan.graph, report.wall_ms / 1000.0);
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".voxflow-tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn spawn_progress(stats: Arc<RunStats>, done: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mp = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} slices {msg}")
+            .expect("template")
+            .progress_chars("=> ");
+        let bars: Vec<_> = stats
+            .nodes
+            .iter()
+            .map(|(id, _)| {
+                let b = mp.add(indicatif::ProgressBar::new(0));
+                b.set_style(style.clone());
+                b.set_prefix(id.clone());
+                b
+            })
+            .collect();
+        loop {
+            let finished = done.load(Ordering::Relaxed);
+            for ((_, s), b) in stats.nodes.iter().zip(&bars) {
+                let total = s.slices_total.load(Ordering::Relaxed) as u64;
+                let n = s.slices_done.load(Ordering::Relaxed) as u64;
+                b.set_length(total.max(n));
+                b.set_position(n);
+                if s.finished.load(Ordering::Relaxed) && !b.is_finished() {
+                    b.finish_with_message("done");
+                }
+            }
+            if finished {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = mp.clear();
+    })
+}
