@@ -11,6 +11,7 @@ use voxflow_runtime::validate::parse_set_value;
 use voxflow_runtime::{check_all_ways, execute, CheckOptions, GraphDoc, Plan, Registry, RunOptions, RunStats};
 
 mod docs;
+mod eval;
 
 #[derive(Parser)]
 #[command(name = "voxflow", version, about = "Dataflow pipelines for medical image analysis")]
@@ -18,6 +19,9 @@ struct Cli {
     /// No progress bars, only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Load a node plugin library (repeatable; a bare name is looked up in VOXFLOW_PLUGIN_PATH).
+    #[arg(long = "plugin", global = true, value_name = "PATH")]
+    plugin: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,6 +48,8 @@ enum Command {
         #[arg(long, default_value_t = true)]
         dot: bool,
     },
+    /// Evaluate a segmentation graph (or existing predictions) over a manifest of cases.
+    Eval(eval::EvalArgs),
 }
 
 #[derive(Args)]
@@ -103,7 +109,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let reg = voxflow_nodes::registry();
+    let mut reg = voxflow_nodes::registry();
+    if let Err(e) = load_plugins(&cli, &mut reg) {
+        eprintln!("{}", if e.starts_with("error") { e } else { format!("error: {e}") });
+        return ExitCode::FAILURE;
+    }
     match run(cli, &reg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -111,6 +121,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Plugins (docs/PLUGINS.md): VOXFLOW_PLUGIN_PATH, `--plugin`, then the `plugins:` of the
+/// command's graph file, all before any validation.
+fn load_plugins(cli: &Cli, reg: &mut Registry) -> Result<(), String> {
+    voxflow_plugin_host::load_startup(reg, &cli.plugin)?;
+    let graph = match &cli.command {
+        Command::Run(a) => Some(&a.graph.graph),
+        Command::Check(g) | Command::Graph { graph: g, .. } => Some(&g.graph),
+        _ => None,
+    };
+    graph.map_or(Ok(()), |g| voxflow_plugin_host::load_graph_plugins(reg, g))
 }
 
 fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
@@ -130,7 +152,8 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
             match kind {
                 None => {
                     for e in reg.entries() {
-                        println!("{:<20} {}", e.decl.kind, e.decl.about);
+                        let from = if e.origin == "built-in" { String::new() } else { format!(" [plugin {}]", e.origin) };
+                        println!("{:<20} {}{from}", e.decl.kind, e.decl.about);
                     }
                     Ok(())
                 }
@@ -149,6 +172,7 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
             Ok(())
         }
         Command::Run(a) => run_graph(a, reg, cli.quiet),
+        Command::Eval(a) => eval::run(a, reg, cli.quiet),
     }
 }
 

@@ -17,6 +17,9 @@ Models (input name "image", output name "prob", batch dimension "N" dynamic):
   no_metadata.onnx     tiny_fcn without any metadata_props (error test).
   bad_classes.onnx     tiny_fcn with 3 class names for 2 output channels (error test).
   bad_size.onnx        tiny_fcn with voxflow.input_size "32,32" (error test).
+  tiny_lesion.onnx     tiny_fcn graph with classes "background,lesion" (the cascade's lesion model
+                       in tests; the weights are tiny_fcn's, so it fires on bright-ish regions).
+  identity_lesion.onnx identity graph with classes "background,lesion" (paste-back exactness test).
 """
 import json
 import os
@@ -133,6 +136,10 @@ def main():
     pad = save(tiny_fcn_pad_graph(rng), "tiny_fcn_pad.onnx",
                metadata(classes="background,liver,lesion", padding="2"))
     save(identity_graph(), "identity.onnx", metadata())
+    # Cascade test models (added later; built from a fresh rng so the files above are unchanged).
+    save(tiny_fcn_graph(np.random.default_rng(20170101)), "tiny_lesion.onnx",
+         metadata(classes="background,lesion"))
+    save(identity_graph(), "identity_lesion.onnx", metadata(classes="background,lesion"))
 
     # Deterministic input in [0, 1]: a smooth pattern plus seeded noise.
     yy, xx = np.mgrid[0:64, 0:64].astype(np.float32) / 63.0

@@ -1,9 +1,11 @@
 //! eval nodes.
 
+pub mod metrics;
+
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;
 
 /// The node kinds of this family.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
-    vec![]
+    vec![Arc::new(metrics::Metrics)]
 }

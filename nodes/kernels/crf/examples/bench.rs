@@ -13,17 +13,30 @@ use voxflow_crf::{argmax_labels, dense_crf, CrfParams};
 
 fn read_f32(path: &str) -> Vec<f32> {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let prefix = args.first().expect("usage: bench PREFIX [options]").clone();
-    let mut p = CrfParams { w_pos: 3.0, sigma_pos_mm: 1.0, w_bil: 5.0, sigma_bil_mm: 10.0, sigma_int: 20.0, iterations: 5 };
+    let mut p = CrfParams {
+        w_pos: 3.0,
+        sigma_pos_mm: 1.0,
+        w_bil: 5.0,
+        sigma_bil_mm: 10.0,
+        sigma_int: 20.0,
+        iterations: 5,
+    };
     let (mut refp, mut outp) = (None, None);
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{a} needs a value")).clone();
+        let mut v = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{a} needs a value"))
+                .clone()
+        };
         match a.as_str() {
             "--iters" => p.iterations = v().parse().unwrap(),
             "--w-pos" => p.w_pos = v().parse().unwrap(),
@@ -37,12 +50,31 @@ fn main() {
         }
     }
     let t0 = Instant::now();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();
-    let sh: Vec<usize> = meta["shape_kji"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    let sp: Vec<f64> = meta["spacing_kji"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{prefix}.json")).unwrap()).unwrap();
+    let sh: Vec<usize> = meta["shape_kji"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let sp: Vec<f64> = meta["spacing_kji"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let c = meta["classes"].as_u64().unwrap() as usize;
-    let image = Array3::from_shape_vec((sh[0], sh[1], sh[2]), read_f32(&format!("{prefix}.image.f32"))).unwrap();
-    let prob = Array4::from_shape_vec((sh[0], sh[1], sh[2], c), read_f32(&format!("{prefix}.prob.f32"))).unwrap();
+    let image = Array3::from_shape_vec(
+        (sh[0], sh[1], sh[2]),
+        read_f32(&format!("{prefix}.image.f32")),
+    )
+    .unwrap();
+    let prob = Array4::from_shape_vec(
+        (sh[0], sh[1], sh[2], c),
+        read_f32(&format!("{prefix}.prob.f32")),
+    )
+    .unwrap();
     let t1 = Instant::now();
     let q = dense_crf(image.view(), prob.view(), [sp[0], sp[1], sp[2]], &p);
     let t2 = Instant::now();

@@ -80,16 +80,22 @@ fn simplex<const D: usize>(f: &[f32; D], sf: &[f32; MAXD]) -> Simplex {
         rem0f[i] += adj as f32;
         rem0[i] = rem0f[i] as i32;
     }
-    let mut bary = [0f32; MAXD + 2];
+    // barycentric weights: with u[D - rank_i] = (el_i - rem0_i) / (D+1),
+    // bary[p] = u[p] - u[p-1], bary[0] = u[0] + (1 - u[D]) (same floats as
+    // densecrf's += / -= accumulation)
+    let mut u = [0f32; MAXD + 1];
     let mut ranku = [0u8; MAXD + 1];
     for i in 0..=D {
-        let v = (el[i] - rem0f[i]) * inv;
         let r = rank[i] as usize;
         ranku[i] = r as u8;
-        bary[D - r] += v;
-        bary[D - r + 1] -= v;
+        u[D - r] = (el[i] - rem0f[i]) * inv;
     }
-    bary[0] += 1.0 + bary[D + 1];
+    let mut bary = [0f32; MAXD + 2];
+    for p in 1..=D {
+        bary[p] = u[p] - u[p - 1];
+    }
+    bary[D + 1] = -u[D];
+    bary[0] = u[0] + (1.0 + bary[D + 1]);
     Simplex {
         rem0,
         rank: ranku,
@@ -138,6 +144,19 @@ fn unpack<const D: usize>(mut k: u64) -> [i32; MAXD + 1] {
         k >>= 16;
     }
     key
+}
+
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching a valid reference has no side effects.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            x as *const T as *const i8,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
 
 /// Open-addressing hash map from packed keys to dense ids.
@@ -192,6 +211,16 @@ impl HashTable {
             h = (h + 1) & self.mask;
         }
     }
+    /// `out[i] = find(keys[i])`, prefetching the table slots first so that
+    /// the cache misses of a batch overlap.
+    fn find_batch(&self, keys: &[u64], out: &mut [u32]) {
+        for &k in keys {
+            prefetch(&self.table[self.slot(k)]);
+        }
+        for (o, &k) in out.iter_mut().zip(keys) {
+            *o = self.find(k);
+        }
+    }
     #[inline(always)]
     fn find(&self, k: u64) -> u32 {
         let mut h = self.slot(k);
@@ -203,6 +232,13 @@ impl HashTable {
             h = (h + 1) & self.mask;
         }
     }
+}
+
+/// Vertex indices and barycentric weights of one point.
+#[derive(Clone, Copy)]
+pub struct Located {
+    v: [u32; MAXD + 1],
+    b: [f32; MAXD + 2],
 }
 
 /// Raw pointer shared between rayon tasks that write disjoint elements.
@@ -219,7 +255,9 @@ unsafe impl Sync for SharedMut {}
 /// `sqrt(2/3) (D+1)` (the elevation matrix is that scale times an isometry).
 pub fn vertex_reach(d: usize) -> f32 {
     let d1 = d as f32 + 1.0;
-    let diam2 = (0..=d).map(|r| r as f32 * (d1 - r as f32) * d1).fold(0.0, f32::max);
+    let diam2 = (0..=d)
+        .map(|r| r as f32 * (d1 - r as f32) * d1)
+        .fold(0.0, f32::max);
     diam2.sqrt() / ((2.0f32 / 3.0).sqrt() * d1)
 }
 
@@ -244,7 +282,7 @@ pub struct Lattice<const D: usize, F> {
 impl<const D: usize, F: Features<D>> Lattice<D, F> {
     /// Builds the lattice serially (one hash table over all points).
     pub fn new(n: usize, feat: F) -> Self {
-        Self::with_slabs(n, feat, &[0..n])
+        Self::with_slabs(n, feat, std::slice::from_ref(&(0..n)))
     }
 
     /// Builds the lattice in parallel over `slabs`: consecutive point ranges
@@ -259,7 +297,7 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
         assert!(n < u32::MAX as usize, "too many points");
         assert!(
             slabs.first().map_or(n == 0, |r| r.start == 0)
-                && slabs.last().map_or(true, |r| r.end == n)
+                && slabs.last().is_none_or(|r| r.end == n)
                 && slabs.windows(2).all(|w| w[0].end == w[1].start),
             "slabs must cover 0..n in order"
         );
@@ -276,30 +314,62 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
         }
         let build = |out: &mut [u32], r: &Range<usize>, hint: usize| {
             let mut ht = HashTable::new(hint);
-            let mut prev: Option<([i32; MAXD + 1], [u8; MAXD + 1], u32)> = None;
-            for (o, i) in out.iter_mut().zip(r.clone()) {
-                let s = simplex::<D>(&feat.get(i), &sf);
-                if let Some((pr, pk, pv)) = prev {
-                    if pr == s.rem0 && pk == s.rank {
-                        *o = pv;
+            // direct-mapped cache of recently seen simplices -> vertex-0 id
+            const CACHE: usize = 4096;
+            let mut cache = vec![(u64::MAX, 0u32, 0u32); CACHE];
+            // batches of B points: compute all keys and prefetch their table
+            // slots, then insert in point order (same ids as one at a time)
+            const B: usize = 16;
+            let mut keys = [[0u64; MAXD + 1]; B];
+            let mut tag = [(0u64, 0u32, 0usize); B];
+            for (ob, start) in out.chunks_mut(B).zip(r.clone().step_by(B)) {
+                for (x, o) in ob.iter_mut().enumerate() {
+                    let s = simplex::<D>(&feat.get(start + x), &sf);
+                    let k0 = pack::<D>(&s.rem0);
+                    let rc = s.rank[..=D].iter().fold(0u32, |a, &x| (a << 3) | x as u32);
+                    let slot = ((k0 ^ rc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52)
+                        as usize
+                        & (CACHE - 1);
+                    tag[x] = (k0, rc, slot);
+                    if cache[slot].0 == k0 && cache[slot].1 == rc {
+                        *o = cache[slot].2;
+                        tag[x].2 = usize::MAX; // done
                         continue;
                     }
-                }
-                let mut first = 0;
-                for rr in 0..=D {
-                    let mut key = [0i32; MAXD + 1];
-                    for c in 0..D {
-                        let rk = s.rank[c] as usize;
-                        let can = if rk <= D - rr { rr as i32 } else { rr as i32 - (D as i32 + 1) };
-                        key[c] = s.rem0[c] + can;
+                    for rr in 0..=D {
+                        let mut key = [0i32; MAXD + 1];
+                        for c in 0..D {
+                            let rk = s.rank[c] as usize;
+                            let can = if rk <= D - rr {
+                                rr as i32
+                            } else {
+                                rr as i32 - (D as i32 + 1)
+                            };
+                            key[c] = s.rem0[c] + can;
+                        }
+                        keys[x][rr] = pack::<D>(&key);
+                        prefetch(&ht.table[ht.slot(keys[x][rr])]);
                     }
-                    let id = ht.insert(pack::<D>(&key));
-                    if rr == 0 {
-                        first = id;
-                    }
                 }
-                *o = first;
-                prev = Some((s.rem0, s.rank, first));
+                for (x, o) in ob.iter_mut().enumerate() {
+                    let (k0, rc, slot) = tag[x];
+                    if slot == usize::MAX {
+                        continue;
+                    }
+                    if cache[slot].0 == k0 && cache[slot].1 == rc {
+                        *o = cache[slot].2; // inserted earlier in this batch
+                        continue;
+                    }
+                    let mut first = 0;
+                    for rr in 0..=D {
+                        let id = ht.insert(keys[x][rr]);
+                        if rr == 0 {
+                            first = id;
+                        }
+                    }
+                    *o = first;
+                    cache[slot] = (k0, rc, first);
+                }
             }
             ht
         };
@@ -326,7 +396,14 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
                 if t == 0 {
                     vec![NONE; tables[0].keys.len()]
                 } else {
-                    tables[t].keys.iter().map(|&k| tables[t - 1].find(k)).map(|x| if x == NONE { NONE } else { x | SHARED }).collect()
+                    let mut d = vec![NONE; tables[t].keys.len()];
+                    for (o, k) in d.chunks_mut(64).zip(tables[t].keys.chunks(64)) {
+                        tables[t - 1].find_batch(k, o);
+                    }
+                    d.iter_mut()
+                        .filter(|x| **x != NONE)
+                        .for_each(|x| *x |= SHARED);
+                    d
                 }
             })
             .collect();
@@ -358,7 +435,7 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
             }
         }
         let t1 = std::time::Instant::now();
-        // 4. neighbours of the vertices owned by each slab (in slabs t-1..=t+1)
+        // 3. neighbours of the vertices owned by each slab (in slabs t-1..=t+1)
         let mut n2 = vec![NONE; (D + 1) * m];
         let mut parts: Vec<&mut [u32]> = Vec::with_capacity(tables.len());
         let mut rest = &mut n2[..];
@@ -370,36 +447,51 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
         parts.into_par_iter().enumerate().for_each(|(t, out)| {
             let lo = t.saturating_sub(1);
             let hi = (t + 1).min(tables.len() - 1);
-            let mut row = 0;
-            for (l, &k) in tables[t].keys.iter().enumerate() {
-                if map[t][l] != offset[t] as u32 + row as u32 {
-                    continue; // shared with slab t-1, owned there
+            // owned vertices (not shared with slab t-1) in id order
+            let own: Vec<u32> = (0..tables[t].keys.len() as u32)
+                .filter(|&l| map[t][l as usize] >= offset[t] as u32)
+                .collect();
+            debug_assert_eq!(own.len(), offset[t + 1] - offset[t]);
+            const B: usize = 32;
+            let mut keys = [0u64; B * (MAXD + 1)];
+            let mut found = [NONE; B * (MAXD + 1)];
+            for (bi, blk) in own.chunks(B).enumerate() {
+                let nk = blk.len() * (D + 1);
+                for (x, &l) in blk.iter().enumerate() {
+                    let key = unpack::<D>(tables[t].keys[l as usize]);
+                    for j in 0..=D {
+                        let mut k2 = [0i32; MAXD + 1];
+                        for a in 0..D {
+                            k2[a] = key[a] + 1;
+                        }
+                        if j < D {
+                            k2[j] = key[j] - D as i32;
+                        }
+                        keys[x * (D + 1) + j] = pack::<D>(&k2);
+                    }
                 }
-                let key = unpack::<D>(k);
-                for j in 0..=D {
-                    let mut k2 = [0i32; MAXD + 1];
-                    for a in 0..D {
-                        k2[a] = key[a] + 1;
+                let dst = &mut out[bi * B * (D + 1)..bi * B * (D + 1) + nk];
+                tables[t].find_batch(&keys[..nk], &mut found[..nk]);
+                for (d, &f) in dst.iter_mut().zip(&found[..nk]) {
+                    *d = if f == NONE { NONE } else { map[t][f as usize] };
+                }
+                for u in [hi, lo] {
+                    if u == t {
+                        continue;
                     }
-                    if j < D {
-                        k2[j] = key[j] - D as i32;
-                    }
-                    let pk = pack::<D>(&k2);
-                    let mut g = NONE;
-                    for u in [t, hi, lo] {
-                        let f = tables[u].find(pk);
-                        if f != NONE {
-                            g = map[u][f as usize];
-                            break;
+                    for (d, &k) in dst.iter_mut().zip(&keys[..nk]) {
+                        if *d == NONE {
+                            let f = tables[u].find(k);
+                            if f != NONE {
+                                *d = map[u][f as usize];
+                            }
                         }
                     }
-                    out[row * (D + 1) + j] = g;
                 }
-                row += 1;
             }
         });
         drop(tables);
-        // 5. local -> global vertex-0 ids
+        // 4. local -> global vertex-0 ids
         let mut parts: Vec<&mut [u32]> = Vec::with_capacity(slabs.len());
         let mut rest = &mut v0[..];
         for r in slabs {
@@ -407,11 +499,14 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
             parts.push(a);
             rest = b;
         }
-        parts.into_par_iter().zip(map.par_iter()).for_each(|(out, mp)| {
-            for x in out.iter_mut() {
-                *x = mp[*x as usize];
-            }
-        });
+        parts
+            .into_par_iter()
+            .zip(map.par_iter())
+            .for_each(|(out, mp)| {
+                for x in out.iter_mut() {
+                    *x = mp[*x as usize];
+                }
+            });
         drop(map);
         // bit j of has_pred[v]: v is some vertex's n2 along axis j (not a chain start)
         let mut has_pred = vec![0u8; m];
@@ -425,7 +520,10 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
         }
         if std::env::var_os("VOXFLOW_CRF_DEBUG").is_some() {
             let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            let hwm: String = st.lines().filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS")).collect();
+            let hwm: String = st
+                .lines()
+                .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+                .collect();
             eprintln!(
                 "lattice d={D}: n {n} m {m} slabs {} build {:?} neighbours {:?} {hwm}",
                 slabs.len(),
@@ -472,6 +570,9 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
         for c in 0..=D {
             axis_of[s.rank[c] as usize] = c;
         }
+        if let Some(&a) = self.v0.get(i + 16) {
+            prefetch(&self.n2[a as usize * (D + 1)]);
+        }
         let mut v = [0u32; MAXD + 1];
         v[0] = self.v0[i];
         for r in 0..D {
@@ -492,9 +593,16 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
     /// `groups`: point ranges; the ranges of one group run in parallel, groups
     /// one after the other. Ranges of one group must not share lattice
     /// vertices (e.g. z-slabs of a grid separated by more than
-    /// `2 * vertex_reach(D)` in feature units); `None` runs serially.
-    pub fn splat_into<V>(&self, values: &mut [f32], c: usize, groups: Option<&[Vec<Range<usize>>]>, vals: V)
-    where
+    /// `2 * vertex_reach(D)` in feature units); `None` runs serially. With
+    /// `Some` and a small lattice (`8 m threads <= n`) the groups are ignored:
+    /// tasks splat into private buffers that are then summed.
+    pub fn splat_into<V>(
+        &self,
+        values: &mut [f32],
+        c: usize,
+        groups: Option<&[Vec<Range<usize>>]>,
+        vals: V,
+    ) where
         V: Fn(usize, &mut [f32]) + Sync,
     {
         assert_eq!(values.len(), self.m * c);
@@ -518,8 +626,39 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
                 }
             }
         };
+        let threads = rayon::current_num_threads();
         match groups {
             None => run(0..self.n),
+            // small lattice: private buffers per task, summed (no ordering constraint)
+            Some(_) if threads > 1 && self.m * threads * 8 <= self.n => {
+                let chunk = self.n.div_ceil(threads * 4).max(1);
+                let acc = (0..self.n.div_ceil(chunk))
+                    .into_par_iter()
+                    .fold(
+                        || vec![0f32; self.m * c],
+                        |mut buf, t| {
+                            let mut tmp = [0f32; 16];
+                            for i in t * chunk..((t + 1) * chunk).min(self.n) {
+                                vals(i, &mut tmp[..c]);
+                                let (v, b) = self.vertices(i);
+                                for r in 0..=D {
+                                    let o = v[r] as usize * c;
+                                    for k in 0..c {
+                                        buf[o + k] += b[r] * tmp[k];
+                                    }
+                                }
+                            }
+                            buf
+                        },
+                    )
+                    .reduce_with(|mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
+                        a
+                    });
+                if let Some(a) = acc {
+                    values.copy_from_slice(&a);
+                }
+            }
             Some(gs) => {
                 for g in gs {
                     g.par_iter().for_each(|r| run(r.clone()));
@@ -536,71 +675,106 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
         let ptr = SharedMut(values.as_mut_ptr());
         for j in 0..=D {
             const CH: usize = 4096;
-            self.has_pred.par_chunks(CH).enumerate().for_each(|(ci, hp)| {
-                let p = ptr;
-                // Walk the chains starting in this block: s -> n2(s) -> ...;
-                // each vertex is on exactly one chain per axis, so chains are
-                // disjoint. LANES chains are advanced in turn to overlap their
-                // memory latencies.
-                const LANES: usize = 8;
-                let mut sts = hp.iter().enumerate().filter(|(_, &h)| h & (1 << j) == 0).map(|(o, _)| (ci * CH + o) as u32);
-                let mut cur = [NONE; LANES];
-                let mut prev = [[0f32; 16]; LANES];
-                let mut more = true;
-                loop {
-                    let mut active = false;
-                    for l in 0..LANES {
-                        if cur[l] == NONE {
-                            match sts.next().filter(|_| more) {
-                                Some(s) => cur[l] = s,
-                                None => {
-                                    more = false;
-                                    continue;
+            self.has_pred
+                .par_chunks(CH)
+                .enumerate()
+                .for_each(|(ci, hp)| {
+                    let p = ptr;
+                    // Walk the chains starting in this block: s -> n2(s) -> ...;
+                    // each vertex is on exactly one chain per axis, so chains are
+                    // disjoint. LANES chains are advanced in turn to overlap their
+                    // memory latencies.
+                    const LANES: usize = 8;
+                    let mut sts = hp
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &h)| h & (1 << j) == 0)
+                        .map(|(o, _)| (ci * CH + o) as u32);
+                    let mut cur = [NONE; LANES];
+                    let mut prev = [[0f32; 16]; LANES];
+                    let mut more = true;
+                    loop {
+                        let mut active = false;
+                        for l in 0..LANES {
+                            if cur[l] == NONE {
+                                match sts.next().filter(|_| more) {
+                                    Some(s) => cur[l] = s,
+                                    None => {
+                                        more = false;
+                                        continue;
+                                    }
+                                }
+                                prev[l] = [0f32; 16];
+                            }
+                            active = true;
+                            let cu = cur[l] as usize;
+                            let nx = self.n2[cu * (D + 1) + j];
+                            // SAFETY: cu, nx < m; only this lane touches this chain.
+                            unsafe {
+                                let pc = p.0.add(cu * c);
+                                for k in 0..c {
+                                    let old = *pc.add(k);
+                                    let nv = if nx == NONE {
+                                        0.0
+                                    } else {
+                                        *p.0.add(nx as usize * c + k)
+                                    };
+                                    *pc.add(k) = old + 0.5 * (prev[l][k] + nv);
+                                    prev[l][k] = old;
                                 }
                             }
-                            prev[l] = [0f32; 16];
+                            cur[l] = nx;
                         }
-                        active = true;
-                        let cu = cur[l] as usize;
-                        let nx = self.n2[cu * (D + 1) + j];
-                        // SAFETY: cu, nx < m; only this lane touches this chain.
-                        unsafe {
-                            let pc = p.0.add(cu * c);
-                            for k in 0..c {
-                                let old = *pc.add(k);
-                                let nv = if nx == NONE { 0.0 } else { *p.0.add(nx as usize * c + k) };
-                                *pc.add(k) = old + 0.5 * (prev[l][k] + nv);
-                                prev[l][k] = old;
-                            }
+                        if !active {
+                            break;
                         }
-                        cur[l] = nx;
                     }
-                    if !active {
-                        break;
-                    }
-                }
-            });
+                });
         }
+    }
+
+    /// Vertices and barycentric weights of point `i` (for a slice followed
+    /// by a splat of the same point).
+    #[inline(always)]
+    pub fn locate(&self, i: usize) -> Located {
+        let (v, b) = self.vertices(i);
+        Located { v, b }
     }
 
     /// Slices point `i` from a blurred vertex buffer: `out = alpha * sum_r w_r v_r`.
     #[inline(always)]
     pub fn slice_point(&self, i: usize, values: &[f32], c: usize, out: &mut [f32]) {
+        self.slice_located(&self.locate(i), values, c, out);
+    }
+
+    /// [`Self::slice_point`] for an already located point.
+    #[inline(always)]
+    pub fn slice_located(&self, loc: &Located, values: &[f32], c: usize, out: &mut [f32]) {
         let alpha = 1.0f32 / (1.0 + 2f32.powi(-(D as i32)));
-        let (v, b) = self.vertices(i);
         out[..c].iter_mut().for_each(|x| *x = 0.0);
         for r in 0..=D {
-            let o = v[r] as usize * c;
+            let o = loc.v[r] as usize * c;
             if c <= 2 {
                 // densecrf's scalar path: (w * v) * alpha
                 for k in 0..c {
-                    out[k] += b[r] * values[o + k] * alpha;
+                    out[k] += loc.b[r] * values[o + k] * alpha;
                 }
             } else {
-                let w = b[r] * alpha;
+                let w = loc.b[r] * alpha;
                 for k in 0..c {
                     out[k] += w * values[o + k];
                 }
+            }
+        }
+    }
+
+    /// Adds `vals` (c values) of a located point into a vertex buffer.
+    #[inline(always)]
+    pub fn splat_located(&self, loc: &Located, buf: &mut [f32], c: usize, vals: &[f32]) {
+        for r in 0..=D {
+            let o = loc.v[r] as usize * c;
+            for k in 0..c {
+                buf[o + k] += loc.b[r] * vals[k];
             }
         }
     }
@@ -610,14 +784,18 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
     pub fn filter(&self, input: &[f32], c: usize) -> Vec<f32> {
         assert_eq!(input.len(), self.n * c);
         let mut vals = self.new_values(c);
-        self.splat_into(&mut vals, c, None, |i, o| o.copy_from_slice(&input[i * c..(i + 1) * c]));
+        self.splat_into(&mut vals, c, None, |i, o| {
+            o.copy_from_slice(&input[i * c..(i + 1) * c])
+        });
         self.blur(&mut vals, c);
         let mut out = vec![0f32; self.n * c];
-        out.par_chunks_mut(c * 1024).enumerate().for_each(|(ci, ch)| {
-            for (o, oc) in ch.chunks_exact_mut(c).enumerate() {
-                self.slice_point(ci * 1024 + o, &vals, c, oc);
-            }
-        });
+        out.par_chunks_mut(c * 1024)
+            .enumerate()
+            .for_each(|(ci, ch)| {
+                for (o, oc) in ch.chunks_exact_mut(c).enumerate() {
+                    self.slice_point(ci * 1024 + o, &vals, c, oc);
+                }
+            });
         out
     }
 }

@@ -19,6 +19,9 @@
 //! `[dk, dj, di]` in mm. Feature order is (i, j, k[, I]) = NIfTI (x, y, z),
 //! as in the oracle.
 
+// Numerical loops index several arrays in step.
+#![allow(clippy::needless_range_loop)]
+
 mod lattice;
 
 pub use lattice::{permutohedral_filter, vertex_reach, Features, Lattice};
@@ -83,10 +86,18 @@ struct FastDiv {
 
 impl FastDiv {
     fn new(d: usize) -> Self {
-        FastDiv { m: u64::MAX / d as u64 + 1, d: d as u64 }
+        assert!(d > 0 && d <= u32::MAX as usize);
+        FastDiv {
+            // d == 1 would overflow; handled in divrem
+            m: if d == 1 { 0 } else { u64::MAX / d as u64 + 1 },
+            d: d as u64,
+        }
     }
     #[inline(always)]
     fn divrem(&self, n: usize) -> (usize, usize) {
+        if self.d == 1 {
+            return (n, 0);
+        }
         let q = ((self.m as u128 * n as u128) >> 64) as u64;
         (q as usize, (n as u64 - q * self.d) as usize)
     }
@@ -103,7 +114,11 @@ struct PosFeat {
 impl PosFeat {
     fn new(shape: (usize, usize, usize), spacing: [f64; 3], sigma: f32) -> Self {
         let (nk, nj, ni) = shape;
-        let t = |n: usize, s: f64| (0..n).map(|x| (x as f32 * s as f32) / sigma).collect::<Vec<f32>>();
+        let t = |n: usize, s: f64| {
+            (0..n)
+                .map(|x| (x as f32 * s as f32) / sigma)
+                .collect::<Vec<f32>>()
+        };
         PosFeat {
             di: FastDiv::new(ni),
             dj: FastDiv::new(nj),
@@ -167,7 +182,10 @@ impl<const D: usize, F: Features<D>> Kernel<D, F> {
         let groups = if slabs.len() < 3 {
             vec![vec![0..n]]
         } else {
-            vec![slabs.iter().step_by(2).cloned().collect(), slabs.iter().skip(1).step_by(2).cloned().collect()]
+            vec![
+                slabs.iter().step_by(2).cloned().collect(),
+                slabs.iter().skip(1).step_by(2).cloned().collect(),
+            ]
         };
         let mut vals = lat.new_values(1);
         lat.splat_into(&mut vals, 1, Some(&groups), |_, o| o[0] = 1.0);
@@ -181,7 +199,12 @@ impl<const D: usize, F: Features<D>> Kernel<D, F> {
                 *nv = 1.0 / (o[0] + 1e-20).sqrt();
             }
         });
-        Kernel { lat, norm, groups, w }
+        Kernel {
+            lat,
+            norm,
+            groups,
+            w,
+        }
     }
 
     /// Splats `norm * q` into `vals` and blurs.
@@ -217,7 +240,12 @@ struct Kernels<'a> {
 }
 
 impl<'a> Kernels<'a> {
-    fn new(image: &'a [f32], shape: (usize, usize, usize), spacing: [f64; 3], p: &CrfParams) -> Self {
+    fn new(
+        image: &'a [f32],
+        shape: (usize, usize, usize),
+        spacing: [f64; 3],
+        p: &CrfParams,
+    ) -> Self {
         let (nk, nj, ni) = shape;
         let n = nk * nj * ni;
         assert!(n < u32::MAX as usize, "volume too large");
@@ -225,11 +253,23 @@ impl<'a> Kernels<'a> {
         let zstep = |sigma: f32| (spacing[0] as f32) / sigma;
         let pos = (p.w_pos > 0.0).then(|| {
             assert!(p.sigma_pos_mm > 0.0, "sigma_pos_mm must be positive");
-            Kernel::new(PosFeat::new(shape, spacing, p.sigma_pos_mm), shape, zstep(p.sigma_pos_mm), p.w_pos)
+            Kernel::new(
+                PosFeat::new(shape, spacing, p.sigma_pos_mm),
+                shape,
+                zstep(p.sigma_pos_mm),
+                p.w_pos,
+            )
         });
         let bil = (p.w_bil > 0.0).then(|| {
-            assert!(p.sigma_bil_mm > 0.0 && p.sigma_int > 0.0, "bilateral sigmas must be positive");
-            let f = BilFeat { pos: PosFeat::new(shape, spacing, p.sigma_bil_mm), image, sigma_int: p.sigma_int };
+            assert!(
+                p.sigma_bil_mm > 0.0 && p.sigma_int > 0.0,
+                "bilateral sigmas must be positive"
+            );
+            let f = BilFeat {
+                pos: PosFeat::new(shape, spacing, p.sigma_bil_mm),
+                image,
+                sigma_int: p.sigma_int,
+            };
             Kernel::new(f, shape, zstep(p.sigma_bil_mm), p.w_bil)
         });
         if std::env::var_os("VOXFLOW_CRF_DEBUG").is_some() {
@@ -244,8 +284,12 @@ impl<'a> Kernels<'a> {
 
     fn buffers(&self, c: usize) -> (Vec<f32>, Vec<f32>) {
         (
-            self.pos.as_ref().map_or(Vec::new(), |k| k.lat.new_values(c)),
-            self.bil.as_ref().map_or(Vec::new(), |k| k.lat.new_values(c)),
+            self.pos
+                .as_ref()
+                .map_or(Vec::new(), |k| k.lat.new_values(c)),
+            self.bil
+                .as_ref()
+                .map_or(Vec::new(), |k| k.lat.new_values(c)),
         )
     }
 
@@ -260,7 +304,15 @@ impl<'a> Kernels<'a> {
 
     /// `t += sum_k w_k K~_k Q` at voxel `i`.
     #[inline(always)]
-    fn add_pairwise(&self, i: usize, vp: &[f32], vb: &[f32], c: usize, s: &mut [f32], t: &mut [f32]) {
+    fn add_pairwise(
+        &self,
+        i: usize,
+        vp: &[f32],
+        vb: &[f32],
+        c: usize,
+        s: &mut [f32],
+        t: &mut [f32],
+    ) {
         if let Some(k) = &self.pos {
             k.add_pairwise(i, vp, c, s, t);
         }
@@ -273,7 +325,7 @@ impl<'a> Kernels<'a> {
 fn check_shapes(image: &ArrayView3<f32>, prob: &ArrayView4<f32>) -> usize {
     let (nk, nj, ni, c) = prob.dim();
     assert_eq!(image.dim(), (nk, nj, ni), "image and prob shapes differ");
-    assert!(c >= 1, "prob needs at least one class");
+    assert!((1..=16).contains(&c), "prob needs 1..=16 classes");
     c
 }
 
@@ -298,9 +350,17 @@ fn softmax(t: &mut [f32]) {
 }
 
 /// Runs mean-field inference; `prob` must be standard layout.
-fn mean_field(image: ArrayView3<f32>, prob: ArrayView4<f32>, spacing: [f64; 3], params: &CrfParams) -> Array4<f32> {
+fn mean_field(
+    image: ArrayView3<f32>,
+    prob: ArrayView4<f32>,
+    spacing: [f64; 3],
+    params: &CrfParams,
+) -> Array4<f32> {
     let c = check_shapes(&image, &prob);
     let (nk, nj, ni, _) = prob.dim();
+    if nk * nj * ni == 0 {
+        return Array4::zeros((nk, nj, ni, c));
+    }
     let img = image.as_standard_layout();
     let pr = prob.as_standard_layout();
     let img = img.as_slice().expect("standard layout");
@@ -308,37 +368,103 @@ fn mean_field(image: ArrayView3<f32>, prob: ArrayView4<f32>, spacing: [f64; 3], 
     let ker = Kernels::new(img, (nk, nj, ni), spacing, params);
 
     let mut q = vec![0f32; pr.len()];
-    q.par_chunks_mut(c).zip(pr.par_chunks(c)).for_each(|(qv, pv)| {
-        for k in 0..c {
-            qv[k] = -unary(pv[k]);
-        }
-        softmax(qv);
-    });
+    q.par_chunks_mut(c)
+        .zip(pr.par_chunks(c))
+        .for_each(|(qv, pv)| {
+            for k in 0..c {
+                qv[k] = -unary(pv[k]);
+            }
+            softmax(qv);
+        });
     let dbg = std::env::var_os("VOXFLOW_CRF_DEBUG").is_some();
     let (mut vp, mut vb) = ker.buffers(c);
-    for _ in 0..params.iterations {
+    let n = nk * nj * ni;
+    let threads = rayon::current_num_threads();
+    // Small bilateral lattice: splat the new Q into it while slicing (same
+    // vertices and weights), with private buffers per task.
+    let fuse = ker
+        .bil
+        .as_ref()
+        .is_some_and(|k| k.lat.num_vertices() * threads * 8 <= n);
+    if fuse && params.iterations > 0 {
+        ker.bil.as_ref().unwrap().filter_vertices(&q, c, &mut vb);
+    }
+    const CH: usize = 2048;
+    for it in 0..params.iterations {
         let t0 = std::time::Instant::now();
-        ker.filter_vertices(&q, c, &mut vp, &mut vb);
+        if let Some(k) = &ker.pos {
+            k.filter_vertices(&q, c, &mut vp);
+        }
+        if let (Some(k), false) = (&ker.bil, fuse) {
+            k.filter_vertices(&q, c, &mut vb);
+        }
         let t1 = std::time::Instant::now();
-        q.par_chunks_mut(c * 1024).enumerate().for_each(|(ci, ch)| {
-            let mut s = vec![0f32; c];
-            for (o, qv) in ch.chunks_exact_mut(c).enumerate() {
-                let i = ci * 1024 + o;
-                let pv = &pr[i * c..(i + 1) * c];
-                // softmax(-U + P) = p e^P / sum(p e^P), computed without ln
-                qv.iter_mut().for_each(|x| *x = 0.0);
-                ker.add_pairwise(i, &vp, &vb, c, &mut s, qv);
-                let mx = qv.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for k in 0..c {
-                    qv[k] = pv[k].clamp(1e-8, 1.0) * (qv[k] - mx).exp();
-                    sum += qv[k];
-                }
-                qv.iter_mut().for_each(|x| *x /= sum);
-            }
-        });
+        let splat_next = fuse && it + 1 < params.iterations;
+        let mb = if splat_next { vb.len() } else { 0 };
+        let next = q
+            .par_chunks_mut(c * CH)
+            .enumerate()
+            // few tasks: each allocates and sums a private bilateral buffer
+            .with_min_len(n.div_ceil(CH * threads * 4).max(1))
+            .fold(
+                || vec![0f32; mb],
+                |mut buf, (ci, ch)| {
+                    let mut s = [0f32; 16];
+                    let mut tmp = [0f32; 16];
+                    for (o, qv) in ch.chunks_exact_mut(c).enumerate() {
+                        let i = ci * CH + o;
+                        let pv = &pr[i * c..(i + 1) * c];
+                        qv.iter_mut().for_each(|x| *x = 0.0);
+                        if let Some(k) = &ker.pos {
+                            k.add_pairwise(i, &vp, c, &mut s, qv);
+                        }
+                        let loc = match &ker.bil {
+                            Some(k) if fuse => {
+                                let loc = k.lat.locate(i);
+                                k.lat.slice_located(&loc, &vb, c, &mut s);
+                                for j in 0..c {
+                                    qv[j] -= -k.w * (s[j] * k.norm[i]);
+                                }
+                                Some(loc)
+                            }
+                            Some(k) => {
+                                k.add_pairwise(i, &vb, c, &mut s, qv);
+                                None
+                            }
+                            None => None,
+                        };
+                        // softmax(-U + P) = p e^P / sum(p e^P), computed without ln
+                        let mx = qv.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let mut sum = 0f32;
+                        for k in 0..c {
+                            qv[k] = pv[k].clamp(1e-8, 1.0) * (qv[k] - mx).exp();
+                            sum += qv[k];
+                        }
+                        qv.iter_mut().for_each(|x| *x /= sum);
+                        if let (true, Some(loc), Some(k)) = (splat_next, loc, &ker.bil) {
+                            for j in 0..c {
+                                tmp[j] = qv[j] * k.norm[i];
+                            }
+                            k.lat.splat_located(&loc, &mut buf, c, &tmp[..c]);
+                        }
+                    }
+                    buf
+                },
+            )
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
+                a
+            });
+        if let (true, Some(nb), Some(k)) = (splat_next, next, &ker.bil) {
+            vb = nb;
+            k.lat.blur(&mut vb, c);
+        }
         if dbg {
-            eprintln!("iteration: splat+blur {:?} slice {:?}", t1 - t0, t1.elapsed());
+            eprintln!(
+                "iteration: splat+blur {:?} slice {:?}",
+                t1 - t0,
+                t1.elapsed()
+            );
         }
     }
     Array4::from_shape_vec((nk, nj, ni, c), q).expect("shape")
@@ -352,10 +478,22 @@ fn mean_field(image: ArrayView3<f32>, prob: ArrayView4<f32>, spacing: [f64; 3], 
 ///
 /// Returns the refined marginals `Q` with the layout of `prob`. With both
 /// weights 0 (or 0 iterations) this is `prob` clipped to `[1e-8, 1]` and
-/// renormalised. Memory: about 4 bytes per voxel per kernel for the lattice
-/// index, 4 per voxel per kernel for the normalisation, the output, and the
-/// lattice vertex buffers (proportional to the number of lattice vertices).
-pub fn dense_crf(image: ArrayView3<f32>, prob: ArrayView4<f32>, spacing: [f64; 3], params: &CrfParams) -> Array4<f32> {
+/// renormalised; `prob` itself need not be normalised.
+///
+/// Memory besides the inputs: the output (`4 C` bytes per voxel), per kernel
+/// 8 bytes per voxel (vertex index, normalisation) and per lattice vertex
+/// `4 (D + 1) + 4 C + 1` bytes (neighbours, values, flags). On CT grids the
+/// spatial lattice has about one vertex per voxel, the bilateral one few.
+/// The build also holds per-slab hash tables (~24 bytes per vertex).
+///
+/// Panics if shapes differ, `C` is not in 1..=16, a sigma or spacing is not
+/// positive, or the volume has 2^32 voxels or more.
+pub fn dense_crf(
+    image: ArrayView3<f32>,
+    prob: ArrayView4<f32>,
+    spacing: [f64; 3],
+    params: &CrfParams,
+) -> Array4<f32> {
     mean_field(image, prob, spacing, params)
 }
 
@@ -395,6 +533,9 @@ pub fn mean_field_energy(
     let c = check_shapes(&image, &prob);
     assert_eq!(q.dim(), prob.dim(), "q and prob shapes differ");
     let (nk, nj, ni, _) = prob.dim();
+    if nk * nj * ni == 0 {
+        return 0.0;
+    }
     let img = image.as_standard_layout();
     let pr = prob.as_standard_layout();
     let qa = q.as_standard_layout();
@@ -434,4 +575,21 @@ pub fn label_agreement(a: &Array3<u8>, b: &Array3<u8>) -> f64 {
     assert_eq!(a.dim(), b.dim());
     let same = a.iter().zip(b.iter()).filter(|(x, y)| x == y).count();
     same as f64 / a.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FastDiv;
+
+    #[test]
+    fn fast_div_is_exact() {
+        for d in [1usize, 2, 3, 7, 200, 512, 65535, 1 << 20, 4_000_037] {
+            let f = FastDiv::new(d);
+            let probe =
+                (0..20_000usize).chain([u32::MAX as usize - 1, u32::MAX as usize - d, 123_456_789]);
+            for n in probe {
+                assert_eq!(f.divrem(n), (n / d, n % d), "n {n} d {d}");
+            }
+        }
+    }
 }

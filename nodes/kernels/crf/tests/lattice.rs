@@ -33,7 +33,11 @@ fn brute(f: &[f32], d: usize, v: &[f32], s: f32) -> Vec<f32> {
 
 fn errors(a: &[f32], b: &[f32]) -> (f32, f32) {
     let mae = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
-    let max = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let max = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     (mae, max)
 }
 
@@ -58,10 +62,15 @@ fn lattice_matches_brute_force_gaussian() {
         let (mae, max) = errors(&lat, &brute(&f, d, &v, 1.0));
         let (mae_narrow, _) = errors(&lat, &brute(&f, d, &v, 1.0 / 0.7));
         let (mae_wide, _) = errors(&lat, &brute(&f, d, &v, 1.0 / 1.5));
-        eprintln!("d={d}: mae {mae:.4} max {max:.4}; sigma*0.7 {mae_narrow:.4}, sigma*1.5 {mae_wide:.4}");
+        eprintln!(
+            "d={d}: mae {mae:.4} max {max:.4}; sigma*0.7 {mae_narrow:.4}, sigma*1.5 {mae_wide:.4}"
+        );
         assert!(mae < 0.02, "d={d}: mean abs error {mae}");
         assert!(max < 0.1, "d={d}: max abs error {max}");
-        assert!(2.0 * mae < mae_narrow.min(mae_wide), "d={d}: width not discriminated");
+        assert!(
+            2.0 * mae < mae_narrow.min(mae_wide),
+            "d={d}: width not discriminated"
+        );
     }
 }
 
@@ -100,7 +109,9 @@ fn slab_build_equals_serial_build() {
     };
     let s = (3.0 * vertex_reach(4) / zstep).ceil() as usize + 1;
     assert!(s < nk / 3, "need several slabs");
-    let slabs: Vec<_> = (0..nk.div_ceil(s)).map(|t| t * s * nj * ni..((t + 1) * s).min(nk) * nj * ni).collect();
+    let slabs: Vec<_> = (0..nk.div_ceil(s))
+        .map(|t| t * s * nj * ni..((t + 1) * s).min(nk) * nj * ni)
+        .collect();
     let serial = Lattice::<4, _>::new(n, feat);
     let slabbed = Lattice::<4, _>::with_slabs(n, feat, &slabs);
     assert_eq!(serial.num_vertices(), slabbed.num_vertices());

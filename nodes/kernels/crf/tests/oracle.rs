@@ -15,13 +15,28 @@ struct Fixture {
 
 fn load() -> Fixture {
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/crf_fixture.json")).unwrap()).unwrap();
-    let sh: Vec<usize> = meta["shape_kji"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    let sp: Vec<f64> = meta["spacing_kji"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/crf_fixture.json")).unwrap())
+            .unwrap();
+    let sh: Vec<usize> = meta["shape_kji"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let sp: Vec<f64> = meta["spacing_kji"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let (nk, nj, ni) = (sh[0], sh[1], sh[2]);
     let img = std::fs::read(format!("{DIR}/crf_image_u8.bin")).unwrap();
     assert_eq!(img.len(), nk * nj * ni);
-    let image = Array3::from_shape_vec((nk, nj, ni), img.iter().map(|&v| v as f32 - 100.0).collect()).unwrap();
+    let image = Array3::from_shape_vec(
+        (nk, nj, ni),
+        img.iter().map(|&v| v as f32 - 100.0).collect(),
+    )
+    .unwrap();
     let pq = std::fs::read(format!("{DIR}/crf_prob_u8.bin")).unwrap();
     assert_eq!(pq.len(), 2 * nk * nj * ni);
     let mut p = Vec::with_capacity(3 * nk * nj * ni);
@@ -32,7 +47,12 @@ fn load() -> Fixture {
         p.extend([q[0] as f32 / 255.0, q[1] as f32 / 255.0, q2 as f32 / 255.0]);
     }
     let prob = Array4::from_shape_vec((nk, nj, ni, 3), p).unwrap();
-    Fixture { image, prob, spacing: [sp[0], sp[1], sp[2]], meta }
+    Fixture {
+        image,
+        prob,
+        spacing: [sp[0], sp[1], sp[2]],
+        meta,
+    }
 }
 
 fn oracle_labels(name: &str, shape: (usize, usize, usize)) -> Array3<u8> {
@@ -59,7 +79,11 @@ fn check(name: &str) {
     let cfg = &fx.meta["configs"][name];
     let params = params_of(&cfg["params"]);
     if name == "default" {
-        assert_eq!(params, CrfParams::default(), "fixture 'default' must use CrfParams::default()");
+        assert_eq!(
+            params,
+            CrfParams::default(),
+            "fixture 'default' must use CrfParams::default()"
+        );
     }
     let q = dense_crf(fx.image.view(), fx.prob.view(), fx.spacing, &params);
     let lab = argmax_labels(q.view());
@@ -67,14 +91,37 @@ fn check(name: &str) {
     let agree = label_agreement(&lab, &want);
     let base = label_agreement(&argmax_labels(fx.prob.view()), &want);
     // per-class sums of Q vs the oracle's marginals
-    let qs: Vec<f64> = (0..3).map(|c| q.index_axis(ndarray::Axis(3), c).iter().map(|&v| v as f64).sum()).collect();
-    let want_qs: Vec<f64> = cfg["q_sum_per_class"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let qs: Vec<f64> = (0..3)
+        .map(|c| {
+            q.index_axis(ndarray::Axis(3), c)
+                .iter()
+                .map(|&v| v as f64)
+                .sum()
+        })
+        .collect();
+    let want_qs: Vec<f64> = cfg["q_sum_per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     eprintln!("{name}: agreement {agree:.6} (argmax of prob: {base:.6}), Q sums {qs:?} vs oracle {want_qs:?}");
-    assert!(base < 0.9, "fixture too easy: argmax already agrees on {base}");
-    assert!(agree >= 0.995, "label agreement with pydensecrf {agree} < 0.995");
+    assert!(
+        base < 0.9,
+        "fixture too easy: argmax already agrees on {base}"
+    );
+    assert!(
+        agree >= 0.995,
+        "label agreement with pydensecrf {agree} < 0.995"
+    );
     let n = lab.len() as f64;
     for c in 0..3 {
-        assert!((qs[c] - want_qs[c]).abs() < 1e-6 * n, "class {c}: Q sum {} vs oracle {}", qs[c], want_qs[c]);
+        assert!(
+            (qs[c] - want_qs[c]).abs() < 1e-6 * n,
+            "class {c}: Q sum {} vs oracle {}",
+            qs[c],
+            want_qs[c]
+        );
     }
 }
 

@@ -49,7 +49,12 @@ fn noisy_volume(shape: (usize, usize, usize), seed: u64) -> (Array3<f32>, Array4
 #[test]
 fn zero_pairwise_weights_return_unary_argmax() {
     let (image, prob) = noisy_volume((10, 14, 12), 7);
-    let params = CrfParams { w_pos: 0.0, w_bil: 0.0, iterations: 5, ..Default::default() };
+    let params = CrfParams {
+        w_pos: 0.0,
+        w_bil: 0.0,
+        iterations: 5,
+        ..Default::default()
+    };
     let q = dense_crf(image.view(), prob.view(), [2.0, 0.8, 0.8], &params);
     assert_eq!(argmax_labels(q.view()), argmax_labels(prob.view()));
     // Q = softmax(ln p) = p (already normalised)
@@ -57,8 +62,17 @@ fn zero_pairwise_weights_return_unary_argmax() {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
     // and the default weights do change labels on this input (test is not vacuous)
-    let q2 = dense_crf(image.view(), prob.view(), [2.0, 0.8, 0.8], &CrfParams::default());
-    let changed = argmax_labels(q2.view()).iter().zip(argmax_labels(prob.view()).iter()).filter(|(a, b)| a != b).count();
+    let q2 = dense_crf(
+        image.view(),
+        prob.view(),
+        [2.0, 0.8, 0.8],
+        &CrfParams::default(),
+    );
+    let changed = argmax_labels(q2.view())
+        .iter()
+        .zip(argmax_labels(prob.view()).iter())
+        .filter(|(a, b)| a != b)
+        .count();
     assert!(changed > 100, "CRF changed only {changed} labels");
 }
 
@@ -66,19 +80,44 @@ fn zero_pairwise_weights_return_unary_argmax() {
 fn energy_decreases_over_iterations() {
     let (image, prob) = noisy_volume((12, 20, 18), 11);
     let sp = [2.0, 0.8, 0.8];
-    for base in [CrfParams::default(), CrfParams { w_pos: 3.0, sigma_pos_mm: 1.0, w_bil: 5.0, sigma_bil_mm: 10.0, sigma_int: 20.0, iterations: 0 }] {
+    for base in [
+        CrfParams::default(),
+        CrfParams {
+            w_pos: 3.0,
+            sigma_pos_mm: 1.0,
+            w_bil: 5.0,
+            sigma_bil_mm: 10.0,
+            sigma_int: 20.0,
+            iterations: 0,
+        },
+    ] {
         let mut energies = Vec::new();
         for it in 0..=8 {
-            let p = CrfParams { iterations: it, ..base.clone() };
+            let p = CrfParams {
+                iterations: it,
+                ..base.clone()
+            };
             let q = dense_crf(image.view(), prob.view(), sp, &p);
-            energies.push(mean_field_energy(image.view(), prob.view(), q.view(), sp, &p));
+            energies.push(mean_field_energy(
+                image.view(),
+                prob.view(),
+                q.view(),
+                sp,
+                &p,
+            ));
         }
         eprintln!("energies {energies:?}");
         let scale = energies[0].abs();
         for w in energies.windows(2) {
-            assert!(w[1] <= w[0] + 1e-6 * scale, "energy increased: {energies:?}");
+            assert!(
+                w[1] <= w[0] + 1e-6 * scale,
+                "energy increased: {energies:?}"
+            );
         }
-        assert!(energies[8] < energies[0] - 1e-2 * scale, "energy barely moved: {energies:?}");
+        assert!(
+            energies[8] < energies[0] - 1e-2 * scale,
+            "energy barely moved: {energies:?}"
+        );
     }
 }
 
@@ -112,39 +151,93 @@ fn radii(lab: &Array3<u8>, sp: [f64; 3]) -> ([f64; 3], f64) {
 fn sphere_in_mm_stays_a_sphere_with_anisotropic_spacing() {
     let sp = [2.5, 0.8, 0.8];
     let (nk, nj, ni) = (20, 60, 60);
-    let c = [(nk as f64 - 1.0) / 2.0 * sp[0], (nj as f64 - 1.0) / 2.0 * sp[1], (ni as f64 - 1.0) / 2.0 * sp[2]];
+    let c = [
+        (nk as f64 - 1.0) / 2.0 * sp[0],
+        (nj as f64 - 1.0) / 2.0 * sp[1],
+        (ni as f64 - 1.0) / 2.0 * sp[2],
+    ];
     let r0 = 16.0;
     let mut rng = Rng(3);
     let image = Array3::<f32>::from_elem((nk, nj, ni), 50.0);
     let mut prob = Array4::<f32>::zeros((nk, nj, ni, 2));
     let mut truth = Array3::<u8>::zeros((nk, nj, ni));
     for ((k, j, i), t) in truth.indexed_iter_mut() {
-        let d2 = (k as f64 * sp[0] - c[0]).powi(2) + (j as f64 * sp[1] - c[1]).powi(2) + (i as f64 * sp[2] - c[2]).powi(2);
+        let d2 = (k as f64 * sp[0] - c[0]).powi(2)
+            + (j as f64 * sp[1] - c[1]).powi(2)
+            + (i as f64 * sp[2] - c[2]).powi(2);
         *t = (d2 <= r0 * r0) as u8;
         let p = if *t == 1 { 0.7 } else { 0.3 } + 0.6 * (rng.next() - 0.5);
         prob[[k, j, i, 1]] = p;
         prob[[k, j, i, 0]] = 1.0 - p;
     }
-    let params = CrfParams { w_pos: 3.0, sigma_pos_mm: 2.0, w_bil: 2.0, sigma_bil_mm: 4.0, sigma_int: 39.0, iterations: 10 };
+    let params = CrfParams {
+        w_pos: 3.0,
+        sigma_pos_mm: 2.0,
+        w_bil: 2.0,
+        sigma_bil_mm: 4.0,
+        sigma_int: 39.0,
+        iterations: 10,
+    };
     let noisy = argmax_labels(prob.view());
     let lab = argmax_labels(dense_crf(image.view(), prob.view(), sp, &params).view());
     let dice = |a: &Array3<u8>| {
-        let inter = a.iter().zip(truth.iter()).filter(|(x, y)| **x == 1 && **y == 1).count() as f64;
-        2.0 * inter / (a.iter().filter(|x| **x == 1).count() + truth.iter().filter(|x| **x == 1).count()) as f64
+        let inter = a
+            .iter()
+            .zip(truth.iter())
+            .filter(|(x, y)| **x == 1 && **y == 1)
+            .count() as f64;
+        2.0 * inter
+            / (a.iter().filter(|x| **x == 1).count() + truth.iter().filter(|x| **x == 1).count())
+                as f64
     };
     let (r, vol) = radii(&lab, sp);
     let (rt, _) = radii(&truth, sp);
-    eprintln!("dice noisy {:.4} crf {:.4}; radii {r:?} truth {rt:?} vol {vol:.0}", dice(&noisy), dice(&lab));
+    eprintln!(
+        "dice noisy {:.4} crf {:.4}; radii {r:?} truth {rt:?} vol {vol:.0}",
+        dice(&noisy),
+        dice(&lab)
+    );
     assert!(dice(&noisy) < 0.7, "input not noisy enough");
-    assert!(dice(&lab) > 0.9, "CRF did not recover the ball: dice {}", dice(&lab));
+    assert!(
+        dice(&lab) > 0.9,
+        "CRF did not recover the ball: dice {}",
+        dice(&lab)
+    );
     for a in 0..3 {
         for b in 0..3 {
             assert!((r[a] - r[b]).abs() < 0.5, "radii differ: {r:?}");
         }
     }
     // same data, spacing ignored: anisotropic in mm
-    let lab_vox = argmax_labels(dense_crf(image.view(), prob.view(), [1.0, 1.0, 1.0], &params).view());
+    let lab_vox =
+        argmax_labels(dense_crf(image.view(), prob.view(), [1.0, 1.0, 1.0], &params).view());
     let (rv, _) = radii(&lab_vox, sp);
     eprintln!("spacing ignored: radii {rv:?}");
-    assert!((rv[0] - rv[2]).abs() > 1.0, "spacing-blind run should be anisotropic: {rv:?}");
+    assert!(
+        (rv[0] - rv[2]).abs() > 1.0,
+        "spacing-blind run should be anisotropic: {rv:?}"
+    );
+}
+
+/// Degenerate shapes (single voxel, single row/column, empty) run and return
+/// normalised marginals of the right shape.
+#[test]
+fn degenerate_shapes() {
+    for shape in [(1, 1, 1), (5, 1, 7), (1, 6, 1), (3, 4, 1), (0, 3, 3)] {
+        let (image, prob) = noisy_volume(shape, 1);
+        let q = dense_crf(
+            image.view(),
+            prob.view(),
+            [2.0, 0.8, 0.7],
+            &CrfParams::default(),
+        );
+        assert_eq!(q.dim(), prob.dim());
+        for v in q.as_slice().unwrap().chunks(3) {
+            let s: f32 = v.iter().sum();
+            assert!(
+                v.iter().all(|x| x.is_finite()) && (s - 1.0).abs() < 1e-5,
+                "{shape:?}: {v:?}"
+            );
+        }
+    }
 }

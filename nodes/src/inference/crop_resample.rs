@@ -1,0 +1,203 @@
+//! `crop_resample`: cut the liver region out of each slice for the lesion model.
+
+use super::liver::{check_liver_header, liver_mask, MaskSpec, META_FULL_SLICE, META_ROI};
+use ndarray::{s, Array2, ArrayView2};
+use voxflow_onnx::{resize_bilinear, ModelInfo};
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::stream::{SliceData, StreamType};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+
+pub struct CropResample;
+
+const DOCS: &str = r#"
+Step 2 of the cascade (Christ et al. 2017): per slice, the liver region of the image, resampled
+to the lesion model's input size.
+
+- Liver mask: `liver` probability > `threshold` (prob stream: the channel of class `liver`, or
+  `channel`; label stream: every non-zero voxel is liver), then the largest 26-connected 3D
+  component when `largest_component` is on.
+- Box, per slice with liver: the bounding box of the mask, grown by `margin_mm` on each side
+  (converted with the slice spacing, rounded up to whole pixels), widened symmetrically to at
+  least `min_box` pixels per side, then shifted (not shrunk) to lie inside the slice; a slice
+  smaller than `min_box` gives the whole slice. It always contains the slice's mask.
+- Crop: image pixels in the box, non-liver pixels set to 0, resized (bilinear,
+  `align_corners = false`) to `size` = `[H, W]` or the input size of `model`.
+- Output: a sparse image stream with only the slices that have liver. Slices are `H x W`; each
+  carries `roi: [j0, j1, i0, i1]` (rows `j0..j1`, columns `i0..i1`, end exclusive, in the full
+  slice) and the header carries `full_slice: [nj, ni]`; `paste_back` maps results back with
+  them. The header keeps the input's affine, which describes the full slices, not the crops.
+"#;
+
+impl NodeKind for CropResample {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new("crop_resample", "Crop each slice to the liver box and resample it for the lesion model")
+            .docs(DOCS)
+            .input("image", PortType::Fixed(StreamType::Image), "preprocessed image")
+            .input("liver", PortType::Any, "liver probabilities (prob) or a liver label")
+            .output("out", PortType::Fixed(StreamType::Image), "liver crops (sparse), `roi` in slice metadata")
+            .param("threshold", ParamType::Float { min: Some(0.0), max: Some(1.0) }, 0.5, "liver probability threshold")
+            .param("largest_component", ParamType::Bool, true, "keep only the largest 3D connected component")
+            .param("min_box", ParamType::Int { min: Some(1), max: None }, 60, "minimum box side in pixels")
+            .param("margin_mm", ParamType::Float { min: Some(0.0), max: None }, 0.0, "margin added around the liver, mm")
+            .optional("size", ParamType::IntList, "crop size [H, W] (or give `model`)")
+            .optional("model", ParamType::Path, "lesion model whose input size the crops take")
+            .optional("channel", ParamType::Int { min: Some(0), max: None }, "liver channel of a prob input")
+    }
+
+    fn check(&self, p: &Params) -> Vec<(String, String)> {
+        let (size, model) = (p.get("size").is_some(), p.get("model").is_some());
+        if size == model {
+            return vec![("size".into(), "set exactly one of `size` and `model`".into())];
+        }
+        match p.usize_list("size") {
+            Ok(v) if v.len() != 2 || v.contains(&0) => vec![("size".into(), "must be [H, W] with H, W > 0".into())],
+            _ => vec![],
+        }
+    }
+
+    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let size = match (p.get("size").is_some(), p.opt_path("model")?) {
+            (true, None) => match p.usize_list("size")?[..] {
+                [h, w] if h > 0 && w > 0 => (h, w),
+                _ => return Err(NodeError::msg("param `size` must be [H, W] with H, W > 0")),
+            },
+            (false, Some(m)) => ModelInfo::load(&m).map_err(|e| NodeError::msg(e.to_string()))?.input_size,
+            _ => return Err(NodeError::msg("set exactly one of `size` and `model`")),
+        };
+        Ok(Box::new(CropNode {
+            mask: MaskSpec {
+                threshold: p.f64("threshold")? as f32,
+                largest_component: p.bool("largest_component")?,
+                channel: p.get("channel").map(|_| p.usize("channel")).transpose()?,
+            },
+            boxes: BoxSpec {
+                min_box: p.usize("min_box")?,
+                margin_mm: p.f64("margin_mm")?,
+            },
+            size,
+        }))
+    }
+}
+
+/// How boxes are drawn around the liver.
+#[derive(Clone, Copy, Debug)]
+pub struct BoxSpec {
+    pub min_box: usize,
+    pub margin_mm: f64,
+}
+
+/// `[j0, j1, i0, i1]`, end exclusive.
+pub type Roi = [usize; 4];
+
+/// Widens `[lo, hi)` (inside `0..n`) by `margin` px each side, then symmetrically to at least
+/// `min_len`, then shifts it inside `0..n`.
+fn widen(lo: usize, hi: usize, n: usize, margin: usize, min_len: usize) -> (usize, usize) {
+    let len = (hi - lo + 2 * margin).max(min_len).min(n);
+    let extra = len - (hi - lo);
+    let start = lo as isize - (extra / 2) as isize;
+    let start = start.clamp(0, (n - len) as isize) as usize;
+    (start, start + len)
+}
+
+/// The crop box of one slice mask, or `None` when the slice has no liver. `spacing` is
+/// `[dj, di]` in mm.
+pub fn slice_box(mask: ArrayView2<bool>, spacing: [f64; 2], spec: BoxSpec) -> Option<Roi> {
+    let (nj, ni) = mask.dim();
+    let (mut j0, mut j1, mut i0, mut i1) = (usize::MAX, 0, usize::MAX, 0);
+    for ((j, i), &m) in mask.indexed_iter() {
+        if m {
+            j0 = j0.min(j);
+            j1 = j1.max(j + 1);
+            i0 = i0.min(i);
+            i1 = i1.max(i + 1);
+        }
+    }
+    if j0 == usize::MAX {
+        return None;
+    }
+    let px = |d: f64| if d > 0.0 { (spec.margin_mm / d).ceil() as usize } else { 0 };
+    let (j0, j1) = widen(j0, j1, nj, px(spacing[0]), spec.min_box);
+    let (i0, i1) = widen(i0, i1, ni, px(spacing[1]), spec.min_box);
+    Some([j0, j1, i0, i1])
+}
+
+/// The crop of one slice: image in the box, non-liver pixels 0, resized to `size`.
+pub fn crop_slice(img: ArrayView2<f32>, mask: ArrayView2<bool>, roi: Roi, size: (usize, usize)) -> Array2<f32> {
+    let [j0, j1, i0, i1] = roi;
+    let mut c = img.slice(s![j0..j1, i0..i1]).to_owned();
+    c.zip_mut_with(&mask.slice(s![j0..j1, i0..i1]), |v, &m| {
+        if !m {
+            *v = 0.0
+        }
+    });
+    resize_bilinear(c.view(), size.0, size.1)
+}
+
+struct CropNode {
+    mask: MaskSpec,
+    boxes: BoxSpec,
+    size: (usize, usize),
+}
+
+impl Node for CropNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let mut vols = ctx.gather_many(&["image", "liver"])?;
+        let liver = vols.pop().expect("two inputs");
+        let image = vols.pop().expect("two inputs");
+        check_liver_header(&liver.header, &image.header, "liver", "image")?;
+        let (_, mask) = liver_mask(&liver, &self.mask, "liver")?;
+        let img = image.image().expect("image stream");
+        let [nk, nj, ni] = image.header.shape;
+        let sp = [image.header.spacing[1], image.header.spacing[2]];
+        let rois: Vec<Option<Roi>> = (0..nk).map(|k| slice_box(mask.slice(s![k, .., ..]), sp, self.boxes)).collect();
+
+        let mut h = image.header.clone();
+        h.shape = [nk, self.size.0, self.size.1];
+        h.meta.insert(META_FULL_SLICE.into(), vec![nj, ni].into());
+        // Masked pixels are 0, so 0 joins the declared range.
+        h.value_range = h.value_range.map(|(a, b)| (a.min(0.0), b.max(0.0)));
+        ctx.set_total(rois.iter().flatten().count());
+        ctx.send_header("out", h)?;
+        for (k, roi) in rois.into_iter().enumerate() {
+            let Some(roi) = roi else { continue };
+            let crop = crop_slice(img.slice(s![k, .., ..]), mask.slice(s![k, .., ..]), roi, self.size);
+            let mut out = Slice::new(k, SliceData::Image(crop));
+            if let Some(m) = &image.slice_meta[k] {
+                out.meta = m.clone();
+            }
+            out.meta.insert(META_ROI.into(), roi.to_vec().into());
+            ctx.send_slice("out", out)?;
+            ctx.tick();
+        }
+        ctx.end("out")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widen_is_symmetric_and_clamped() {
+        // 10 px of liver in a 100 px slice, min 60: 25 px each side.
+        assert_eq!(widen(40, 50, 100, 0, 60), (15, 75));
+        // Near the edge: shifted, not shrunk.
+        assert_eq!(widen(0, 10, 100, 0, 60), (0, 60));
+        assert_eq!(widen(95, 100, 100, 0, 60), (40, 100));
+        // Slice smaller than min_box: the whole slice.
+        assert_eq!(widen(3, 5, 40, 0, 60), (0, 40));
+        // Already larger than min_box: only the margin.
+        assert_eq!(widen(10, 80, 100, 2, 60), (8, 82));
+    }
+
+    #[test]
+    fn box_contains_mask_and_margin_in_mm() {
+        let mut m = Array2::from_elem((100, 120), false);
+        m[[20, 30]] = true;
+        m[[90, 31]] = true;
+        // Rows 20..91 (71 px) + 3 mm / 1.5 mm = 2 px each side; columns 30..32 -> 60 px.
+        let b = slice_box(m.view(), [1.5, 1.0], BoxSpec { min_box: 60, margin_mm: 3.0 }).unwrap();
+        assert_eq!(b, [18, 93, 1, 61]);
+        assert!(slice_box(Array2::from_elem((5, 5), false).view(), [1.0, 1.0], BoxSpec { min_box: 3, margin_mm: 0.0 }).is_none());
+    }
+}

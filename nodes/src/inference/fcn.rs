@@ -1,0 +1,196 @@
+//! `fcn`: a fully convolutional network (ONNX, voxflow model contract) applied slice by slice.
+
+use super::liver::META_CLASSES;
+use ndarray::{Array2, Array3};
+use std::path::PathBuf;
+use voxflow_onnx::{Device, FcnSession, ModelInfo, PreprocessStep};
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::stream::{Header, SliceData, StreamType};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+
+pub struct Fcn;
+
+const DOCS: &str = r#"
+Runs an ONNX segmentation model (contract: docs/MODELS.md) on every slice of an image stream
+and outputs its class probabilities (`prob`, one channel per class; the class names travel in
+the header metadata `classes`).
+
+- The model is loaded when the graph is built, so a missing or invalid model file stops the
+  graph before anything runs; errors name the model file.
+- The input must be preprocessed as the model's `voxflow.preprocess` says. Where the stream
+  declares a value range (e.g. `[0, 1]` after `equalize`, the window after `hu_window`) it must
+  equal the range those steps produce, and a declared modality must match the model's;
+  otherwise the node fails naming the model file.
+- Each slice is resized to the model's input size (bilinear, `align_corners = false`), slices
+  are run in batches of `batch`, and each class's probabilities are resized back to the
+  slice grid (bilinear). Slices already at the model size pass through unresized.
+- `workers` sessions run batches in parallel (one ONNX Runtime session per worker thread);
+  `threads` is ONNX Runtime's intra-op thread count per session (0: the node's thread budget
+  divided by `workers`).
+- `device`: `cpu` never tries CUDA; `cuda` fails if the CUDA execution provider cannot be used;
+  `auto` uses CUDA when it registers, else the CPU with one warning.
+- Slice metadata (e.g. the crop box from `crop_resample`) and header metadata pass through.
+"#;
+
+impl NodeKind for Fcn {
+    fn decl(&self) -> NodeDecl {
+        let pos = |min| ParamType::Int { min: Some(min), max: None };
+        NodeDecl::new("fcn", "Slice-wise FCN inference with ONNX Runtime (image -> class probabilities)")
+            .docs(DOCS)
+            .input("in", PortType::Fixed(StreamType::Image), "preprocessed image")
+            .output("prob", PortType::Fixed(StreamType::Prob), "class probabilities (C channels)")
+            .required("model", ParamType::Path, "ONNX model file (voxflow model contract)")
+            .param(
+                "device",
+                ParamType::Enum(vec!["auto".into(), "cpu".into(), "cuda".into()]),
+                "auto",
+                "where to run: auto (CUDA if available, else CPU), cpu, cuda",
+            )
+            .param("threads", pos(0), 0, "ONNX Runtime intra-op threads per session (0: automatic)")
+            .param("batch", pos(1), 4, "slices per model call")
+            .param("workers", pos(1), 1, "parallel sessions (one per worker thread)")
+    }
+
+    fn build(&self, p: &Params, env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let model = p.path("model")?;
+        let device: Device = p.str("device")?.parse()?;
+        let workers = p.usize("workers")?.max(1);
+        let threads = match p.usize("threads")? {
+            0 => (env.threads / workers).max(1),
+            t => t,
+        };
+        let mut sessions = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            sessions.push(FcnSession::new(&model, device, threads).map_err(|e| NodeError::msg(e.to_string()))?);
+        }
+        Ok(Box::new(FcnNode {
+            model,
+            sessions,
+            batch: p.usize("batch")?.max(1),
+        }))
+    }
+}
+
+struct FcnNode {
+    model: PathBuf,
+    sessions: Vec<FcnSession>,
+    batch: usize,
+}
+
+/// The value range that the model's preprocessing steps produce (`None`: not known in advance).
+pub fn expected_range(steps: &[PreprocessStep]) -> Option<(f64, f64)> {
+    let mut r = None;
+    for s in steps {
+        r = match *s {
+            PreprocessStep::HuWindow { lo, hi } => Some((lo, hi)),
+            PreprocessStep::MrNorm { .. } => None,
+            PreprocessStep::Equalize { .. } => Some((0.0, 1.0)),
+            PreprocessStep::Scale { mul, add } => r.map(|(a, b): (f64, f64)| {
+                let (x, y) = (a * mul + add, b * mul + add);
+                (x.min(y), x.max(y))
+            }),
+        };
+    }
+    r
+}
+
+/// Checks what the stream says about its values against what the model expects.
+pub fn check_preprocessing(info: &ModelInfo, h: &Header) -> Result<(), String> {
+    let model = info.path.display();
+    if !h.modality.is_empty() && !h.modality.eq_ignore_ascii_case(&info.modality.to_string()) {
+        return Err(format!(
+            "model {model} is a {} model (voxflow.modality) but the input stream is {}",
+            info.modality, h.modality
+        ));
+    }
+    if let (Some((a, b)), Some((x, y))) = (expected_range(&info.preprocess), h.value_range) {
+        let close = |u: f64, v: f64| (u - v).abs() <= 1e-6 * (1.0 + u.abs().max(v.abs()));
+        if !(close(a, x) && close(b, y)) {
+            return Err(format!(
+                "model {model} expects input preprocessed as `{}` (values in [{a}, {b}]), but the \
+                 input stream declares values in [{x}, {y}]; check the preprocessing nodes before this one",
+                info.preprocess_raw
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl FcnNode {
+    /// Runs `pending` slices (up to `batch` per session, sessions in parallel) and emits them.
+    fn flush(&mut self, ctx: &mut NodeCtx, pending: &mut Vec<std::sync::Arc<Slice>>) -> Result<(), NodeError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let batch = self.batch;
+        let per = pending.len().div_ceil(self.sessions.len());
+        let chunks: Vec<&[std::sync::Arc<Slice>]> = pending.chunks(per).collect();
+        let results: Vec<Result<Vec<Array3<f32>>, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .sessions
+                .iter_mut()
+                .zip(&chunks)
+                .map(|(sess, chunk)| {
+                    scope.spawn(move || {
+                        let imgs: Vec<&Array2<f32>> =
+                            chunk.iter().map(|s| s.data.image().expect("image stream")).collect();
+                        let views: Vec<_> = imgs.iter().map(|a| a.view()).collect();
+                        sess.predict_slices(&views, batch).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into()))).collect()
+        });
+        let mut probs = Vec::with_capacity(pending.len());
+        for r in results {
+            probs.extend(r?);
+        }
+        for (s, p) in pending.drain(..).zip(probs) {
+            let mut out = Slice::new(s.index, SliceData::Prob(p));
+            out.meta = s.meta.clone();
+            ctx.send_slice("prob", out)?;
+            ctx.tick();
+        }
+        Ok(())
+    }
+}
+
+impl Node for FcnNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let h_in = ctx.header_of("in", StreamType::Image)?;
+        let info = self.sessions[0].info().clone();
+        check_preprocessing(&info, &h_in)?;
+        let mut h = h_in.with_type(StreamType::Prob, info.num_classes());
+        h.meta.insert(META_CLASSES.into(), info.classes.clone().into());
+        h.meta.insert("model".into(), self.model.display().to_string().into());
+        ctx.set_total(h.num_slices());
+        ctx.send_header("prob", h)?;
+        let group = self.batch * self.sessions.len();
+        let mut pending = Vec::with_capacity(group);
+        while let Some(s) = ctx.next_slice("in")? {
+            pending.push(s);
+            if pending.len() == group {
+                self.flush(ctx, &mut pending)?;
+            }
+        }
+        self.flush(ctx, &mut pending)?;
+        ctx.end("prob")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_from_steps() {
+        let p = |s: &str| PreprocessStep::parse_list(s).unwrap();
+        assert_eq!(expected_range(&p("hu_window:-100,400;equalize:256")), Some((0.0, 1.0)));
+        assert_eq!(expected_range(&p("hu_window:-100,400")), Some((-100.0, 400.0)));
+        let (a, b) = expected_range(&p("hu_window:-100,400;scale:0.002,0.2")).unwrap();
+        assert!(a.abs() < 1e-12 && (b - 1.0).abs() < 1e-12);
+        assert_eq!(expected_range(&p("mr_norm:1,99")), None);
+        assert_eq!(expected_range(&p("none")), None);
+        assert_eq!(expected_range(&p("scale:-1,0")), None);
+    }
+}

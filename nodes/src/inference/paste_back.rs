@@ -1,0 +1,213 @@
+//! `paste_back`: lesion probabilities on liver crops -> 3-class probabilities on full slices.
+
+use super::crop_resample::Roi;
+use super::liver::{class_channel, liver_mask, MaskSpec, META_CLASSES, META_FULL_SLICE, META_ROI};
+use ndarray::{s, Array2, Array3, ArrayView2, Axis};
+use voxflow_onnx::resize_bilinear;
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::stream::{SliceData, StreamType};
+use voxflow_runtime::{BuildEnv, Meta, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+
+pub struct PasteBack;
+
+const DOCS: &str = r#"
+Step 3 of the cascade: maps the lesion model's probabilities on the liver crops back into the
+full slices and combines them with the liver result into one 3-class `prob` stream with classes
+`background, liver, lesion`.
+
+- The liver mask is computed from `liver` exactly as `crop_resample` does (same `threshold`,
+  `largest_component`, `channel` params and defaults; set them the same in both nodes).
+- Each lesion slice must carry the `roi` box of `crop_resample`; its lesion channel (class
+  `lesion`, or `lesion_channel`) is resized (bilinear) to the box size and placed in the box.
+- Inside the liver mask the liver decision is final: `(0, 1 - q, q)` with `q` the lesion
+  probability, so `argmax` gives lesion where `q > 0.5` and liver otherwise.
+- Outside the mask lesion is 0: `(1 - p, p, 0)` with `p` the liver probability where
+  `p <= min(threshold, 0.5)`, else `(1, 0, 0)` (voxels dropped by the component filter or the
+  threshold), so `argmax` is background everywhere outside the mask.
+- A slice whose mask has liver but no lesion crop (or the reverse) is an error: the two nodes
+  disagree about the mask.
+"#;
+
+impl NodeKind for PasteBack {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new("paste_back", "Map lesion probabilities from liver crops back; combine to background/liver/lesion")
+            .docs(DOCS)
+            .input("liver", PortType::Any, "liver probabilities (prob, full slices) or a liver label")
+            .input("lesion", PortType::Fixed(StreamType::Prob), "lesion probabilities on the crops of `crop_resample`")
+            .output("prob", PortType::Fixed(StreamType::Prob), "3 classes: background, liver, lesion")
+            .param("threshold", ParamType::Float { min: Some(0.0), max: Some(1.0) }, 0.5, "liver probability threshold")
+            .param("largest_component", ParamType::Bool, true, "keep only the largest 3D connected component")
+            .optional("channel", ParamType::Int { min: Some(0), max: None }, "liver channel of a prob input")
+            .optional("lesion_channel", ParamType::Int { min: Some(0), max: None }, "lesion channel of the lesion input")
+    }
+
+    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let opt = |n: &str| p.get(n).map(|_| p.usize(n)).transpose();
+        Ok(Box::new(PasteNode {
+            mask: MaskSpec {
+                threshold: p.f64("threshold")? as f32,
+                largest_component: p.bool("largest_component")?,
+                channel: opt("channel")?,
+            },
+            lesion_channel: opt("lesion_channel")?,
+        }))
+    }
+}
+
+struct PasteNode {
+    mask: MaskSpec,
+    lesion_channel: Option<usize>,
+}
+
+/// The `roi` of a slice's metadata, checked against the slice size `(nj, ni)`.
+pub fn roi_of(meta: &Meta, nj: usize, ni: usize) -> Result<Roi, String> {
+    let v = meta.get(META_ROI).ok_or("has no `roi` metadata; connect the output of crop_resample (through fcn)")?;
+    let r: Vec<usize> = v
+        .as_array()
+        .and_then(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect())
+        .filter(|r: &Vec<usize>| r.len() == 4)
+        .ok_or_else(|| format!("`roi` {v} is not [j0, j1, i0, i1]"))?;
+    if !(r[0] < r[1] && r[1] <= nj && r[2] < r[3] && r[3] <= ni) {
+        return Err(format!("`roi` {r:?} does not lie inside the {nj}x{ni} slice"));
+    }
+    Ok([r[0], r[1], r[2], r[3]])
+}
+
+/// Resizes a crop's lesion probabilities to the box and places them in a full slice of zeros.
+pub fn paste(lesion: ArrayView2<f32>, roi: Roi, nj: usize, ni: usize) -> Array2<f32> {
+    let [j0, j1, i0, i1] = roi;
+    let mut q = Array2::zeros((nj, ni));
+    q.slice_mut(s![j0..j1, i0..i1]).assign(&resize_bilinear(lesion, j1 - j0, i1 - i0));
+    q
+}
+
+/// Combines liver probability `p`, liver mask `m` and lesion probability `q` of one slice
+/// into `(3, nj, ni)` (see the node docs).
+pub fn combine(p: ArrayView2<f32>, m: ArrayView2<bool>, q: ArrayView2<f32>, threshold: f32) -> Array3<f32> {
+    let (nj, ni) = p.dim();
+    let keep = threshold.min(0.5);
+    let mut out = Array3::zeros((3, nj, ni));
+    for j in 0..nj {
+        for i in 0..ni {
+            let (bg, lv, ls) = if m[[j, i]] {
+                let q = q[[j, i]].clamp(0.0, 1.0);
+                (0.0, 1.0 - q, q)
+            } else {
+                let p = p[[j, i]].clamp(0.0, 1.0);
+                if p <= keep {
+                    (1.0 - p, p, 0.0)
+                } else {
+                    (1.0, 0.0, 0.0)
+                }
+            };
+            out[[0, j, i]] = bg;
+            out[[1, j, i]] = lv;
+            out[[2, j, i]] = ls;
+        }
+    }
+    out
+}
+
+impl Node for PasteNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let mut vols = ctx.gather_many(&["liver", "lesion"])?;
+        let lesion = vols.pop().expect("two inputs");
+        let liver = vols.pop().expect("two inputs");
+        let [nk, nj, ni] = liver.header.shape;
+        if liver.header.stream_type == StreamType::Image {
+            return Err(NodeError::msg(
+                "input `liver` carries an image stream; it needs liver probabilities (prob) or a label",
+            ));
+        }
+        let full = lesion.header.meta.get(META_FULL_SLICE).and_then(|v| v.as_array()).map(|a| {
+            a.iter().filter_map(|x| x.as_u64().map(|u| u as usize)).collect::<Vec<_>>()
+        });
+        match full {
+            None => {
+                return Err(NodeError::msg(
+                    "input `lesion` has no `full_slice` metadata; it must come from crop_resample (through fcn)",
+                ))
+            }
+            Some(f) if f != [nj, ni] || lesion.header.shape[0] != nk => {
+                return Err(NodeError::msg(format!(
+                    "input `lesion` was cut from {} slices of {f:?} but `liver` has {nk} slices of [{nj}, {ni}]",
+                    lesion.header.shape[0]
+                )))
+            }
+            Some(_) => {}
+        }
+        let lch = class_channel(&lesion.header, "lesion", self.lesion_channel, "lesion")?;
+        let (p, m) = liver_mask(&liver, &self.mask, "liver")?;
+        let lp = lesion.prob().expect("prob stream");
+
+        let mut h = liver.header.with_type(StreamType::Prob, 3);
+        h.meta.insert(META_CLASSES.into(), vec!["background", "liver", "lesion"].into());
+        h.meta.remove("model");
+        ctx.set_total(nk);
+        ctx.send_header("prob", h)?;
+        for k in 0..nk {
+            let mk = m.index_axis(Axis(0), k);
+            let has_liver = mk.iter().any(|&x| x);
+            let q = match &lesion.slice_meta[k] {
+                Some(meta) => {
+                    let roi = roi_of(meta, nj, ni).map_err(|e| format!("input `lesion`, slice {k}: {e}"))?;
+                    if !has_liver {
+                        return Err(NodeError::msg(format!(
+                            "slice {k} has a lesion crop but no liver in the mask; crop_resample and \
+                             paste_back must use the same threshold, largest_component and channel"
+                        )));
+                    }
+                    paste(lp.slice(s![k, lch, .., ..]), roi, nj, ni)
+                }
+                None if has_liver => {
+                    return Err(NodeError::msg(format!(
+                        "slice {k} has liver in the mask but the lesion stream has no crop there; \
+                         crop_resample and paste_back must use the same threshold, largest_component and channel"
+                    )))
+                }
+                None => Array2::zeros((nj, ni)),
+            };
+            let out = combine(p.index_axis(Axis(0), k), mk, q.view(), self.mask.threshold);
+            let mut s = Slice::new(k, SliceData::Prob(out));
+            if let Some(meta) = &liver.slice_meta[k] {
+                s.meta = meta.clone();
+            }
+            ctx.send_slice("prob", s)?;
+            ctx.tick();
+        }
+        ctx.end("prob")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn combine_rules() {
+        let p = array![[0.9f32, 0.9, 0.3, 0.7]];
+        let m = array![[true, true, false, false]];
+        let q = array![[0.8f32, 0.2, 0.9, 0.9]];
+        let c = combine(p.view(), m.view(), q.view(), 0.5);
+        // In the mask: (0, 1-q, q); outside, below threshold: (1-p, p, 0); outside, above: bg.
+        let want = [[0.0, 0.2, 0.8], [0.0, 0.8, 0.2], [0.7, 0.3, 0.0], [1.0, 0.0, 0.0]];
+        for (i, w) in want.iter().enumerate() {
+            for ch in 0..3 {
+                assert!((c[[ch, 0, i]] - w[ch]).abs() < 1e-6, "pixel {i} channel {ch}");
+            }
+        }
+    }
+
+    #[test]
+    fn paste_at_model_size_is_exact() {
+        let crop = Array2::from_shape_fn((4, 6), |(j, i)| (j * 6 + i) as f32);
+        let q = paste(crop.view(), [2, 6, 1, 7], 10, 8);
+        assert_eq!(q.slice(s![2..6, 1..7]), crop);
+        assert_eq!(q.sum(), crop.sum());
+        let meta: Meta = [(META_ROI.to_string(), serde_json::json!([2, 6, 1, 7]))].into();
+        assert_eq!(roi_of(&meta, 10, 8).unwrap(), [2, 6, 1, 7]);
+        assert!(roi_of(&meta, 5, 8).is_err());
+        assert!(roi_of(&Meta::new(), 10, 8).is_err());
+    }
+}

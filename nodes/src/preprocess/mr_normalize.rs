@@ -1,0 +1,176 @@
+//! `mr_normalize`: MR intensity normalisation by foreground percentiles.
+
+use ndarray::{Array3, Zip};
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params};
+
+use super::n4::{make_mask, MaskMode};
+
+pub struct MrNormalize;
+
+const DOCS: &str = r#"
+MR intensities have no absolute scale (unlike CT's Hounsfield units), so this node plays the role
+of `hu_window` for MR. Definition, per volume: let `F` be the foreground voxels (`foreground`:
+`otsu` = above SimpleITK's `OtsuThreshold(image, 0, 1, 200)`, `nonzero` = != 0, `all`), NaN
+excluded; `lo`, `hi` = the `p_low` and `p_high` percentiles of the values in `F` (linear
+interpolation between order statistics, as numpy's default `percentile`). Every voxel `v` maps
+to `(clamp(v, lo, hi) - lo) / (hi - lo)`, in [0, 1]. The output declares the value range (0, 1),
+so `equalize` can follow. `lo == hi` is an error.
+
+The optional input `corrected` (e.g. the output of `n4`) is normalised instead of `in` when it is
+connected; `in` is then only read and checked for the same shape. A graph can thus switch the
+bias correction off with `enabled:` and keep this node fed: `mr_normalize: { in: mr, corrected: n4 }`.
+"#;
+
+impl NodeKind for MrNormalize {
+    fn decl(&self) -> NodeDecl {
+        let pct = ParamType::Float { min: Some(0.0), max: Some(100.0) };
+        NodeDecl::new("mr_normalize", "MR intensity normalisation: clip to foreground percentiles, scale to [0, 1]")
+            .docs(DOCS)
+            .input("in", PortType::Fixed(StreamType::Image), "MR image")
+            .optional_input(
+                "corrected",
+                PortType::Fixed(StreamType::Image),
+                "bias-corrected version of `in`; normalised instead of `in` when connected",
+            )
+            .output("out", PortType::Fixed(StreamType::Image), "normalised image in [0, 1]")
+            .param("p_low", pct.clone(), 0.5, "lower percentile (of the foreground) mapped to 0")
+            .param("p_high", pct, 99.5, "upper percentile (of the foreground) mapped to 1")
+            .param(
+                "foreground",
+                ParamType::Enum(vec!["otsu".into(), "nonzero".into(), "all".into()]),
+                "otsu",
+                "voxels the percentiles are taken over",
+            )
+    }
+
+    fn check(&self, p: &Params) -> Vec<(String, String)> {
+        match (p.f64("p_low"), p.f64("p_high")) {
+            (Ok(a), Ok(b)) if a >= b => vec![("p_high".into(), format!("must be greater than p_low ({a})"))],
+            _ => vec![],
+        }
+    }
+
+    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let (p_low, p_high) = (p.f64("p_low")?, p.f64("p_high")?);
+        if p_low >= p_high {
+            return Err(NodeError::msg(format!("p_high ({p_high}) must be greater than p_low ({p_low})")));
+        }
+        let foreground = match p.str("foreground")? {
+            "otsu" => MaskMode::Otsu,
+            "nonzero" => MaskMode::Nonzero,
+            _ => MaskMode::All,
+        };
+        Ok(Box::new(NormNode { p_low, p_high, foreground }))
+    }
+}
+
+/// The `p`-th percentile (0..=100) of `v`, linear between order statistics (numpy's default).
+/// Reorders `v`; `None` when it is empty.
+pub fn percentile(v: &mut [f32], p: f64) -> Option<f32> {
+    if v.is_empty() {
+        return None;
+    }
+    let rank = p / 100.0 * (v.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let (_, &mut a, right) = v.select_nth_unstable_by(lo, f32::total_cmp);
+    let frac = rank - lo as f64;
+    if frac == 0.0 || right.is_empty() {
+        return Some(a);
+    }
+    let b = right.iter().copied().fold(f32::INFINITY, f32::min);
+    Some((a as f64 + frac * (b as f64 - a as f64)) as f32)
+}
+
+/// Normalises `image` as the node docs define; returns the result and `(lo, hi)`.
+pub fn normalize(image: &Array3<f32>, foreground: MaskMode, p_low: f64, p_high: f64) -> Result<(Array3<f32>, f32, f32), String> {
+    let mask = make_mask(image, foreground);
+    let mut vals: Vec<f32> = Zip::from(image)
+        .and(&mask)
+        .fold(Vec::new(), |mut acc, &v, &m| {
+            if m && !v.is_nan() {
+                acc.push(v);
+            }
+            acc
+        });
+    let lo = percentile(&mut vals, p_low).ok_or("the foreground is empty: no voxel to take percentiles over")?;
+    let hi = percentile(&mut vals, p_high).expect("not empty");
+    if hi <= lo || !(hi - lo).is_finite() {
+        return Err(format!(
+            "the foreground's {p_low} and {p_high} percentiles are {lo} and {hi}: no intensity range to scale"
+        ));
+    }
+    let out = image.mapv(|v| (v.clamp(lo, hi) - lo) / (hi - lo));
+    Ok((out, lo, hi))
+}
+
+struct NormNode {
+    p_low: f64,
+    p_high: f64,
+    foreground: MaskMode,
+}
+
+impl Node for NormNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let vol = if ctx.has_input("corrected") {
+            let mut v = ctx.gather_many(&["in", "corrected"])?;
+            let c = v.pop().expect("two volumes");
+            let raw = v.pop().expect("two volumes");
+            if raw.header.shape != c.header.shape {
+                return Err(NodeError::msg(format!(
+                    "input `corrected` has shape {:?} (k, j, i), `in` has {:?}",
+                    c.header.shape, raw.header.shape
+                )));
+            }
+            c
+        } else {
+            ctx.gather("in")?
+        };
+        let image = vol
+            .image()
+            .ok_or_else(|| NodeError::msg(format!("mr_normalize needs an image stream, got {}", vol.header.stream_type)))?;
+        let (out, lo, hi) = normalize(image, self.foreground, self.p_low, self.p_high)?;
+        tracing::debug!(node = ctx.id(), lo, hi, "mr_normalize percentiles");
+        let mut h = vol.header.clone();
+        h.value_range = Some((0.0, 1.0));
+        let mut v = Volume::new(h, VolumeData::Image(out));
+        v.slice_meta = vol.slice_meta;
+        ctx.emit_volume("out", &v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_matches_numpy() {
+        // numpy.percentile([1, 2, 3, 4, 10], [0, 25, 50, 90, 100]) = 1, 2, 3, 7.6, 10
+        let base = [10.0f32, 1.0, 4.0, 3.0, 2.0];
+        for (p, want) in [(0.0, 1.0), (25.0, 2.0), (50.0, 3.0), (90.0, 7.6), (100.0, 10.0)] {
+            let mut v = base.to_vec();
+            let got = percentile(&mut v, p).unwrap();
+            assert!((got - want).abs() < 1e-5, "p{p}: {got} vs {want}");
+        }
+        assert_eq!(percentile(&mut [], 50.0), None);
+    }
+
+    #[test]
+    fn clips_and_scales_over_the_foreground() {
+        // background 0, foreground 1..=100 on a 1x10x10 grid
+        let img = Array3::from_shape_fn((1, 10, 10), |(_, j, i)| (j * 10 + i + 1) as f32);
+        let mut img2 = img.clone();
+        img2[[0, 0, 0]] = 0.0;
+        let (out, lo, hi) = normalize(&img2, MaskMode::Nonzero, 10.0, 90.0).unwrap();
+        // nonzero values are 2..=100 (99 values): p10 = 2 + 9.8, p90 = 2 + 88.2
+        assert!((lo - 11.8).abs() < 1e-4 && (hi - 90.2).abs() < 1e-4, "{lo} {hi}");
+        assert_eq!(out[[0, 0, 0]], 0.0);
+        assert_eq!(out[[0, 9, 9]], 1.0);
+        assert!((out[[0, 5, 0]] - (51.0 - lo) / (hi - lo)).abs() < 1e-6);
+        assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+        let flat = Array3::from_elem((2, 3, 3), 7.0f32);
+        let e = normalize(&flat, MaskMode::All, 1.0, 99.0).unwrap_err();
+        assert!(e.contains("no intensity range"), "{e}");
+    }
+}

@@ -1,0 +1,84 @@
+"""Augmentation as in Christ et al. 2017: elastic deformation, translation, rotation and additive
+Gaussian noise scaled by the slice's standard deviation. One spatial transform (a sampling grid)
+is built per sample and applied to the image (bilinear) and to the label (nearest), so they move
+together. Everything runs on torch tensors, batched.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_kernel1d(sigma):
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def smooth_field(n, h, w, sigma, generator=None):
+    """Simard-style elastic displacement: uniform noise in [-1, 1], Gaussian-smoothed (sigma in px)
+    and rescaled so its maximum magnitude is 1. Returns [n, 2, h, w] (dx, dy), unitless."""
+    noise = torch.rand((n * 2, 1, h, w), generator=generator) * 2 - 1
+    k = gaussian_kernel1d(sigma)
+    r = (len(k) - 1) // 2
+    f = F.conv2d(F.pad(noise, (r, r, 0, 0), mode="reflect" if r < w else "replicate"), k.view(1, 1, 1, -1))
+    f = F.conv2d(F.pad(f, (0, 0, r, r), mode="reflect" if r < h else "replicate"), k.view(1, 1, -1, 1))
+    f = f.view(n, 2, h, w)
+    peak = f.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    return f / peak
+
+
+def sampling_grid(n, h, w, rotate_deg=0.0, translate=0.0, elastic_px=0.0, elastic_sigma=10.0, generator=None):
+    """A grid for F.grid_sample (align_corners=False), [n, h, w, 2]: random rotation in
+    [-rotate_deg, rotate_deg] about the centre, translation up to `translate` x size per axis,
+    plus an elastic displacement of at most `elastic_px` pixels."""
+    g = generator
+    ang = (torch.rand(n, generator=g) * 2 - 1) * math.radians(rotate_deg)
+    t = (torch.rand(n, 2, generator=g) * 2 - 1) * translate * 2  # normalised coords span 2
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    theta = torch.zeros(n, 2, 3)
+    # Rotation in pixel space: correct the aspect of non-square slices.
+    theta[:, 0, 0] = cos
+    theta[:, 0, 1] = -sin * h / w
+    theta[:, 1, 0] = sin * w / h
+    theta[:, 1, 1] = cos
+    theta[:, :, 2] = t
+    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
+    if elastic_px > 0:
+        d = smooth_field(n, h, w, elastic_sigma, generator=g) * elastic_px
+        # pixels -> normalised units (2 / size per pixel)
+        grid = grid + torch.stack([d[:, 0] * 2 / w, d[:, 1] * 2 / h], dim=-1)
+    return grid
+
+
+def warp(image, label, grid):
+    """image [n, 1, h, w] float (bilinear, zeros outside), label [n, h, w] int64 (nearest, 0 outside)."""
+    img = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    lab = F.grid_sample(label.unsqueeze(1).float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return img, lab.squeeze(1).round().long()
+
+
+def add_noise(image, factor, generator=None):
+    """Adds Gaussian noise of standard deviation `factor` x each slice's own std."""
+    std = image.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+    return image + torch.randn(image.shape, generator=generator) * std * factor
+
+
+def augment(image, label, cfg, generator=None):
+    """Applies the augmentation of `cfg` (dict: rotate_deg, translate, elastic_px, elastic_sigma,
+    noise, p) to a batch. Each sample is transformed with probability p."""
+    n, _, h, w = image.shape
+    p = cfg.get("p", 1.0)
+    grid = sampling_grid(n, h, w, cfg.get("rotate_deg", 0.0), cfg.get("translate", 0.0),
+                         cfg.get("elastic_px", 0.0), cfg.get("elastic_sigma", 10.0), generator)
+    keep = torch.rand(n, generator=generator) >= p
+    if keep.any():
+        ident = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), (n, 1, h, w), align_corners=False)
+        grid[keep] = ident[keep]
+    img, lab = warp(image, label, grid)
+    if cfg.get("noise", 0.0) > 0:
+        noisy = add_noise(img, cfg["noise"], generator)
+        use = (torch.rand(n, generator=generator) < p).view(-1, 1, 1, 1)
+        img = torch.where(use, noisy, img)
+    return img, lab

@@ -1,0 +1,121 @@
+"""Exports a trained UNet to ONNX under voxflow's model contract (docs/MODELS.md).
+
+The graph is written node by node with onnx.helper (no torch.onnx tracing): Conv, Relu,
+MaxPool, ConvTranspose, Concat, Softmax; input "image" [N, 1, H, W], output "prob" [N, C, H, W].
+Batch normalisation is folded into the preceding convolution (`fold`). With `half=True` the
+weights are stored as float16 initializers followed by a Cast to float32 (half the file size;
+computation stays float32); `fold(..., half=True)` gives the PyTorch model with exactly those
+rounded weights, which is what the exported file computes.
+"""
+import copy
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from unet import UNet
+
+OPSET = 17
+IR_VERSION = 8
+
+
+def _fold_conv(conv, bn):
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    if bn is not None:
+        scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        w = w * scale.view(-1, 1, 1, 1)
+        b = (b - bn.running_mean.double()) * scale + bn.bias.detach().double()
+    return w.float(), b.float()
+
+
+def fold(model, half=False):
+    """A batch_norm=False UNet equal (in eval mode) to `model`, weights optionally rounded to fp16."""
+    out = UNet(model.classes, model.width, model.depth, batch_norm=False)
+    rnd = (lambda t: t.half().float()) if half else (lambda t: t)
+    with torch.no_grad():
+        for src, dst in zip(list(model.down) + list(model.up_conv), list(out.down) + list(out.up_conv)):
+            for c, bn, dc in ((src.conv1, src.bn1, dst.conv1), (src.conv2, src.bn2, dst.conv2)):
+                w, b = _fold_conv(c, bn)
+                dc.weight.copy_(rnd(w))
+                dc.bias.copy_(rnd(b))
+        for src, dst in zip(list(model.up) + [model.head], list(out.up) + [out.head]):
+            dst.weight.copy_(rnd(src.weight.detach()))
+            dst.bias.copy_(rnd(src.bias.detach()))
+    return out.eval()
+
+
+def to_onnx(model, path, metadata, input_size, half=True):
+    """Writes `model` (a UNet, any mode) to `path` with `metadata` (dict of voxflow.* keys)."""
+    m = fold(copy.deepcopy(model).eval(), half=half)
+    h, w = input_size
+    nodes, inits = [], []
+    counter = [0]
+
+    def param(t, name):
+        arr = t.detach().cpu().numpy().astype(np.float32)
+        if half:
+            inits.append(numpy_helper.from_array(arr.astype(np.float16), name + "_f16"))
+            nodes.append(helper.make_node("Cast", [name + "_f16"], [name], to=TensorProto.FLOAT))
+        else:
+            inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def conv(x, layer, name, pad):
+        wn, bn = param(layer.weight, name + ".w"), param(layer.bias, name + ".b")
+        k = layer.weight.shape[-1]
+        nodes.append(helper.make_node("Conv", [x, wn, bn], [name], kernel_shape=[k, k], pads=[pad] * 4))
+        return name
+
+    def relu(x):
+        counter[0] += 1
+        y = f"relu{counter[0]}"
+        nodes.append(helper.make_node("Relu", [x], [y]))
+        return y
+
+    def block(x, dc, name):
+        x = relu(conv(x, dc.conv1, name + ".conv1", 1))
+        return relu(conv(x, dc.conv2, name + ".conv2", 1))
+
+    x, skips = "image", []
+    for i, dc in enumerate(m.down):
+        x = block(x, dc, f"down{i}")
+        if i < m.depth:
+            skips.append(x)
+            nodes.append(helper.make_node("MaxPool", [x], [f"pool{i}"], kernel_shape=[2, 2], strides=[2, 2]))
+            x = f"pool{i}"
+    for i, (up, dc) in enumerate(zip(m.up, m.up_conv)):
+        wn, bn = param(up.weight, f"up{i}.w"), param(up.bias, f"up{i}.b")
+        nodes.append(helper.make_node("ConvTranspose", [x, wn, bn], [f"up{i}"], kernel_shape=[2, 2], strides=[2, 2]))
+        nodes.append(helper.make_node("Concat", [skips.pop(), f"up{i}"], [f"cat{i}"], axis=1))
+        x = block(f"cat{i}", dc, f"dec{i}")
+    logits = conv(x, m.head, "head", 0)
+    nodes.append(helper.make_node("Softmax", [logits], ["prob"], axis=1))
+    graph = helper.make_graph(
+        nodes, "voxflow_unet",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, h, w])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", m.classes, h, w])],
+        inits)
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="voxflow-training")
+    model_proto.ir_version = IR_VERSION
+    for k, v in metadata.items():
+        e = model_proto.metadata_props.add()
+        e.key, e.value = k, str(v)
+    onnx.checker.check_model(model_proto, full_check=True)
+    tmp = str(path) + ".tmp"
+    onnx.save(model_proto, tmp)
+    import os
+    os.replace(tmp, path)
+    return m
+
+
+def contract_metadata(classes, input_size, preprocess, modality, version):
+    return {
+        "voxflow.model_version": version,
+        "voxflow.classes": ",".join(classes),
+        "voxflow.input_size": f"{input_size[0]},{input_size[1]}",
+        "voxflow.padding": "0",
+        "voxflow.preprocess": preprocess,
+        "voxflow.modality": modality,
+    }

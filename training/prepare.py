@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Prepares the compact training set: preprocessing runs through voxflow itself (the same graph
+the inference uses), this script only reads what voxflow wrote and resamples it.
+
+1. `voxflow run graphs/ct_preprocess.yaml --set input=CASE --set output=.cache/train/pre/CASE.nii.gz`
+   (HU window [-100, 400], histogram equalisation 256 bins -> [0, 1]).
+2. Whole slices (liver network): each slice resized to SIZE x SIZE exactly as the fcn node does
+   (bilinear, align_corners=False, no antialias); labels as one-hot resized the same way, then
+   argmax. Stored as uint8 (image * 255 rounded) in .cache/train/slices{SIZE}/CASE.npz.
+3. Liver ROIs (lesion network, `--roi`): per slice with ground-truth liver, the crop of
+   `roi_crop` (the crop_resample rule), non-liver pixels set to 0, resized to SIZE x SIZE.
+   Stored in .cache/train/roi{SIZE}/CASE.npz.
+
+Everything here is derived from licensed scans: it lives under the git-ignored .cache/ only.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CASES_CT = ["ircadb01", "ircadb17"] + [f"btcv{n:04d}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25, 29)]
+
+
+def case_files(data, case):
+    if case.startswith("chaos"):
+        return os.path.join(data, f"{case}_image.nii.gz"), os.path.join(data, f"{case}_label.nii.gz")
+    return os.path.join(data, f"{case}_ct.nii.gz"), os.path.join(data, f"{case}_label.nii.gz")
+
+
+def load_kji(path):
+    """A NIfTI as voxflow's (nk, nj, ni) array: NIfTI voxel (i, j, k) = arr[k, j, i]."""
+    return np.ascontiguousarray(np.asanyarray(nib.load(path).dataobj).transpose(2, 1, 0))
+
+
+def resize_image(x, size):
+    """[K, H, W] float -> [K, size, size], bilinear, align_corners=False, no antialias (= fcn node)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=False).squeeze(1).numpy()
+
+
+def resize_label(lab, size, classes):
+    """[K, H, W] int -> [K, size, size]: one-hot resized bilinearly, then argmax."""
+    onehot = np.stack([(lab == c).astype(np.float32) for c in range(classes)], axis=1)
+    t = F.interpolate(torch.from_numpy(onehot), size=size, mode="bilinear", align_corners=False, antialias=False)
+    return t.argmax(dim=1).numpy().astype(np.uint8)
+
+
+def roi_box(mask2d, min_box):
+    """Liver bounding box of one slice (rows j0..j1, cols i0..i1, end exclusive), each side widened
+    symmetrically to at least `min_box` px (an odd remainder goes to the far end) and shifted back
+    inside the slice when it crosses an edge; never larger than the slice. None without liver.
+    Same rule as `slice_box`/`widen` in nodes/src/inference/crop_resample.rs with margin_mm 0
+    (the node's default); tests/test_training.py repeats the node's unit-test cases."""
+    rows = np.flatnonzero(mask2d.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask2d.any(axis=0))
+
+    def widen(lo, hi, n):
+        ln = hi - lo
+        if ln < min_box:
+            need = min_box - ln
+            lo -= need // 2
+            hi += need - need // 2
+        if lo < 0:
+            hi, lo = hi - lo, 0
+        if hi > n:
+            lo, hi = lo - (hi - n), n
+        return max(lo, 0), hi
+
+    j0, j1 = widen(int(rows[0]), int(rows[-1]) + 1, mask2d.shape[0])
+    i0, i1 = widen(int(cols[0]), int(cols[-1]) + 1, mask2d.shape[1])
+    return j0, j1, i0, i1
+
+
+def roi_crop(img2d, liver2d, size, min_box=60):
+    """The cascade's ROI of one slice: crop to `roi_box`, pixels outside the liver set to 0,
+    resized to `size`. Returns (crop [size], box) or None."""
+    box = roi_box(liver2d, min_box)
+    if box is None:
+        return None
+    j0, j1, i0, i1 = box
+    c = np.where(liver2d[j0:j1, i0:i1], img2d[j0:j1, i0:i1], 0.0).astype(np.float32)
+    return resize_image(c[None], size)[0], box
+
+
+def to_u8(x):
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def preprocess(voxflow, data, case, cache):
+    src, _ = case_files(data, case)
+    out = os.path.join(cache, "pre", f"{case}.nii.gz")
+    if not os.path.exists(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        t0 = time.time()
+        subprocess.run([voxflow, "-q", "run", os.path.join(ROOT, "graphs", "ct_preprocess.yaml"),
+                        "--set", f"input={src}", "--set", f"output={out}"], check=True)
+        print(f"  voxflow ct_preprocess {case}: {time.time() - t0:.1f} s", flush=True)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--voxflow", default=os.environ.get("VOXFLOW_BIN", "/tmp/target-training/release/voxflow"))
+    ap.add_argument("--data", default=os.environ.get("VOXFLOW_DATA", os.path.join(ROOT, "..", "shared", "data")))
+    ap.add_argument("--cache", default=os.path.join(ROOT, ".cache", "train"))
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--cases", nargs="*", default=CASES_CT)
+    ap.add_argument("--roi", action="store_true", help="also write the liver ROIs (lesion network)")
+    ap.add_argument("--min-box", type=int, default=60)
+    a = ap.parse_args()
+    if not os.path.exists(a.voxflow):
+        sys.exit(f"prepare: voxflow binary {a.voxflow} not found (build it: CARGO_TARGET_DIR=/tmp/target-training cargo build --release)")
+    size = (a.size, a.size)
+    for case in a.cases:
+        sl_path = os.path.join(a.cache, f"slices{a.size}", f"{case}.npz")
+        roi_path = os.path.join(a.cache, f"roi{a.size}", f"{case}.npz")
+        if os.path.exists(sl_path) and (not a.roi or os.path.exists(roi_path)):
+            continue
+        pre = preprocess(a.voxflow, a.data, case, a.cache)
+        img = load_kji(pre).astype(np.float32)
+        lab = load_kji(case_files(a.data, case)[1]).astype(np.uint8)
+        if img.shape != lab.shape:
+            sys.exit(f"prepare: {case}: preprocessed shape {img.shape} != label shape {lab.shape}")
+        if not os.path.exists(sl_path):
+            os.makedirs(os.path.dirname(sl_path), exist_ok=True)
+            liver = (lab >= 1).astype(np.uint8)
+            np.savez_compressed(sl_path + ".tmp.npz", img=to_u8(resize_image(img, size)),
+                                lab=resize_label(liver, size, 2), shape=np.array(img.shape))
+            os.replace(sl_path + ".tmp.npz", sl_path)
+        if a.roi and not os.path.exists(roi_path):
+            os.makedirs(os.path.dirname(roi_path), exist_ok=True)
+            imgs, labs, boxes, ks = [], [], [], []
+            for k in range(img.shape[0]):
+                liver = lab[k] >= 1
+                r = roi_crop(img[k], liver, size, a.min_box)
+                if r is None:
+                    continue
+                crop, box = r
+                j0, j1, i0, i1 = box
+                lesion = (lab[k, j0:j1, i0:i1] == 2).astype(np.uint8)
+                imgs.append(to_u8(crop))
+                labs.append(resize_label(lesion[None], size, 2)[0])
+                boxes.append(box)
+                ks.append(k)
+            np.savez_compressed(roi_path + ".tmp.npz", img=np.array(imgs), lab=np.array(labs),
+                                box=np.array(boxes), k=np.array(ks), shape=np.array(img.shape))
+            os.replace(roi_path + ".tmp.npz", roi_path)
+        print(f"prepared {case}: {img.shape}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

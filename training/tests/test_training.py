@@ -1,0 +1,163 @@
+"""Unit tests of the training code. Run: .venv-train/bin/python -m unittest discover -s training/tests -v"""
+import math
+import os
+import sys
+import unittest
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from augment import add_noise, augment, sampling_grid, smooth_field, warp  # noqa: E402
+from export import fold  # noqa: E402
+from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
+from prepare import resize_label, roi_box, roi_crop  # noqa: E402
+from unet import UNet, count_params  # noqa: E402
+
+
+def blocks(n=4, h=64, w=64):
+    lab = torch.zeros((n, h, w), dtype=torch.long)
+    lab[:, 10:30, 20:50] = 1
+    lab[:, 40:60, 5:15] = 1
+    return lab
+
+
+class Augmentation(unittest.TestCase):
+    def test_label_and_image_move_together(self):
+        lab = blocks()
+        img = lab.float().unsqueeze(1)
+        g = torch.Generator().manual_seed(3)
+        cfg = {"p": 1.0, "rotate_deg": 15, "translate": 0.1, "elastic_px": 4, "elastic_sigma": 6}
+        out_img, out_lab = augment(img, lab, cfg, g)
+        self.assertFalse(torch.equal(out_lab, lab), "the transform should move the label")
+        inside, outside = out_img[:, 0] > 0.99, out_img[:, 0] < 0.01
+        self.assertTrue(inside.any() and outside.any())
+        self.assertTrue(torch.all(out_lab[inside] == 1), "label 0 where the image is fully 1")
+        self.assertTrue(torch.all(out_lab[outside] == 0), "label 1 where the image is fully 0")
+        # Nearly every pixel is on the same side of 0.5 in both.
+        agree = ((out_img[:, 0] > 0.5).long() == out_lab).float().mean()
+        self.assertGreater(float(agree), 0.99)
+
+    def test_identity_grid_is_exact(self):
+        lab = blocks()
+        img = torch.rand((4, 1, 64, 64), generator=torch.Generator().manual_seed(0))
+        grid = sampling_grid(4, 64, 64)
+        a, b = warp(img, lab, grid)
+        self.assertLess(float((a - img).abs().max()), 1e-5)
+        self.assertTrue(torch.equal(b, lab))
+
+    def test_elastic_field_is_smooth(self):
+        g = torch.Generator().manual_seed(1)
+        f = smooth_field(2, 128, 128, sigma=10.0, generator=g)
+        self.assertAlmostEqual(float(f.abs().amax()), 1.0, places=5)
+        step = torch.cat([(f[..., 1:, :] - f[..., :-1, :]).flatten(), (f[..., 1:] - f[..., :-1]).flatten()])
+        # A Gaussian-smoothed field (sigma 10 px) changes by a few % of its peak between neighbours;
+        # white noise of the same peak changes by ~0.7 on average.
+        self.assertLess(float(step.abs().max()), 0.2)
+        self.assertLess(float(step.abs().mean()) / float(f.abs().mean()), 0.1)
+        rough = smooth_field(2, 128, 128, sigma=0.3, generator=g)
+        step_r = (rough[..., 1:] - rough[..., :-1]).abs().mean() / rough.abs().mean()
+        self.assertGreater(float(step_r), 0.5, "the smoothness check must be able to fail")
+
+    def test_noise_level_follows_slice_std(self):
+        g = torch.Generator().manual_seed(2)
+        img = torch.rand((3, 1, 128, 128), generator=g) * torch.tensor([0.2, 1.0, 3.0]).view(3, 1, 1, 1)
+        noisy = add_noise(img, 0.5, g)
+        for s in range(3):
+            want = 0.5 * float(img[s].std())
+            got = float((noisy[s] - img[s]).std())
+            self.assertAlmostEqual(got / want, 1.0, delta=0.03)
+
+
+class Loss(unittest.TestCase):
+    def test_hand_computed_value(self):
+        # pixel 1: logits (2, 0), class 0, weight 1 -> log(1 + e^-2) = 0.126928011
+        # pixel 2: logits (0, 1), class 1, weight 13 -> 13 log(1 + e^-1) = 13 * 0.313261688
+        # mean over the 2 pixels = (0.126928011 + 4.072401938) / 2 = 2.099664975
+        logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]]).t().reshape(1, 2, 1, 2)
+        target = torch.tensor([[[0, 1]]])
+        loss = balanced_cross_entropy(logits, target, [1.0, 13.0])
+        self.assertAlmostEqual(float(loss), 2.099664975, places=6)
+
+    def test_frequency_weights(self):
+        np.testing.assert_allclose(frequency_weights([90, 10]), [1.0, 9.0])
+        np.testing.assert_allclose(frequency_weights([900, 90, 10]), [1.0, 910 / 90, 990 / 10])
+        with self.assertRaises(ValueError):
+            frequency_weights([10, 0])
+
+
+class Model(unittest.TestCase):
+    def test_default_size(self):
+        m = UNet()
+        self.assertEqual(count_params(m), 1_942_306)
+        x = torch.rand(1, 1, 256, 256)
+        p = m(x)
+        self.assertEqual(tuple(p.shape), (1, 2, 256, 256))
+        self.assertLess(float((p.sum(dim=1) - 1).abs().max()), 1e-5)
+
+    def test_fold_matches_batch_norm_model(self):
+        torch.manual_seed(0)
+        m = UNet(3, width=4, depth=2)
+        for mod in m.modules():  # non-trivial running statistics
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.data.uniform_(0.5, 1.5)
+                mod.bias.data.uniform_(-0.2, 0.2)
+        m.eval()
+        x = torch.rand(2, 1, 32, 32)
+        with torch.no_grad():
+            self.assertLess(float((fold(m)(x) - m(x)).abs().max()), 1e-5)
+
+
+class Crop(unittest.TestCase):
+    def test_roi_box_min_size_and_bounds(self):
+        mask = np.zeros((100, 120), bool)
+        mask[40:50, 30:35] = True  # 10 x 5 liver
+        self.assertEqual(roi_box(mask, 60), (15, 75, 3, 63))  # widened symmetrically (25+25, 27+28)
+        mask[:] = False
+        mask[2:8, 110:118] = True  # near the corner: shifted inside
+        self.assertEqual(roi_box(mask, 60), (0, 60, 60, 120))
+        mask[:] = False
+        mask[0:100, 0:90] = True  # larger than min_box: unchanged
+        self.assertEqual(roi_box(mask, 60), (0, 100, 0, 90))
+        self.assertIsNone(roi_box(np.zeros((10, 10), bool), 60))
+        small = np.ones((40, 40), bool)  # slice smaller than min_box: the whole slice
+        self.assertEqual(roi_box(small, 60), (0, 40, 0, 40))
+
+    def test_roi_box_matches_crop_resample_node(self):
+        # The cases of `widen_is_symmetric_and_clamped` in nodes/src/inference/crop_resample.rs.
+        def box1d(lo, hi, n):
+            m = np.zeros((n, 1), bool)
+            m[lo:hi] = True
+            return roi_box(m, 60)[:2]
+        self.assertEqual(box1d(40, 50, 100), (15, 75))
+        self.assertEqual(box1d(0, 10, 100), (0, 60))
+        self.assertEqual(box1d(95, 100, 100), (40, 100))
+        self.assertEqual(box1d(3, 5, 40), (0, 40))
+        m = np.zeros((100, 120), bool)
+        m[20, 30] = m[90, 31] = True
+        self.assertEqual(roi_box(m, 60), (20, 91, 1, 61))  # node: [18, 93, 1, 61] with a 2 px margin
+
+    def test_roi_crop_masks_outside_liver(self):
+        img = np.full((100, 100), 0.7, np.float32)
+        liver = np.zeros((100, 100), bool)
+        liver[20:80, 20:80] = True
+        crop, box = roi_crop(img, liver, (60, 60))
+        self.assertEqual(box, (20, 80, 20, 80))
+        np.testing.assert_allclose(crop, 0.7, atol=1e-6)  # box == liver: nothing masked
+        liver[20:50, 20:80] = False
+        crop, box = roi_crop(img, liver, (60, 60))
+        self.assertEqual(box, (35, 95, 20, 80))  # rows 50..80 widened to 60
+        self.assertEqual(float(crop[:10].max()), 0.0)
+
+    def test_resize_label_keeps_classes(self):
+        lab = np.zeros((1, 64, 64), np.uint8)
+        lab[0, 16:48, 16:48] = 1
+        r = resize_label(lab, (32, 32), 2)
+        self.assertEqual(r.dtype, np.uint8)
+        self.assertEqual(int(r.sum()), 16 * 16)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Trains a cascade U-Net from a config (training/configs/*.yaml) on the compact training set
+written by training/prepare.py, checkpointing as it goes, and exports it to ONNX.
+
+  train:   .venv-train/bin/python training/train.py train training/configs/ct_liver.yaml
+  resume:  .venv-train/bin/python training/train.py train training/configs/ct_liver.yaml --resume
+  export:  .venv-train/bin/python training/train.py export training/configs/ct_liver.yaml \
+               [--checkpoint best|last] [--out models/ct_liver.onnx]
+
+Checkpoints (last.pt every `checkpoint_minutes` and at each epoch's end, best.pt at the best
+validation Dice) go to .cache/train/runs/NAME/ (git-ignored); the per-epoch log (loss,
+validation Dice per held-out case) to models/logs/NAME.tsv, next to the model cards.
+An "epoch" is `epoch_iters` iterations (random slices), not a pass over the data.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from augment import augment  # noqa: E402
+from export import contract_metadata, to_onnx  # noqa: E402
+from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
+from unet import UNet, count_params  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def load_config(path):
+    with open(path) as f:
+        text = f.read()
+    if path.endswith(".json"):
+        cfg = json.loads(text)
+    else:
+        import yaml
+        cfg = yaml.safe_load(text)
+    cfg.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return cfg
+
+
+def run_dir(cfg):
+    return os.path.join(ROOT, cfg.get("run_root", ".cache/train/runs"), cfg["name"])
+
+
+def log_path(cfg):
+    return os.path.join(ROOT, cfg.get("log_dir", "models/logs"), cfg["name"] + ".tsv")
+
+
+class SliceSet:
+    """uint8 slices of some cases: img [S, H, W], lab [S, H, W], case index per slice."""
+
+    def __init__(self, folder, cases):
+        imgs, labs, case_of = [], [], []
+        for ci, case in enumerate(cases):
+            path = os.path.join(folder, f"{case}.npz")
+            if not os.path.exists(path):
+                sys.exit(f"train: {path} missing: run training/prepare.py first")
+            z = np.load(path)
+            imgs.append(z["img"])
+            labs.append(z["lab"])
+            case_of.append(np.full(len(z["img"]), ci))
+        self.cases = cases
+        self.img = np.concatenate(imgs)
+        self.lab = np.concatenate(labs)
+        self.case = np.concatenate(case_of)
+        self.fg = np.flatnonzero(self.lab.reshape(len(self.lab), -1).max(axis=1) > 0)
+        self.bg = np.setdiff1d(np.arange(len(self.lab)), self.fg)
+
+    def counts(self, classes):
+        return np.bincount(self.lab.ravel(), minlength=classes)[:classes]
+
+
+def batch_tensors(ds, idx):
+    img = torch.from_numpy(ds.img[idx].astype(np.float32) / 255.0).unsqueeze(1)
+    lab = torch.from_numpy(ds.lab[idx].astype(np.int64))
+    return img, lab
+
+
+def make_optimizer(cfg, params):
+    o = cfg["optimizer"]
+    if o["name"] == "sgd":
+        return torch.optim.SGD(params, lr=o.get("lr", 0.001), momentum=o.get("momentum", 0.8),
+                               weight_decay=o.get("weight_decay", 0.0005))
+    if o["name"] == "adam":
+        return torch.optim.Adam(params, lr=o.get("lr", 0.001), eps=o.get("eps", 0.1),
+                                weight_decay=o.get("weight_decay", 0.0))
+    sys.exit(f"train: unknown optimizer {o['name']!r} (sgd or adam)")
+
+
+def build_model(cfg):
+    return UNet(len(cfg["classes"]), cfg.get("width", 16), cfg.get("depth", 4), cfg.get("batch_norm", True))
+
+
+@torch.no_grad()
+def validate(model, ds, stride, batch):
+    """3D Dice of the foreground per held-out case, on the training grid (every `stride`-th slice)."""
+    model.eval()
+    inter = np.zeros(len(ds.cases))
+    sums = np.zeros(len(ds.cases))
+    idx = np.arange(0, len(ds.img), stride)
+    for s in range(0, len(idx), batch):
+        b = idx[s:s + batch]
+        img, lab = batch_tensors(ds, b)
+        pred = model(img).argmax(dim=1).numpy() > 0
+        ref = lab.numpy() > 0
+        for c in np.unique(ds.case[b]):
+            m = ds.case[b] == c
+            inter[c] += np.logical_and(pred[m], ref[m]).sum()
+            sums[c] += pred[m].sum() + ref[m].sum()
+    model.train()
+    return [float(2 * i / s) if s > 0 else 1.0 for i, s in zip(inter, sums)]
+
+
+def save_ckpt(path, state):
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg, resume, stop_at):
+    torch.set_num_threads(cfg.get("threads", 2))
+    seed = cfg.get("seed", 2017)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    data = os.path.join(ROOT, cfg["data"])
+    tr = SliceSet(data, cfg["train_cases"])
+    va = SliceSet(data, cfg["val_cases"]) if cfg.get("val_cases") else None
+    classes = len(cfg["classes"])
+    w = cfg["loss"].get("weights", "frequency")
+    weights = frequency_weights(tr.counts(classes)) if w == "frequency" else np.asarray(w, dtype=np.float64)
+    model = build_model(cfg)
+    opt = make_optimizer(cfg, model.parameters())
+    rd = run_dir(cfg)
+    os.makedirs(rd, exist_ok=True)
+    os.makedirs(os.path.dirname(log_path(cfg)), exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    epoch, it, best, elapsed = 0, 0, -1.0, 0.0
+    last = os.path.join(rd, "last.pt")
+    if resume:
+        if not os.path.exists(last):
+            sys.exit(f"train: --resume but no checkpoint {last}")
+        st = torch.load(last, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        rng.bit_generator.state = st["rng"]
+        epoch, it, best, elapsed = st["epoch"], st["it"], st["best"], st["elapsed"]
+        print(f"resumed {cfg['name']} at epoch {epoch} iteration {it} (best Dice {best:.4f}, {elapsed / 60:.1f} min trained)", flush=True)
+    elif os.path.exists(log_path(cfg)):
+        os.remove(log_path(cfg))
+    if not os.path.exists(log_path(cfg)):
+        with open(log_path(cfg), "w") as f:
+            f.write("epoch\titerations\tminutes\ttrain_loss\tval_dice_mean\t" + "\t".join(f"dice_{c}" for c in (va.cases if va else [])) + "\n")
+    print(f"{cfg['name']}: {count_params(model)} parameters, {len(tr.img)} training slices "
+          f"({len(tr.fg)} with foreground), class weights {np.round(weights, 3).tolist()}", flush=True)
+    bs, ep_iters = cfg.get("batch_size", 4), cfg.get("epoch_iters", 200)
+    fg_frac = cfg.get("foreground_fraction")
+    ckpt_every = cfg.get("checkpoint_minutes", 5) * 60
+    t_start, t_ckpt = time.time(), time.time()
+    losses = []
+
+    def state():
+        return {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                "rng": rng.bit_generator.state, "epoch": epoch, "it": it, "best": best,
+                "elapsed": elapsed + time.time() - t_start, "config": cfg, "weights": weights.tolist()}
+
+    model.train()
+    while epoch < cfg.get("epochs", 1000):
+        if stop_at and time.time() >= stop_at:
+            print("stop time reached", flush=True)
+            break
+        if fg_frac is None:  # uniform over all slices: class frequencies as in the data
+            idx = rng.choice(len(tr.img), bs)
+        else:
+            pick_fg = rng.random(bs) < fg_frac
+            pool_fg, pool_bg = tr.fg, (tr.bg if len(tr.bg) else tr.fg)
+            idx = np.where(pick_fg, rng.choice(pool_fg, bs), rng.choice(pool_bg, bs))
+        img, lab = batch_tensors(tr, idx)
+        img, lab = augment(img, lab, cfg.get("augment", {}), gen)
+        loss = balanced_cross_entropy(model.logits(img), lab, weights)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        it += 1
+        if it % 10 == 0:
+            rate = 10 * bs / max(1e-9, time.time() - getattr(train, "_t10", t_start))
+            train._t10 = time.time()
+            print(f"  it {it} loss {np.mean(losses[-10:]):.4f} ({rate:.2f} slices/s)", flush=True)
+        if it % ep_iters == 0:
+            epoch += 1
+            dice = validate(model, va, cfg.get("val_stride", 1), bs * 2) if va else []
+            mean = float(np.mean(dice)) if dice else float("nan")
+            minutes = (elapsed + time.time() - t_start) / 60
+            with open(log_path(cfg), "a") as f:
+                f.write(f"{epoch}\t{it}\t{minutes:.1f}\t{np.mean(losses):.5f}\t{mean:.4f}\t" + "\t".join(f"{d:.4f}" for d in dice) + "\n")
+            print(f"epoch {epoch}: loss {np.mean(losses):.4f}, val Dice {mean:.4f} {np.round(dice, 4).tolist()}, {minutes:.1f} min", flush=True)
+            losses = []
+            if dice and mean > best:
+                best = mean
+                save_ckpt(os.path.join(rd, "best.pt"), state())
+            save_ckpt(last, state())
+            t_ckpt = time.time()
+        elif time.time() - t_ckpt > ckpt_every:
+            save_ckpt(last, state())
+            t_ckpt = time.time()
+    save_ckpt(last, state())
+    if not os.path.exists(os.path.join(rd, "best.pt")):
+        save_ckpt(os.path.join(rd, "best.pt"), state())
+    return model
+
+
+def export(cfg, which, out):
+    ck = os.path.join(run_dir(cfg), f"{which}.pt")
+    if not os.path.exists(ck):
+        sys.exit(f"export: no checkpoint {ck}")
+    st = torch.load(ck, weights_only=False)
+    model = build_model(cfg)
+    model.load_state_dict(st["model"])
+    size = cfg["input_size"]
+    meta = contract_metadata(cfg["classes"], size, cfg["preprocess"], cfg["modality"], cfg.get("model_version", "1"))
+    to_onnx(model, out, meta, size, half=cfg.get("export_half", True))
+    print(f"exported {ck} (epoch {st['epoch']}, iteration {st['it']}, best val Dice {st['best']:.4f}) -> {out} "
+          f"({os.path.getsize(out)} bytes)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("config")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    e = sub.add_parser("export")
+    e.add_argument("config")
+    e.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    e.add_argument("--out")
+    a = ap.parse_args()
+    cfg = load_config(a.config)
+    if a.cmd == "train":
+        train(cfg, a.resume, time.time() + a.minutes * 60 if a.minutes else None)
+    else:
+        export(cfg, a.checkpoint, a.out or os.path.join(ROOT, "models", cfg["name"] + ".onnx"))
+
+
+if __name__ == "__main__":
+    main()
