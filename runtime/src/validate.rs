@@ -451,7 +451,7 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         if cyclic {
             let mut names: Vec<&str> = scc.iter().map(|n| states[g[*n]].spec.id.as_str()).collect();
             names.sort();
-            let first = &states[g[scc[0]]];
+            let first = &states[scc.iter().map(|n| g[*n]).min().expect("non-empty")];
             c.err(first.spec.pos, Some(&first.spec.id), format!("cycle through nodes {}", names.join(", ")));
         }
     }

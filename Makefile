@@ -1,0 +1,25 @@
+# The two commands a newcomer types: `make demo` and `make test`.
+CARGO ?= cargo
+VOXFLOW := target/release/voxflow
+DEMO_OUT ?= out/demo
+
+.PHONY: demo test setup build docs
+
+# Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv.
+setup:
+	bash scripts/setup-ort.sh
+
+build: setup
+	$(CARGO) build --release --workspace
+
+# The main job: the CT graph on the built-in phantom.
+demo: build
+	$(VOXFLOW) run graphs/ct_preprocess.yaml --set output=$(DEMO_OUT)/ct_preprocessed.nii.gz --report $(DEMO_OUT)/report.json
+
+# The whole test suite (set VOXFLOW_DATA to the real-scan folder to include those tests).
+test: setup
+	$(CARGO) test --release --workspace
+
+# Regenerate the node reference from the node declarations.
+docs: build
+	$(VOXFLOW) nodes --markdown > docs/NODES.md

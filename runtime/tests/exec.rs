@@ -1,0 +1,284 @@
+//! Executor behaviour: fan-out, fan-in, backpressure, cancellation, atomic outputs.
+
+use ndarray::Array2;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::stream::{Header, SliceData, StreamType};
+use voxflow_runtime::validate::CheckOptions;
+use voxflow_runtime::{
+    check, execute, BuildEnv, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Registry, RunOptions,
+    RunStats, Slice,
+};
+
+const IMG: PortType = PortType::Fixed(StreamType::Image);
+
+/// Emits `n` slices of 4x4 filled with the slice index; counts how many it has sent.
+struct Source(Arc<AtomicUsize>);
+impl NodeKind for Source {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new("source", "test source")
+            .output("out", IMG, "")
+            .param("n", ParamType::Int { min: Some(1), max: None }, 10, "")
+            .param("fail_at", ParamType::Int { min: None, max: None }, -1, "")
+    }
+    fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(SourceNode {
+            n: p.usize("n")?,
+            fail_at: p.i64("fail_at")?,
+            sent: self.0.clone(),
+        }))
+    }
+}
+struct SourceNode {
+    n: usize,
+    fail_at: i64,
+    sent: Arc<AtomicUsize>,
+}
+impl Node for SourceNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        ctx.send_header("out", Header::new(StreamType::Image, [self.n, 4, 4], [1.0; 3]))?;
+        for k in 0..self.n {
+            if k as i64 == self.fail_at {
+                return Err(NodeError::msg(format!("broken slice {k}")));
+            }
+            ctx.send_slice("out", Slice::new(k, SliceData::Image(Array2::from_elem((4, 4), k as f32))))?;
+            self.sent.fetch_add(1, Ordering::SeqCst);
+        }
+        ctx.end("out")
+    }
+}
+
+/// Adds a constant to every pixel.
+struct AddKind;
+impl NodeKind for AddKind {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new("add", "").input("in", IMG, "").output("out", IMG, "").param(
+            "v",
+            ParamType::Float { min: None, max: None },
+            1.0,
+            "",
+        )
+    }
+    fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(Add(p.f64("v")? as f32)))
+    }
+}
+struct Add(f32);
+impl Node for Add {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let h = ctx.header("in")?;
+        ctx.send_header("out", (*h).clone())?;
+        while let Some(s) = ctx.next_slice("in")? {
+            let a = s.data.image().unwrap() + self.0;
+            ctx.send_slice("out", Slice::new(s.index, SliceData::Image(a)))?;
+        }
+        ctx.end("out")
+    }
+}
+
+/// Sums two streams slice by slice (fan-in) after gathering both.
+struct SumKind;
+impl NodeKind for SumKind {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new("sum", "").input("a", IMG, "").input("b", IMG, "").output("out", IMG, "")
+    }
+    fn build(&self, _: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(Sum))
+    }
+}
+struct Sum;
+impl Node for Sum {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let v = ctx.gather_many(&["a", "b"])?;
+        let mut out = v[0].clone();
+        if let (voxflow_runtime::VolumeData::Image(x), Some(y)) = (&mut out.data, v[1].image()) {
+            *x += y;
+        }
+        ctx.emit_volume("out", &out)
+    }
+}
+
+/// Writes the sum of all pixels to a file (through the runtime's atomic output), slowly.
+struct SinkKind(Arc<AtomicUsize>);
+impl NodeKind for SinkKind {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new("sink", "")
+            .input("in", IMG, "")
+            .required("path", ParamType::Path, "")
+            .param("delay_ms", ParamType::Int { min: Some(0), max: None }, 0, "")
+    }
+    fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(Sink {
+            path: p.path("path")?,
+            delay: Duration::from_millis(p.usize("delay_ms")? as u64),
+            producer_sent: self.0.clone(),
+            max_lead: 0,
+        }))
+    }
+}
+struct Sink {
+    path: std::path::PathBuf,
+    delay: Duration,
+    producer_sent: Arc<AtomicUsize>,
+    max_lead: usize,
+}
+impl Node for Sink {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        ctx.header("in")?;
+        let tmp = ctx.output_file(&self.path)?;
+        let mut total = 0.0f64;
+        let mut seen = 0usize;
+        while let Some(s) = ctx.next_slice("in")? {
+            seen += 1;
+            let lead = self.producer_sent.load(Ordering::SeqCst).saturating_sub(seen);
+            self.max_lead = self.max_lead.max(lead);
+            total += s.data.image().unwrap().sum() as f64;
+            std::fs::write(&tmp, format!("partial {total}")).unwrap();
+            std::thread::sleep(self.delay);
+        }
+        std::fs::write(&tmp, format!("{total} {}", self.max_lead)).unwrap();
+        Ok(())
+    }
+}
+
+fn registry(sent: &Arc<AtomicUsize>) -> Registry {
+    let mut r = Registry::new();
+    r.add(Arc::new(Source(sent.clone())), "test").unwrap();
+    r.add(Arc::new(AddKind), "test").unwrap();
+    r.add(Arc::new(SumKind), "test").unwrap();
+    r.add(Arc::new(SinkKind(sent.clone())), "test").unwrap();
+    r
+}
+
+fn run(text: &str, depth: usize) -> (Result<voxflow_runtime::RunReport, voxflow_runtime::RunError>, Arc<AtomicUsize>) {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let reg = registry(&sent);
+    let doc = GraphDoc::parse(text, Path::new("/t/g.yaml")).unwrap();
+    let plan = check(&doc, &reg, &CheckOptions::default()).unwrap();
+    let stats = RunStats::new(&plan);
+    let opts = RunOptions {
+        queue_depth: depth,
+        threads: 1,
+    };
+    (execute(&plan, &reg, &opts, &stats), sent)
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("voxflow-rt-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn fan_out_and_fan_in() {
+    let d = tmp("fan");
+    let out = d.join("sum.txt");
+    // src -> a (+1) and src -> b (+10) -> sum -> sink: each slice k gives 2k + 11 per pixel.
+    let g = format!(
+        "graph: fan\nnodes:\n  src: {{ kind: source, n: 10 }}\n  a: {{ kind: add, in: src, v: 1 }}\n  b: {{ kind: add, in: src, v: 10 }}\n  s: {{ kind: sum, a: a, b: b }}\n  out: {{ kind: sink, in: s, path: {} }}\n",
+        out.display()
+    );
+    let (r, _) = run(&g, 1);
+    let r = r.unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let total: f64 = text.split(' ').next().unwrap().parse().unwrap();
+    let expect: f64 = (0..10).map(|k| 16.0 * (2.0 * k as f64 + 11.0)).sum();
+    assert_eq!(total, expect);
+    assert_eq!(r.outputs, vec![out]);
+    assert_eq!(r.nodes.len(), 5);
+}
+
+#[test]
+fn slow_consumer_bounds_the_producer_lead() {
+    let d = tmp("bp");
+    let out = d.join("o.txt");
+    let g = format!(
+        "graph: bp\nnodes:\n  src: {{ kind: source, n: 40 }}\n  a: {{ kind: add, in: src }}\n  out: {{ kind: sink, in: a, path: {}, delay_ms: 5 }}\n",
+        out.display()
+    );
+    let (r, _) = run(&g, 2);
+    r.unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lead: usize = text.split(' ').nth(1).unwrap().parse().unwrap();
+    // Two edges of depth 2 plus one message in each node's hands: never more than ~7 ahead.
+    assert!(lead <= 8, "producer ran {lead} slices ahead of a slow consumer");
+    assert!(lead >= 2, "the producer should run ahead a little ({lead})");
+}
+
+#[test]
+fn first_error_cancels_everything_and_writes_nothing() {
+    let d = tmp("cancel");
+    let out = d.join("o.txt");
+    let g = format!(
+        "graph: c\nnodes:\n  src: {{ kind: source, n: 100000, fail_at: 30 }}\n  a: {{ kind: add, in: src }}\n  out: {{ kind: sink, in: a, path: {}, delay_ms: 1 }}\n",
+        out.display()
+    );
+    let t = Instant::now();
+    let (r, _) = run(&g, 2);
+    let e = r.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(10), "cancellation hung");
+    assert_eq!(e.node, "src");
+    assert_eq!(e.pos.line, 3);
+    assert!(e.to_string().contains("broken slice 30"), "{e}");
+    assert!(e.to_string().contains("/t/g.yaml:3"), "{e}");
+    assert!(!out.exists(), "a failed run left an output");
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "temporary files left behind");
+}
+
+#[test]
+fn error_in_a_branch_cancels_a_blocked_diamond() {
+    // `b` fails while `sum` waits on both branches and the source is blocked on full queues.
+    struct FailKind;
+    impl NodeKind for FailKind {
+        fn decl(&self) -> NodeDecl {
+            NodeDecl::new("fail", "").input("in", IMG, "").output("out", IMG, "")
+        }
+        fn build(&self, _: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+            Ok(Box::new(Fail))
+        }
+    }
+    struct Fail;
+    impl Node for Fail {
+        fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+            ctx.header("in")?;
+            ctx.next_slice("in")?;
+            std::thread::sleep(Duration::from_millis(50));
+            panic!("boom in a plugin-like node")
+        }
+    }
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut reg = registry(&sent);
+    reg.add(Arc::new(FailKind), "test").unwrap();
+    let d = tmp("diamond");
+    let g = format!(
+        "graph: d\nnodes:\n  src: {{ kind: source, n: 100000 }}\n  a: {{ kind: add, in: src }}\n  b: {{ kind: fail, in: src }}\n  s: {{ kind: sum, a: a, b: b }}\n  out: {{ kind: sink, in: s, path: {} }}\n",
+        d.join("o.txt").display()
+    );
+    let doc = GraphDoc::parse(&g, Path::new("g.yaml")).unwrap();
+    let plan = check(&doc, &reg, &CheckOptions::default()).unwrap();
+    let t = Instant::now();
+    let e = execute(&plan, &reg, &RunOptions { queue_depth: 1, threads: 1 }, &RunStats::new(&plan)).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(e.node, "b");
+    assert!(e.message.contains("panicked: boom"), "{e}");
+    assert!(!d.join("o.txt").exists());
+}
+
+#[test]
+fn report_counts_slices_and_queue_depth() {
+    let d = tmp("report");
+    let g = format!(
+        "graph: r\nnodes:\n  src: {{ kind: source, n: 25 }}\n  out: {{ kind: sink, in: src, path: {}, delay_ms: 2 }}\n",
+        d.join("o.txt").display()
+    );
+    let (r, _) = run(&g, 3);
+    let r = r.unwrap();
+    let sink = r.nodes.iter().find(|n| n.id == "out").unwrap();
+    assert!(sink.max_queue_depth >= 1 && sink.max_queue_depth <= 3, "{sink:?}");
+    assert!(sink.wall_ms >= 25.0 * 2.0);
+    assert!(r.peak_rss_bytes.unwrap() > 0);
+}
