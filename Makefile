@@ -3,11 +3,15 @@ CARGO ?= cargo
 VOXFLOW := target/release/voxflow
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test setup build docs
+.PHONY: demo test setup setup-training build docs
 
 # Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv.
 setup:
 	bash scripts/setup-ort.sh
+
+# PyTorch and friends for training/ (the training smoke test needs them).
+setup-training:
+	bash scripts/setup-training.sh
 
 build: setup
 	$(CARGO) build --release --workspace
@@ -17,7 +21,7 @@ demo: build
 	$(VOXFLOW) run graphs/ct_preprocess.yaml --set output=$(DEMO_OUT)/ct_preprocessed.nii.gz --report $(DEMO_OUT)/report.json
 
 # The whole test suite (set VOXFLOW_DATA to the real-scan folder to include those tests).
-test: setup
+test: setup setup-training
 	$(CARGO) test --release --workspace
 
 # Regenerate the node reference from the node declarations.

@@ -12,8 +12,8 @@ use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
 use voxflow_runtime::validate::CheckOptions;
 use voxflow_runtime::{
-    check, execute, BuildEnv, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, RunOptions, RunStats,
-    Slice,
+    check, execute, BuildEnv, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params,
+    RunOptions, RunStats, Slice,
 };
 
 const SHAPE: (usize, usize, usize) = (129, 512, 512);
@@ -32,9 +32,14 @@ struct GenNode;
 impl Node for GenNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let (nk, nj, ni) = SHAPE;
-        ctx.send_header("out", Header::new(StreamType::Image, [nk, nj, ni], [1.6, 0.57, 0.57]))?;
+        ctx.send_header(
+            "out",
+            Header::new(StreamType::Image, [nk, nj, ni], [1.6, 0.57, 0.57]),
+        )?;
         for k in 0..nk {
-            let s = Array2::from_shape_fn((nj, ni), |(j, i)| ((k * 31 + j * 7 + i * 13) % 1400) as f32 - 1000.0);
+            let s = Array2::from_shape_fn((nj, ni), |(j, i)| {
+                ((k * 31 + j * 7 + i * 13) % 1400) as f32 - 1000.0
+            });
             ctx.send_slice("out", Slice::new(k, SliceData::Image(s)))?;
         }
         ctx.end("out")
@@ -70,21 +75,28 @@ fn window(v: f32, n: usize) -> f32 {
     v.clamp(lo, 400.0)
 }
 
-fn run_chain(n: usize) -> f64 {
+fn run_chain(n: usize, depth: usize) -> f64 {
     let mut reg = voxflow_nodes::registry();
     reg.add(Arc::new(Gen), "bench").unwrap();
     reg.add(Arc::new(Drain), "bench").unwrap();
     let mut g = String::from("graph: chain\nnodes:\n  src: { kind: gen }\n");
     let mut prev = "src".to_string();
     for c in 0..n {
-        g += &format!("  w{c}: {{ kind: hu_window, in: {prev}, min: {}, max: 400 }}\n", -100.0 - c as f64);
+        g += &format!(
+            "  w{c}: {{ kind: hu_window, in: {prev}, min: {}, max: 400 }}\n",
+            -100.0 - c as f64
+        );
         prev = format!("w{c}");
     }
     g += &format!("  sink: {{ kind: drain, in: {prev} }}\n");
     let doc = GraphDoc::parse(&g, Path::new("chain.yaml")).unwrap();
     let plan = check(&doc, &reg, &CheckOptions::default()).unwrap();
     let t = Instant::now();
-    execute(&plan, &reg, &RunOptions::default(), &RunStats::new(&plan)).unwrap();
+    let opts = RunOptions {
+        queue_depth: depth,
+        ..RunOptions::default()
+    };
+    execute(&plan, &reg, &opts, &RunStats::new(&plan)).unwrap();
     t.elapsed().as_secs_f64()
 }
 
@@ -94,7 +106,9 @@ fn run_loop(n: usize) -> f64 {
     let t = Instant::now();
     let mut acc = 0.0f64;
     for k in 0..nk {
-        let mut s = Array2::from_shape_fn((nj, ni), |(j, i)| ((k * 31 + j * 7 + i * 13) % 1400) as f32 - 1000.0);
+        let mut s = Array2::from_shape_fn((nj, ni), |(j, i)| {
+            ((k * 31 + j * 7 + i * 13) % 1400) as f32 - 1000.0
+        });
         for c in 0..n {
             s = s.mapv(|v| window(v, c));
         }
@@ -108,39 +122,68 @@ fn peak_rss_mb() -> f64 {
     voxflow_runtime::exec::peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0
 }
 
-fn child(mode: &str, n: usize) -> (f64, f64) {
+/// User + system CPU seconds of this process (Linux, 10 ms resolution).
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn child(mode: &str, n: usize, depth: usize) -> (f64, f64, f64) {
     let exe = std::env::current_exe().unwrap();
-    let o = Command::new(exe).args(["--child", mode, &n.to_string()]).output().unwrap();
+    let o = Command::new(exe)
+        .args(["--child", mode, &n.to_string(), &depth.to_string()])
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&o.stdout);
     let v: Vec<f64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
-    (v[0], v[1])
+    (v[0], v[1], v[2])
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(p) = args.iter().position(|a| a == "--child") {
         let n: usize = args[p + 2].parse().unwrap();
-        let secs = if args[p + 1] == "graph" { run_chain(n) } else { run_loop(n) };
-        println!("{secs} {}", peak_rss_mb());
+        let depth: usize = args[p + 3].parse().unwrap();
+        let secs = if args[p + 1] == "graph" {
+            run_chain(n, depth)
+        } else {
+            run_loop(n)
+        };
+        println!("{secs} {} {}", cpu_seconds(), peak_rss_mb());
         return;
     }
-    println!("streaming overhead, 512x512x129 float32 volume, median of 5 runs each");
-    println!("| chain | plain loop s | graph s | graph / loop | loop peak RSS MB | graph peak RSS MB |");
-    println!("|---|---|---|---|---|---|");
-    for n in [1usize, 5, 10, 20] {
-        let mut l = Vec::new();
-        let mut g = Vec::new();
+    println!(
+        "streaming overhead: generated 512x512x129 float32 volume -> N hu_window nodes -> drain"
+    );
+    println!("median of 5 runs each; CPU = user + system seconds of the whole process");
+    println!("| chain | queue depth | loop wall s | graph wall s | wall ratio | loop CPU s | graph CPU s | CPU ratio | loop peak RSS MB | graph peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (n, depth) in [(1usize, 4usize), (5, 4), (10, 4), (20, 4), (5, 1), (20, 1)] {
+        let (mut lw, mut gw, mut lc, mut gc) = (vec![], vec![], vec![], vec![]);
         let (mut lr, mut gr) = (0.0f64, 0.0f64);
         for _ in 0..5 {
-            let (t, r) = child("loop", n);
-            l.push(t);
+            let (w, c, r) = child("loop", n, depth);
+            lw.push(w);
+            lc.push(c);
             lr = lr.max(r);
-            let (t, r) = child("graph", n);
-            g.push(t);
+            let (w, c, r) = child("graph", n, depth);
+            gw.push(w);
+            gc.push(c);
             gr = gr.max(r);
         }
-        l.sort_by(f64::total_cmp);
-        g.sort_by(f64::total_cmp);
-        println!("| {n} | {:.3} | {:.3} | {:.2} | {lr:.0} | {gr:.0} |", l[2], g[2], g[2] / l[2]);
+        let med = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[2]
+        };
+        let (lw, gw, lc, gc) = (med(&mut lw), med(&mut gw), med(&mut lc), med(&mut gc));
+        println!(
+            "| {n} | {depth} | {lw:.3} | {gw:.3} | {:.2} | {lc:.2} | {gc:.2} | {:.2} | {lr:.0} | {gr:.0} |",
+            gw / lw,
+            gc / lc
+        );
     }
 }

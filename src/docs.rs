@@ -10,7 +10,13 @@ pub fn kind_text(d: &NodeDecl) -> String {
     }
     s += "\nInputs:\n";
     for p in &d.inputs {
-        s += &format!("  {:<12} {:<10} {}{}\n", p.name, p.ty.describe(), p.about, if p.optional { " (optional)" } else { "" });
+        s += &format!(
+            "  {:<12} {:<10} {}{}\n",
+            p.name,
+            p.ty.describe(),
+            p.about,
+            if p.optional { " (optional)" } else { "" }
+        );
     }
     if d.inputs.is_empty() {
         s += "  (none)\n";
@@ -29,7 +35,13 @@ pub fn kind_text(d: &NodeDecl) -> String {
             (None, true) => "required".into(),
             (None, false) => "optional".into(),
         };
-        s += &format!("  {:<14} {:<22} {:<18} {}\n", p.name, p.ty.describe(), def, p.about);
+        s += &format!(
+            "  {:<14} {:<22} {:<18} {}\n",
+            p.name,
+            p.ty.describe(),
+            def,
+            p.about
+        );
     }
     s
 }
@@ -41,7 +53,10 @@ pub fn markdown(reg: &Registry) -> String {
          validator uses; do not edit by hand.\n\n",
     );
     for e in reg.entries() {
-        s += &format!("- [`{}`](#{}): {}\n", e.decl.kind, e.decl.kind, e.decl.about);
+        s += &format!(
+            "- [`{}`](#{}): {}\n",
+            e.decl.kind, e.decl.kind, e.decl.about
+        );
     }
     for e in reg.entries() {
         let d = &e.decl;
@@ -60,7 +75,12 @@ pub fn markdown(reg: &Registry) -> String {
             );
         }
         for p in &d.outputs {
-            s += &format!("| `{}` | out | {} | {} |\n", p.name, p.ty.describe(), p.about);
+            s += &format!(
+                "| `{}` | out | {} | {} |\n",
+                p.name,
+                p.ty.describe(),
+                p.about
+            );
         }
         if !d.params.is_empty() {
             s += "\n| param | type | default | about |\n|---|---|---|---|\n";
@@ -70,7 +90,13 @@ pub fn markdown(reg: &Registry) -> String {
                     (None, true) => "required".into(),
                     (None, false) => "unset".into(),
                 };
-                s += &format!("| `{}` | {} | {} | {} |\n", p.name, p.ty.describe().replace('|', "\\|"), def, p.about);
+                s += &format!(
+                    "| `{}` | {} | {} | {} |\n",
+                    p.name,
+                    p.ty.describe().replace('|', "\\|"),
+                    def,
+                    p.about
+                );
             }
         }
     }
@@ -79,7 +105,10 @@ pub fn markdown(reg: &Registry) -> String {
 
 /// Graphviz drawing of a checked graph.
 pub fn dot(plan: &Plan, reg: &Registry) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n", plan.graph);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
+        plan.graph
+    );
     for n in &plan.nodes {
         s += &format!("  \"{}\" [label=\"{}\\n({})\"];\n", n.id, n.id, n.kind);
     }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use voxflow_nodes::eval::metrics::{
-    check_detection, csv_cells, csv_quote, evaluate, parse_classes, to_json, ClassResult, ClassSpec,
-    CSV_COLUMNS, DEFAULT_CLASSES, METRIC_NAMES, Detection,
+    check_detection, csv_cells, csv_quote, evaluate, parse_classes, to_json, ClassResult,
+    ClassSpec, Detection, CSV_COLUMNS, DEFAULT_CLASSES, METRIC_NAMES,
 };
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_runtime::stream::StreamType;
@@ -17,7 +17,7 @@ use voxflow_runtime::{check, execute, CheckOptions, GraphDoc, Registry, RunOptio
 #[derive(Args)]
 pub struct EvalArgs {
     /// Segmentation graph (YAML); leave out with --predictions.
-    graph: Option<PathBuf>,
+    pub(crate) graph: Option<PathBuf>,
     /// CSV with a header line: `id`, the truth column, and graph param names
     /// (e.g. `id,input,truth`); with --predictions `id,pred,truth`. Relative paths in it
     /// (and in --set) resolve against the manifest's folder.
@@ -86,17 +86,23 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
 }
 
 fn read_manifest(path: &Path) -> Result<(Vec<String>, Vec<Case>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
     let mut lines = text
         .lines()
         .enumerate()
         .map(|(n, l)| (n + 1, l.trim_end_matches('\r')))
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
     let at = |n: usize, m: String| format!("{}:{n}: {m}", path.display());
-    let (hn, head) = lines.next().ok_or_else(|| format!("manifest {} is empty", path.display()))?;
+    let (hn, head) = lines
+        .next()
+        .ok_or_else(|| format!("manifest {} is empty", path.display()))?;
     let cols = split_csv(head).map_err(|e| at(hn, e))?;
     if !cols.iter().any(|c| c == "id") {
-        return Err(at(hn, format!("the header needs an `id` column (has {})", cols.join(", "))));
+        return Err(at(
+            hn,
+            format!("the header needs an `id` column (has {})", cols.join(", ")),
+        ));
     }
     let mut seen = BTreeSet::new();
     for c in &cols {
@@ -109,7 +115,10 @@ fn read_manifest(path: &Path) -> Result<(Vec<String>, Vec<Case>), String> {
     for (n, l) in lines {
         let cells = split_csv(l).map_err(|e| at(n, e))?;
         if cells.len() != cols.len() {
-            return Err(at(n, format!("{} cells, the header has {}", cells.len(), cols.len())));
+            return Err(at(
+                n,
+                format!("{} cells, the header has {}", cells.len(), cols.len()),
+            ));
         }
         let mut id = String::new();
         let mut values = Vec::new();
@@ -120,13 +129,22 @@ fn read_manifest(path: &Path) -> Result<(Vec<String>, Vec<Case>), String> {
                 values.push((c.clone(), v));
             }
         }
-        if id.is_empty() || id.starts_with('.') || !id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        if id.is_empty()
+            || id.starts_with('.')
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
             return Err(at(n, format!("case id `{id}` must be letters, digits, `.`, `_` or `-` (it names output files)")));
         }
         if !ids.insert(id.clone()) {
             return Err(at(n, format!("case id `{id}` is repeated")));
         }
-        cases.push(Case { line: n, id, values });
+        cases.push(Case {
+            line: n,
+            id,
+            values,
+        });
     }
     if cases.is_empty() {
         return Err(format!("manifest {} has no cases", path.display()));
@@ -137,7 +155,10 @@ fn read_manifest(path: &Path) -> Result<(Vec<String>, Vec<Case>), String> {
 fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".voxflow-tmp-{}-{name}", std::process::id()));
     std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -155,13 +176,24 @@ struct Setup<'a> {
 
 /// Runs one case; returns its metrics.
 fn run_case(a: &EvalArgs, s: &Setup, case: &Case) -> Result<Vec<ClassResult>, String> {
-    let get = |col: &str| case.values.iter().find(|(c, _)| c == col).map(|(_, v)| v.as_str());
+    let get = |col: &str| {
+        case.values
+            .iter()
+            .find(|(c, _)| c == col)
+            .map(|(_, v)| v.as_str())
+    };
     let resolve = |v: &str| s.base.join(v);
-    let truth_path = resolve(get(&a.truth_column).filter(|v| !v.is_empty()).ok_or_else(|| {
-        format!("no value in column `{}`", a.truth_column)
-    })?);
+    let truth_path = resolve(
+        get(&a.truth_column)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("no value in column `{}`", a.truth_column))?,
+    );
     let pred_path = match &s.doc {
-        None => resolve(get("pred").filter(|v| !v.is_empty()).ok_or("no value in column `pred`")?),
+        None => resolve(
+            get("pred")
+                .filter(|v| !v.is_empty())
+                .ok_or("no value in column `pred`")?,
+        ),
         Some(doc) => {
             let pred = std::path::absolute(a.out.join("pred").join(format!("{}.nii.gz", case.id)))
                 .map_err(|e| e.to_string())?;
@@ -173,8 +205,15 @@ fn run_case(a: &EvalArgs, s: &Setup, case: &Case) -> Result<Vec<ClassResult>, St
                     set.push((c.clone(), voxflow_runtime::validate::parse_set_value(v)));
                 }
             }
-            set.push((a.pred_param.clone(), Value::String(pred.display().to_string())));
-            let opts = CheckOptions { set, cwd: s.base.clone(), require_values: true };
+            set.push((
+                a.pred_param.clone(),
+                Value::String(pred.display().to_string()),
+            ));
+            let opts = CheckOptions {
+                set,
+                cwd: s.base.clone(),
+                require_values: true,
+            };
             let plan = check(doc, s.reg, &opts).map_err(|d| d.to_string())?;
             let stats = RunStats::new(&plan);
             execute(&plan, s.reg, &s.run, &stats).map_err(|e| e.to_string())?;
@@ -201,10 +240,18 @@ fn run_case(a: &EvalArgs, s: &Setup, case: &Case) -> Result<Vec<ClassResult>, St
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    (m, (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt())
+    (
+        m,
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
+    )
 }
 
-fn summary(a: &EvalArgs, classes: &[ClassSpec], done: &[(String, Vec<ClassResult>)], failed: &[(String, String)]) -> String {
+fn summary(
+    a: &EvalArgs,
+    classes: &[ClassSpec],
+    done: &[(String, Vec<ClassResult>)],
+    failed: &[(String, String)],
+) -> String {
     let total = done.len() + failed.len();
     let source = match &a.graph {
         Some(g) => format!("graph `{}`", g.display()),
@@ -219,9 +266,15 @@ fn summary(a: &EvalArgs, classes: &[ClassSpec], done: &[(String, Vec<ClassResult
         failed.len()
     );
     for (ci, c) in classes.iter().enumerate() {
-        s.push_str(&format!("\n## {}\n\n| metric | mean ± std | n | undefined |\n| --- | --- | --- | --- |\n", c.name));
+        s.push_str(&format!(
+            "\n## {}\n\n| metric | mean ± std | n | undefined |\n| --- | --- | --- | --- |\n",
+            c.name
+        ));
         for m in METRIC_NAMES {
-            let vals: Vec<f64> = done.iter().filter_map(|(_, r)| r[ci].metric(m).ok()).collect();
+            let vals: Vec<f64> = done
+                .iter()
+                .filter_map(|(_, r)| r[ci].metric(m).ok())
+                .collect();
             let undef = done.len() - vals.len();
             let cell = if vals.is_empty() {
                 "-".to_string()
@@ -231,7 +284,10 @@ fn summary(a: &EvalArgs, classes: &[ClassSpec], done: &[(String, Vec<ClassResult
             };
             s.push_str(&format!("| {m} | {cell} | {} | {undef} |\n", vals.len()));
         }
-        let dets: Vec<_> = done.iter().filter_map(|(_, r)| r[ci].detection.as_ref()).collect();
+        let dets: Vec<_> = done
+            .iter()
+            .filter_map(|(_, r)| r[ci].detection.as_ref())
+            .collect();
         if !dets.is_empty() {
             let sum = |f: fn(&Detection) -> usize| dets.iter().map(|d| f(d)).sum::<usize>();
             s.push_str(&format!(
@@ -248,7 +304,10 @@ fn summary(a: &EvalArgs, classes: &[ClassSpec], done: &[(String, Vec<ClassResult
     if !failed.is_empty() {
         s.push_str("\n## Failed cases\n\n| case | error |\n| --- | --- |\n");
         for (id, e) in failed {
-            s.push_str(&format!("| {id} | {} |\n", e.replace('|', "\\|").replace('\n', " ")));
+            s.push_str(&format!(
+                "| {id} | {} |\n",
+                e.replace('|', "\\|").replace('\n', " ")
+            ));
         }
     }
     s
@@ -262,7 +321,11 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
     };
     let classes = parse_classes(&specs)?;
     let detect = if a.detect.is_empty() {
-        classes.iter().filter(|c| c.name == "lesion").map(|c| c.name.clone()).collect()
+        classes
+            .iter()
+            .filter(|c| c.name == "lesion")
+            .map(|c| c.name.clone())
+            .collect()
     } else {
         a.detect.clone()
     };
@@ -272,12 +335,18 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         if cols.iter().any(|x| x == c) {
             Ok(())
         } else {
-            Err(format!("manifest {}: no `{c}` column (has {})", a.manifest.display(), cols.join(", ")))
+            Err(format!(
+                "manifest {}: no `{c}` column (has {})",
+                a.manifest.display(),
+                cols.join(", ")
+            ))
         }
     };
     need(&a.truth_column)?;
     let doc = match (&a.graph, a.predictions) {
-        (None, false) => return Err("give a segmentation graph, or --predictions to read existing ones".into()),
+        (None, false) => {
+            return Err("give a segmentation graph, or --predictions to read existing ones".into())
+        }
         (None, true) => {
             need("pred")?;
             None
@@ -296,13 +365,21 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
             Some(doc)
         }
     };
-    let base = std::path::absolute(a.manifest.parent().unwrap_or(Path::new("")))
-        .map_err(|e| e.to_string())?;
+    let dir = a.manifest.parent().filter(|p| !p.as_os_str().is_empty());
+    let base = std::path::absolute(dir.unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
     let mut run = RunOptions::default();
     if let Some(t) = a.threads {
         run.threads = t.max(1);
     }
-    let setup = Setup { doc, reg, base, sets: crate::parse_sets(&a.set)?, classes, detect, run };
+    let setup = Setup {
+        doc,
+        reg,
+        base,
+        sets: crate::parse_sets(&a.set)?,
+        classes,
+        detect,
+        run,
+    };
 
     let bar = if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
@@ -323,9 +400,17 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         match run_case(&a, &setup, case) {
             Ok(r) => {
                 let text = serde_json::to_string_pretty(&to_json(&r)).expect("json") + "\n";
-                write_atomic(&a.out.join("cases").join(format!("{}.json", case.id)), &text)?;
+                write_atomic(
+                    &a.out.join("cases").join(format!("{}.json", case.id)),
+                    &text,
+                )?;
                 for c in &r {
-                    rows.push(format!("{},{},ok,{}", case.id, c.name, csv_cells(c).join(",")));
+                    rows.push(format!(
+                        "{},{},ok,{}",
+                        case.id,
+                        c.name,
+                        csv_cells(c).join(",")
+                    ));
                 }
                 done.push((case.id.clone(), r));
             }
@@ -352,18 +437,34 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
     write_atomic(&a.out.join("summary.md"), &md)?;
     if !quiet {
         for (ci, c) in setup.classes.iter().enumerate() {
-            let dice: Vec<f64> = done.iter().filter_map(|(_, r)| r[ci].metrics.dice.ok()).collect();
+            let dice: Vec<f64> = done
+                .iter()
+                .filter_map(|(_, r)| r[ci].metrics.dice.ok())
+                .collect();
             if !dice.is_empty() {
                 let (m, sd) = mean_std(&dice);
-                eprintln!("{}: Dice {m:.4} ± {sd:.4} over {} cases", c.name, dice.len());
+                eprintln!(
+                    "{}: Dice {m:.4} ± {sd:.4} over {} cases",
+                    c.name,
+                    dice.len()
+                );
             }
         }
-        eprintln!("wrote {} and {}", a.out.join("metrics.csv").display(), a.out.join("summary.md").display());
+        eprintln!(
+            "wrote {} and {}",
+            a.out.join("metrics.csv").display(),
+            a.out.join("summary.md").display()
+        );
     }
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} of {} cases failed (listed in {})", failed.len(), cases.len(), a.out.join("summary.md").display()))
+        Err(format!(
+            "{} of {} cases failed (listed in {})",
+            failed.len(),
+            cases.len(),
+            a.out.join("summary.md").display()
+        ))
     }
 }
 
@@ -373,7 +474,10 @@ mod tests {
 
     #[test]
     fn csv_split() {
-        assert_eq!(split_csv("a, b ,\"c,d\",\"e\"\"f\"").unwrap(), ["a", "b", "c,d", "e\"f"]);
+        assert_eq!(
+            split_csv("a, b ,\"c,d\",\"e\"\"f\"").unwrap(),
+            ["a", "b", "c,d", "e\"f"]
+        );
         assert!(split_csv("\"x").is_err());
     }
 

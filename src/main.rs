@@ -8,13 +8,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use voxflow_runtime::validate::parse_set_value;
-use voxflow_runtime::{check_all_ways, execute, CheckOptions, GraphDoc, Plan, Registry, RunOptions, RunStats};
+use voxflow_runtime::{
+    check_all_ways, execute, CheckOptions, GraphDoc, Plan, Registry, RunOptions, RunStats,
+};
 
+mod crf_search;
 mod docs;
 mod eval;
 
 #[derive(Parser)]
-#[command(name = "voxflow", version, about = "Dataflow pipelines for medical image analysis")]
+#[command(
+    name = "voxflow",
+    version,
+    about = "Dataflow pipelines for medical image analysis"
+)]
 struct Cli {
     /// No progress bars, only errors.
     #[arg(short, long, global = true)]
@@ -50,6 +57,8 @@ enum Command {
     },
     /// Evaluate a segmentation graph (or existing predictions) over a manifest of cases.
     Eval(eval::EvalArgs),
+    /// Random search over the dense_crf params on training cases with ground truth.
+    CrfSearch(crf_search::CrfSearchArgs),
 }
 
 #[derive(Args)]
@@ -79,7 +88,9 @@ struct RunArgs {
 fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, String> {
     sets.iter()
         .map(|s| {
-            let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {s}: expected NAME=VALUE"))?;
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| format!("--set {s}: expected NAME=VALUE"))?;
             Ok((k.trim().to_string(), parse_set_value(v)))
         })
         .collect()
@@ -104,20 +115,37 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = if cli.quiet { "error" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG").unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .init();
     let mut reg = voxflow_nodes::registry();
     if let Err(e) = load_plugins(&cli, &mut reg) {
-        eprintln!("{}", if e.starts_with("error") { e } else { format!("error: {e}") });
+        eprintln!(
+            "{}",
+            if e.starts_with("error") {
+                e
+            } else {
+                format!("error: {e}")
+            }
+        );
         return ExitCode::FAILURE;
     }
     match run(cli, &reg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", if e.starts_with("error") { e } else { format!("error: {e}") });
+            eprintln!(
+                "{}",
+                if e.starts_with("error") {
+                    e
+                } else {
+                    format!("error: {e}")
+                }
+            );
             ExitCode::FAILURE
         }
     }
@@ -130,6 +158,7 @@ fn load_plugins(cli: &Cli, reg: &mut Registry) -> Result<(), String> {
     let graph = match &cli.command {
         Command::Run(a) => Some(&a.graph.graph),
         Command::Check(g) | Command::Graph { graph: g, .. } => Some(&g.graph),
+        Command::Eval(a) => a.graph.as_ref(),
         _ => None,
     };
     graph.map_or(Ok(()), |g| voxflow_plugin_host::load_graph_plugins(reg, g))
@@ -140,7 +169,11 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
         Command::Check(g) => {
             let plan = load(&g, reg, false)?;
             if !cli.quiet {
-                println!("{}: ok ({} nodes)", g.graph.display(), plan.nodes.len() + plan.disabled.len());
+                println!(
+                    "{}: ok ({} nodes)",
+                    g.graph.display(),
+                    plan.nodes.len() + plan.disabled.len()
+                );
             }
             Ok(())
         }
@@ -152,14 +185,21 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
             match kind {
                 None => {
                     for e in reg.entries() {
-                        let from = if e.origin == "built-in" { String::new() } else { format!(" [plugin {}]", e.origin) };
+                        let from = if e.origin == "built-in" {
+                            String::new()
+                        } else {
+                            format!(" [plugin {}]", e.origin)
+                        };
                         println!("{:<20} {}{from}", e.decl.kind, e.decl.about);
                     }
                     Ok(())
                 }
                 Some(k) => {
                     let e = reg.get(&k).ok_or_else(|| {
-                        format!("unknown node kind `{k}`{}", voxflow_runtime::decl::did_you_mean(&k, reg.names()))
+                        format!(
+                            "unknown node kind `{k}`{}",
+                            voxflow_runtime::decl::did_you_mean(&k, reg.names())
+                        )
                     })?;
                     print!("{}", docs::kind_text(&e.decl));
                     Ok(())
@@ -173,6 +213,7 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
         }
         Command::Run(a) => run_graph(a, reg, cli.quiet),
         Command::Eval(a) => eval::run(a, reg, cli.quiet),
+        Command::CrfSearch(a) => crf_search::run(a, cli.quiet),
     }
 }
 
@@ -203,25 +244,37 @@ fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         for o in &report.outputs {
             eprintln!("wrote {}", o.display());
         }
-        eprintln!("{} finished in {:.1} s", plan.graph, report.wall_ms / 1000.0);
+        eprintln!(
+            "{} finished in {:.1} s",
+            plan.graph,
+            report.wall_ms / 1000.0
+        );
     }
     Ok(())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(".voxflow-tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn spawn_progress(stats: Arc<RunStats>, done: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+fn spawn_progress(
+    stats: Arc<RunStats>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mp = indicatif::MultiProgress::new();
-        let style = indicatif::ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} slices {msg}")
-            .expect("template")
-            .progress_chars("=> ");
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:>14} [{bar:30}] {pos}/{len} slices {msg}",
+        )
+        .expect("template")
+        .progress_chars("=> ");
         let bars: Vec<_> = stats
             .nodes
             .iter()

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{temp_dir, voxflow, voxflow_ok, write_graph};
+use common::{temp_dir, voxflow, write_graph};
 use serde_json::Value;
 use std::path::Path;
 use voxflow_nodes::io::nifti_io::write_nifti;
@@ -11,7 +11,9 @@ use voxflow_runtime::{Header, Volume};
 
 fn write_labels(path: &Path, shape: [usize; 3], f: impl Fn(usize, usize, usize) -> u8) {
     let mut v = Volume::zeros(Header::new(StreamType::Label, shape, [2.0, 1.0, 1.0]));
-    let VolumeData::Label(a) = &mut v.data else { unreachable!() };
+    let VolumeData::Label(a) = &mut v.data else {
+        unreachable!()
+    };
     for ((k, j, i), x) in a.indexed_iter_mut() {
         *x = f(k, j, i);
     }
@@ -58,8 +60,14 @@ fn predictions_mode_with_a_bad_case() {
         out.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "a failed case makes the exit status non-zero");
-    assert!(err.contains("case broken failed: manifest line 5:") && err.contains("missing.nii.gz"), "{err}");
+    assert!(
+        !o.status.success(),
+        "a failed case makes the exit status non-zero"
+    );
+    assert!(
+        err.contains("case broken failed: manifest line 5:") && err.contains("missing.nii.gz"),
+        "{err}"
+    );
     assert!(err.contains("1 of 3 cases failed"), "{err}");
 
     let csv = read(&out.join("metrics.csv"));
@@ -70,7 +78,10 @@ fn predictions_mode_with_a_bad_case() {
     assert_eq!(rows[2][..4], ["case1", "lesion", "ok", "1"]);
     assert_eq!(rows[3][..3], ["case2", "liver", "ok"]);
     assert_eq!(rows[5][..3], ["broken", "", "failed"]);
-    assert!(csv.lines().last().unwrap().contains("missing.nii.gz"), "{csv}");
+    assert!(
+        csv.lines().last().unwrap().contains("missing.nii.gz"),
+        "{csv}"
+    );
     // Case 2: liver 4*6*6 = 144 voxels shifted one column: overlap 4*6*5 = 120, Dice 240/288.
     let dice2: f64 = rows[3][3].parse().unwrap();
     assert!((dice2 - 240.0 / 288.0).abs() < 1e-12);
@@ -82,9 +93,18 @@ fn predictions_mode_with_a_bad_case() {
     let md = read(&out.join("summary.md"));
     let (mean, sd) = ((1.0 + dice2) / 2.0, (1.0 - dice2) / 2.0);
     assert!(md.contains("2 of 3 cases evaluated, 1 failed"), "{md}");
-    assert!(md.contains(&format!("| dice | {mean:.4} ± {sd:.4} | 2 | 0 |")), "{md}");
-    assert!(md.contains("## lesion") && md.contains("2 of 2 truth lesions detected"), "{md}");
-    assert!(md.contains("## Failed cases") && md.contains("| broken |"), "{md}");
+    assert!(
+        md.contains(&format!("| dice | {mean:.4} ± {sd:.4} | 2 | 0 |")),
+        "{md}"
+    );
+    assert!(
+        md.contains("## lesion") && md.contains("2 of 2 truth lesions detected"),
+        "{md}"
+    );
+    assert!(
+        md.contains("## Failed cases") && md.contains("| broken |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -94,7 +114,9 @@ fn graph_mode_runs_the_segmentation_graph_per_case() {
     write_labels(&d.join("t1.nii.gz"), sh, |k, j, i| case(k, j, i, 0));
     write_labels(&d.join("t2.nii.gz"), sh, |k, j, i| case(k, j, i, 0));
     write_labels(&d.join("in2.nii.gz"), sh, |k, j, i| case(k, j, i, 2));
-    write_labels(&d.join("other_grid.nii.gz"), [6, 10, 13], |k, j, i| case(k, j, i, 0));
+    write_labels(&d.join("other_grid.nii.gz"), [6, 10, 13], |k, j, i| {
+        case(k, j, i, 0)
+    });
     // Stand-in for a segmentation model: the "prediction" is a label file read as is.
     let g = write_graph(
         &d,
@@ -109,12 +131,28 @@ fn graph_mode_runs_the_segmentation_graph_per_case() {
     )
     .unwrap();
     let out = d.join("out");
-    let args = ["-q", "eval", g.to_str().unwrap(), "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let args = [
+        "-q",
+        "eval",
+        g.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let o = voxflow(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("case grid failed") && err.contains("different geometry"), "{err}");
-    assert!(err.contains("case nofile failed") && err.contains("seg.yaml") && err.contains("nope.nii.gz"), "{err}");
+    assert!(
+        err.contains("case grid failed") && err.contains("different geometry"),
+        "{err}"
+    );
+    assert!(
+        err.contains("case nofile failed")
+            && err.contains("seg.yaml")
+            && err.contains("nope.nii.gz"),
+        "{err}"
+    );
     assert!(err.contains("2 of 4 cases failed"), "{err}");
     assert!(out.join("pred/same.nii.gz").exists() && out.join("pred/shifted.nii.gz").exists());
     let same: Value = serde_json::from_str(&read(&out.join("cases/same.json"))).unwrap();
@@ -127,17 +165,43 @@ fn graph_mode_runs_the_segmentation_graph_per_case() {
     assert_eq!(shifted["lesion"]["dice"], 0.0);
     assert_eq!(shifted["lesion"]["detection"]["missed"], 1);
 
-    // Without failing cases the exit status is 0; the previous outputs are replaced.
+    // Without failing cases the exit status is 0; the previous outputs are replaced. A manifest
+    // named without a folder resolves against the current directory.
     std::fs::write(&manifest, "id,input,truth\nsame,t1.nii.gz,t1.nii.gz\n").unwrap();
-    voxflow_ok(&args);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args([
+            "-q",
+            "eval",
+            "seg.yaml",
+            "--manifest",
+            "m.csv",
+            "--out",
+            "out",
+        ])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let csv = read(&out.join("metrics.csv"));
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(read(&out.join("summary.md")).contains("1 of 1 cases evaluated, 0 failed"));
 
     // A graph without the prediction param is refused before any case runs.
-    let o = voxflow(&["eval", g.to_str().unwrap(), "--manifest", manifest.to_str().unwrap(), "--out", out.to_str().unwrap(), "--pred-param", "result"]);
+    let o = voxflow(&[
+        "eval",
+        g.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--pred-param",
+        "result",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("no param `result`") && err.contains("input, output"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("no param `result`") && err.contains("input, output"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,14 +212,27 @@ fn manifest_errors_name_the_line() {
     for (text, want) in [
         ("pred,truth\na,b\n", "needs an `id` column"),
         ("id,pred,truth\na,b\n", "m.csv:2: 2 cells, the header has 3"),
-        ("id,pred,truth\na,b,c\na,d,e\n", "m.csv:3: case id `a` is repeated"),
+        (
+            "id,pred,truth\na,b,c\na,d,e\n",
+            "m.csv:3: case id `a` is repeated",
+        ),
         ("id,pred,truth\n../x,b,c\n", "case id `../x`"),
         ("id,pred\na,b\n", "no `truth` column"),
     ] {
         std::fs::write(&m, text).unwrap();
-        let o = voxflow(&["eval", "--predictions", "--manifest", m.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let o = voxflow(&[
+            "eval",
+            "--predictions",
+            "--manifest",
+            m.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(want), "{text}: {err}");
     }
-    assert!(!out.exists(), "nothing is written when the manifest is wrong");
+    assert!(
+        !out.exists(),
+        "nothing is written when the manifest is wrong"
+    );
 }

@@ -19,21 +19,36 @@ fn model(name: &str) -> String {
 
 fn read_f32(path: &Path) -> Vec<f32> {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// The committed fixture `parity_NAME`: Python onnxruntime's input `[N,1,H,W]` and output `[N,C,H,W]`.
 fn fixture(name: &str) -> (Array4<f32>, Array4<f32>) {
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(models().join(format!("parity_{name}.json"))).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(models().join(format!("parity_{name}.json"))).unwrap(),
+    )
+    .unwrap();
     let shape = |k: &str| -> Vec<usize> {
-        meta[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+        meta[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
     };
     let (si, so) = (shape("input_shape"), shape("output_shape"));
-    let x = Array4::from_shape_vec((si[0], si[1], si[2], si[3]), read_f32(&models().join(format!("parity_{name}_input.bin"))))
-        .unwrap();
-    let y = Array4::from_shape_vec((so[0], so[1], so[2], so[3]), read_f32(&models().join(format!("parity_{name}_output.bin"))))
-        .unwrap();
+    let x = Array4::from_shape_vec(
+        (si[0], si[1], si[2], si[3]),
+        read_f32(&models().join(format!("parity_{name}_input.bin"))),
+    )
+    .unwrap();
+    let y = Array4::from_shape_vec(
+        (so[0], so[1], so[2], so[3]),
+        read_f32(&models().join(format!("parity_{name}_output.bin"))),
+    )
+    .unwrap();
     (x, y)
 }
 
@@ -66,11 +81,25 @@ fn parity(name: &str, model_file: &str) {
     voxflow_ok(&["-q", "run", g.to_str().unwrap()]);
     let got = read_any(&dir.join("prob.nii"), Some(StreamType::Prob), None).unwrap();
     let p = got.prob().expect("prob volume");
-    assert_eq!(p.dim(), y.dim(), "prob volume is (nk, C, nj, ni) = the fixture's (N, C, H, W)");
-    let max_diff = p.iter().zip(y.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(max_diff <= 1e-5, "{name}: max |voxflow - onnxruntime| = {max_diff}");
+    assert_eq!(
+        p.dim(),
+        y.dim(),
+        "prob volume is (nk, C, nj, ni) = the fixture's (N, C, H, W)"
+    );
+    let max_diff = p
+        .iter()
+        .zip(y.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("{name}: max |voxflow - onnxruntime| = {max_diff:e}");
+    assert!(
+        max_diff <= 1e-5,
+        "{name}: max |voxflow - onnxruntime| = {max_diff}"
+    );
     // The fixture is not degenerate: probabilities span most of [0, 1].
-    let (lo, hi) = y.iter().fold((1.0f32, 0.0f32), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = y
+        .iter()
+        .fold((1.0f32, 0.0f32), |(a, b), &v| (a.min(v), b.max(v)));
     assert!(lo < 0.05 && hi > 0.95, "fixture range {lo}..{hi}");
 }
 
@@ -133,7 +162,10 @@ fn expect_failure(name: &str, fcn_params: &str, preprocess: &str, want: &[&str])
     for w in want {
         assert!(err.contains(w), "{name}: stderr lacks {w:?}:\n{err}");
     }
-    assert!(err.contains("node `f` (fcn)"), "{name}: error names the node:\n{err}");
+    assert!(
+        err.contains("node `f` (fcn)"),
+        "{name}: error names the node:\n{err}"
+    );
     assert_nothing_written(&dir, &["g.yaml"]);
 }
 
@@ -142,12 +174,22 @@ const EQ: &str = "w: { kind: hu_window, in: ct }\n  pre: { kind: equalize, in: w
 #[test]
 fn missing_model_file() {
     let m = models().join("no_such_model.onnx");
-    expect_failure("missing", &format!("model: {}", m.display()), EQ, &["no_such_model.onnx", "not found"]);
+    expect_failure(
+        "missing",
+        &format!("model: {}", m.display()),
+        EQ,
+        &["no_such_model.onnx", "not found"],
+    );
 }
 
 #[test]
 fn wrong_input_rank() {
-    expect_failure("rank", &format!("model: {}", model("bad_rank.onnx")), EQ, &["bad_rank.onnx", "rank 3"]);
+    expect_failure(
+        "rank",
+        &format!("model: {}", model("bad_rank.onnx")),
+        EQ,
+        &["bad_rank.onnx", "rank 3"],
+    );
 }
 
 #[test]
@@ -178,6 +220,10 @@ fn preprocessing_mismatch() {
         "prep",
         &format!("model: {}, device: cpu", model("tiny_fcn.onnx")),
         "pre: { kind: hu_window, in: ct }",
-        &["tiny_fcn.onnx", "hu_window:-100,400;equalize:256", "[-100, 400]"],
+        &[
+            "tiny_fcn.onnx",
+            "hu_window:-100,400;equalize:256",
+            "[-100, 400]",
+        ],
     );
 }

@@ -12,9 +12,15 @@ use voxflow_runtime::stream::{StreamType, VolumeData};
 use voxflow_runtime::{Header, Volume};
 
 /// A label volume of shape `(nk, nj, ni)` with `f(k, j, i)` as labels.
-fn label_volume(shape: [usize; 3], spacing: [f64; 3], f: impl Fn(usize, usize, usize) -> u8) -> Volume {
+fn label_volume(
+    shape: [usize; 3],
+    spacing: [f64; 3],
+    f: impl Fn(usize, usize, usize) -> u8,
+) -> Volume {
     let mut v = Volume::zeros(Header::new(StreamType::Label, shape, spacing));
-    let VolumeData::Label(a) = &mut v.data else { unreachable!() };
+    let VolumeData::Label(a) = &mut v.data else {
+        unreachable!()
+    };
     for ((k, j, i), x) in a.indexed_iter_mut() {
         *x = f(k, j, i);
     }
@@ -80,7 +86,10 @@ fn hand_computed_cubes_and_detection() {
     let j = run_eval_graph(&d, &pp, &tp, &[]);
     // Liver boxes of 6x8x10 = 480 voxels, overlap 5 slices = 400: Dice 800/960, VOE 1-400/560.
     let liver = &j["liver"];
-    assert!(close(liver["dice"].as_f64().unwrap(), 800.0 / 960.0), "{liver}");
+    assert!(
+        close(liver["dice"].as_f64().unwrap(), 800.0 / 960.0),
+        "{liver}"
+    );
     assert!(close(liver["voe"].as_f64().unwrap(), 1.0 - 400.0 / 560.0));
     assert_eq!(liver["rvd"], 0.0);
     // The top/bottom faces are 2 mm (one slice) from the other surface; MSD = 2 mm.
@@ -128,7 +137,8 @@ fn configurable_classes() {
         ),
     );
     voxflow_ok(&["-q", "run", g.to_str().unwrap()]);
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(d.join("c.json")).unwrap()).unwrap();
+    let j: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("c.json")).unwrap()).unwrap();
     let keys: Vec<&String> = j.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["mid", "top"]);
     // top: 16 voxels, 12 predicted: Dice 24/28.
@@ -149,7 +159,10 @@ fn configurable_classes() {
     let o = voxflow(&["check", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("bad.yaml:4") && err.contains("liver>=1") && err.contains("NAME:RULE"), "{err}");
+    assert!(
+        err.contains("bad.yaml:4") && err.contains("liver>=1") && err.contains("NAME:RULE"),
+        "{err}"
+    );
     let bad = write_graph(
         &d,
         "bad2.yaml",
@@ -161,7 +174,10 @@ fn configurable_classes() {
     );
     let o = voxflow(&["check", bad.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("`lesion` is not one of the classes (liver)"), "{err}");
+    assert!(
+        err.contains("`lesion` is not one of the classes (liver)"),
+        "{err}"
+    );
     assert!(err.contains("set `json` and/or `csv`"), "{err}");
 }
 
@@ -169,7 +185,9 @@ fn configurable_classes() {
 fn empty_masks_are_null_with_notes() {
     let d = temp_dir("metrics-empty");
     let sp = [2.0, 0.8, 0.8];
-    let truth = label_volume([5, 6, 7], sp, |k, j, i| u8::from((1..3).contains(&k) && j > 1 && i > 2));
+    let truth = label_volume([5, 6, 7], sp, |k, j, i| {
+        u8::from((1..3).contains(&k) && j > 1 && i > 2)
+    });
     let pred = label_volume([5, 6, 7], sp, |_, _, _| 0);
     let (pp, tp) = (d.join("p.nii.gz"), d.join("t.nii.gz"));
     write(&pred, &pp);
@@ -200,7 +218,10 @@ fn empty_masks_are_null_with_notes() {
     let csv = std::fs::read_to_string(d.join("m.csv")).unwrap();
     let liver_row = csv.lines().nth(1).unwrap();
     assert!(liver_row.starts_with("liver,0,1,,,,,"), "{liver_row}");
-    assert!(liver_row.contains("rvd: truth empty; asd_mm: truth empty"), "{liver_row}");
+    assert!(
+        liver_row.contains("rvd: truth empty; asd_mm: truth empty"),
+        "{liver_row}"
+    );
 }
 
 #[test]
@@ -227,11 +248,21 @@ fn geometry_mismatch_is_an_error_and_writes_nothing() {
         ]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success());
-        assert!(err.contains("node `metrics` (metrics) at") && err.contains("eval_ct.yaml:"), "{err}");
+        assert!(
+            err.contains("node `metrics` (metrics) at") && err.contains("eval_ct.yaml:"),
+            "{err}"
+        );
         assert!(err.contains("different geometry"), "{err}");
-        assert!(err.contains("a.nii") && err.contains(other) && err.contains(want), "{err}");
+        assert!(
+            err.contains("a.nii") && err.contains(other) && err.contains(want),
+            "{err}"
+        );
         assert!(!json.exists());
-        let left: Vec<_> = std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".voxflow-tmp")).collect();
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".voxflow-tmp"))
+            .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 }
@@ -239,7 +270,9 @@ fn geometry_mismatch_is_an_error_and_writes_nothing() {
 // ---- the kernel's oracle fixtures (metrics.py --selftest cases + seeded random cases) ----
 
 fn fixture_mask(hex: &str, shape: [usize; 3], spacing: [f64; 3]) -> Volume {
-    let bytes: Vec<u8> = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
     let (nj, ni) = (shape[1], shape[2]);
     label_volume(shape, spacing, |k, j, i| {
         let b = (k * nj + j) * ni + i;
@@ -255,14 +288,22 @@ fn kernel_fixtures_through_a_graph() {
     let cases = f["cases"].as_array().unwrap();
     assert!(cases.len() >= 11);
     let to3 = |v: &Value| -> [f64; 3] {
-        let a: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let a: Vec<f64> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
         [a[0], a[1], a[2]]
     };
     for c in cases {
         let name = c["name"].as_str().unwrap();
         let sh = to3(&c["shape"]).map(|x| x as usize);
         let sp = to3(&c["spacing"]);
-        let (pp, tp) = (d.join(format!("{name}_p.nii")), d.join(format!("{name}_t.nii")));
+        let (pp, tp) = (
+            d.join(format!("{name}_p.nii")),
+            d.join(format!("{name}_t.nii")),
+        );
         write(&fixture_mask(c["pred"].as_str().unwrap(), sh, sp), &pp);
         write(&fixture_mask(c["truth"].as_str().unwrap(), sh, sp), &tp);
         let j = run_eval_graph(&d, &pp, &tp, &[]);
@@ -284,12 +325,18 @@ fn kernel_fixtures_through_a_graph() {
 
 fn oracle_python() -> Option<(PathBuf, PathBuf)> {
     let py = root().join(".venv-oracles/bin/python");
-    let dir = std::env::var_os("VOXFLOW_ORACLES").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/oracles"));
+    let dir = std::env::var_os("VOXFLOW_ORACLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/oracles"));
     let script = dir.join("metrics.py");
     if py.exists() && script.exists() {
         Some((py, script))
     } else {
-        eprintln!("skipped oracle comparison: {} or {} missing", py.display(), script.display());
+        eprintln!(
+            "skipped oracle comparison: {} or {} missing",
+            py.display(),
+            script.display()
+        );
         None
     }
 }
@@ -299,12 +346,15 @@ fn perturb(v: &Volume) -> Volume {
     let a = v.label().unwrap();
     let [nk, nj, ni] = v.header.shape;
     let mut out = v.clone();
-    let VolumeData::Label(b) = &mut out.data else { unreachable!() };
+    let VolumeData::Label(b) = &mut out.data else {
+        unreachable!()
+    };
     for k in 0..nk {
         for j in 0..nj {
             for i in 0..ni {
                 let liver = |k: usize, j: usize, i: usize| a[[k, j, i]] >= 1;
-                let l = (i >= 2 && liver(k, j, i - 2)) || (i >= 2 && j >= 1 && liver(k, j - 1, i - 2));
+                let l =
+                    (i >= 2 && liver(k, j, i - 2)) || (i >= 2 && j >= 1 && liver(k, j - 1, i - 2));
                 let les = k >= 1 && a[[k - 1, j, i]] == 2;
                 b[[k, j, i]] = if les { 2 } else { u8::from(l) };
             }
@@ -325,9 +375,18 @@ fn real_ircadb_pairs_match_the_oracle() {
         write(&truth, &tp);
         let j = run_eval_graph(&d, &pp, &tp, &[]);
         assert!(j["liver"]["dice"].as_f64().unwrap() > 0.5);
-        assert!(j["lesion"]["detection"]["truth_lesions"].as_u64().unwrap() >= 2, "{}", j["lesion"]["detection"]);
-        let Some((py, script)) = oracle_python() else { continue };
-        for (class, args) in [("liver", vec!["--label", "1", "--ge"]), ("lesion", vec!["--label", "2"])] {
+        assert!(
+            j["lesion"]["detection"]["truth_lesions"].as_u64().unwrap() >= 2,
+            "{}",
+            j["lesion"]["detection"]
+        );
+        let Some((py, script)) = oracle_python() else {
+            continue;
+        };
+        for (class, args) in [
+            ("liver", vec!["--label", "1", "--ge"]),
+            ("lesion", vec!["--label", "2"]),
+        ] {
             let o = std::process::Command::new(&py)
                 .arg(&script)
                 .args([tp.to_str().unwrap(), pp.to_str().unwrap()])
@@ -346,10 +405,19 @@ fn real_ircadb_pairs_match_the_oracle() {
                 ("msd_mm", "msd"),
                 ("hd95_mm", "hd95_pooled"),
             ] {
-                let (x, w) = (j[class][ours].as_f64().unwrap(), r[theirs].as_f64().unwrap());
-                assert!(close(x, w), "{name} {class} {ours}: voxflow {x} vs oracle {w}");
+                let (x, w) = (
+                    j[class][ours].as_f64().unwrap(),
+                    r[theirs].as_f64().unwrap(),
+                );
+                assert!(
+                    close(x, w),
+                    "{name} {class} {ours}: voxflow {x} vs oracle {w}"
+                );
             }
-            assert_eq!(j[class]["pred_surface_voxels"], r["n_surface_vox_pred"], "{name} {class}");
+            assert_eq!(
+                j[class]["pred_surface_voxels"], r["n_surface_vox_pred"],
+                "{name} {class}"
+            );
         }
     }
 }

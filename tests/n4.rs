@@ -32,17 +32,20 @@ fn read_image(path: &Path) -> Array3<f32> {
 
 /// Pearson correlation over the voxels where `m` is set.
 fn corr(a: &Array3<f32>, b: &Array3<f32>, m: &Array3<bool>) -> f64 {
-    let pairs: Vec<(f64, f64)> = Zip::from(a)
-        .and(b)
-        .and(m)
-        .fold(Vec::new(), |mut v, &x, &y, &k| {
-            if k {
-                v.push((x as f64, y as f64));
-            }
-            v
-        });
+    let pairs: Vec<(f64, f64)> =
+        Zip::from(a)
+            .and(b)
+            .and(m)
+            .fold(Vec::new(), |mut v, &x, &y, &k| {
+                if k {
+                    v.push((x as f64, y as f64));
+                }
+                v
+            });
     let n = pairs.len() as f64;
-    let (ma, mb) = pairs.iter().fold((0.0, 0.0), |(s, t), (x, y)| (s + x / n, t + y / n));
+    let (ma, mb) = pairs
+        .iter()
+        .fold((0.0, 0.0), |(s, t), (x, y)| (s + x / n, t + y / n));
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
     for (x, y) in &pairs {
         sab += (x - ma) * (y - mb);
@@ -54,7 +57,12 @@ fn corr(a: &Array3<f32>, b: &Array3<f32>, m: &Array3<bool>) -> f64 {
 
 /// Standard deviation of the values where `m` is set.
 fn sd(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
-    let v: Vec<f64> = a.iter().zip(m).filter(|(_, &k)| k).map(|(&x, _)| x as f64).collect();
+    let v: Vec<f64> = a
+        .iter()
+        .zip(m)
+        .filter(|(_, &k)| k)
+        .map(|(&x, _)| x as f64)
+        .collect();
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()
@@ -62,7 +70,12 @@ fn sd(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
 
 /// Coefficient of variation of the values where `m` is set.
 fn cv(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
-    let v: Vec<f64> = a.iter().zip(m).filter(|(_, &k)| k).map(|(&x, _)| x as f64).collect();
+    let v: Vec<f64> = a
+        .iter()
+        .zip(m)
+        .filter(|(_, &k)| k)
+        .map(|(&x, _)| x as f64)
+        .collect();
     sd(a, m) / (v.iter().sum::<f64>() / v.len() as f64)
 }
 
@@ -70,10 +83,18 @@ fn cv(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
 /// smooth field. Returns (image, true bias, body mask, organ mask).
 fn synthetic() -> (Array3<f32>, Array3<f32>, Array3<bool>, Array3<bool>) {
     let (nk, nj, ni) = (20, 40, 40);
-    let body = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| (2..18).contains(&k) && (4..36).contains(&j) && (4..36).contains(&i));
-    let organ = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| (6..14).contains(&k) && (12..28).contains(&j) && (10..24).contains(&i));
+    let body = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| {
+        (2..18).contains(&k) && (4..36).contains(&j) && (4..36).contains(&i)
+    });
+    let organ = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| {
+        (6..14).contains(&k) && (12..28).contains(&j) && (10..24).contains(&i)
+    });
     let bias = Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| {
-        let (z, y, x) = (k as f64 / nk as f64, j as f64 / nj as f64, i as f64 / ni as f64);
+        let (z, y, x) = (
+            k as f64 / nk as f64,
+            j as f64 / nj as f64,
+            i as f64 / ni as f64,
+        );
         (0.35 * (x - 0.5) + 0.25 * (y - 0.4).powi(2) - 0.15 * z * x).exp() as f32
     });
     let image = Array3::from_shape_fn((nk, nj, ni), |p| {
@@ -130,27 +151,81 @@ fn recovers_a_known_smooth_field_and_matches_the_kernel() {
     let fat = &body & &organ.mapv(|o| !o);
     for (name, m) in [("body", &fat), ("organ", &organ)] {
         let (before, after) = (cv(&image, m), cv(&corrected, m));
-        assert!(after < 0.01 && after < before / 5.0, "{name}: CV {before} -> {after}");
+        assert!(
+            after < 0.01 && after < before / 5.0,
+            "{name}: CV {before} -> {after}"
+        );
     }
     // The bias output is the true field up to a constant factor.
-    let log_ratio = Zip::from(&field).and(&truth).map_collect(|f, t| (f / t).ln());
+    let log_ratio = Zip::from(&field)
+        .and(&truth)
+        .map_collect(|f, t| (f / t).ln());
     let r = sd(&log_ratio, &body);
-    assert!(r < 0.01, "log(bias / truth) varies by {r} (sd) over the body");
+    assert!(
+        r < 0.01,
+        "log(bias / truth) varies by {r} (sd) over the body"
+    );
     assert!(corr(&field, &truth, &body) > 0.99);
     // out = in / bias inside the mask, unchanged outside.
-    Zip::from(&corrected).and(&image).and(&field).for_each(|&c, &x, &b| {
-        if x != 0.0 {
-            assert!((c - x / b).abs() <= 1e-4 * c.abs().max(1.0), "{c} vs {x} / {b}");
-        } else {
-            assert_eq!(c, 0.0);
-        }
-    });
+    Zip::from(&corrected)
+        .and(&image)
+        .and(&field)
+        .for_each(|&c, &x, &b| {
+            if x != 0.0 {
+                assert!(
+                    (c - x / b).abs() <= 1e-4 * c.abs().max(1.0),
+                    "{c} vs {x} / {b}"
+                );
+            } else {
+                assert_eq!(c, 0.0);
+            }
+        });
 
     // The node gives what the kernel gives when called directly.
-    let p = N4Params { shrink: 1, ..N4Params::default() };
-    let direct = n4_kernel(image.view(), make_mask(&image, MaskMode::Nonzero).view(), SPACING, &p).unwrap();
-    let max_diff = Zip::from(&direct.bias).and(&field).fold(0.0f32, |m, a, b| m.max((a - b).abs()));
+    let p = N4Params {
+        shrink: 1,
+        ..N4Params::default()
+    };
+    let direct = n4_kernel(
+        image.view(),
+        make_mask(&image, MaskMode::Nonzero).view(),
+        SPACING,
+        &p,
+    )
+    .unwrap();
+    let max_diff = Zip::from(&direct.bias)
+        .and(&field)
+        .fold(0.0f32, |m, a, b| m.max((a - b).abs()));
     assert!(max_diff < 1e-5, "node vs kernel bias differ by {max_diff}");
+}
+
+#[test]
+fn constant_image_times_a_field_is_flat_again() {
+    let d = temp_dir("n4-constant");
+    let (_, truth, _, _) = synthetic();
+    let image = truth.mapv(|b| 100.0 * b);
+    let all = Array3::from_elem(image.dim(), true);
+    let input = d.join("in.nii.gz");
+    write_image(&input, &image);
+    let g = write_graph(&d, "g.yaml", N4_GRAPH);
+    let (out, bias) = (d.join("out.nii.gz"), d.join("bias.nii.gz"));
+    voxflow_ok(&[
+        "-q",
+        "run",
+        g.to_str().unwrap(),
+        "--set",
+        &format!("input={}", input.display()),
+        "--set",
+        &format!("out={}", out.display()),
+        "--set",
+        &format!("bias={}", bias.display()),
+        "--set",
+        "mask=none",
+    ]);
+    let (corrected, field) = (read_image(&out), read_image(&bias));
+    let (before, after) = (cv(&image, &all), cv(&corrected, &all));
+    assert!(after < before / 10.0, "CV {before} -> {after}");
+    assert!(corr(&field, &truth, &all) > 0.99);
 }
 
 #[test]
@@ -192,12 +267,18 @@ nodes:
     let fat = &body & &organ.mapv(|o| !o);
     assert!(cv(&corrected, &fat) < cv(&image, &fat) / 5.0);
     // Outside the label the image is left as it is (here 0), inside it is changed.
-    Zip::from(&corrected).and(&image).and(&body).for_each(|&c, &x, &m| {
-        if !m {
-            assert_eq!(c, x);
-        }
-    });
-    assert!(Zip::from(&corrected).and(&image).and(&body).fold(false, |acc, c, x, m| acc || (*m && c != x)));
+    Zip::from(&corrected)
+        .and(&image)
+        .and(&body)
+        .for_each(|&c, &x, &m| {
+            if !m {
+                assert_eq!(c, x);
+            }
+        });
+    assert!(Zip::from(&corrected)
+        .and(&image)
+        .and(&body)
+        .fold(false, |acc, c, x, m| acc || (*m && c != x)));
 }
 
 #[test]
@@ -223,12 +304,26 @@ fn errors_name_the_node_and_leave_no_output() {
         ]);
         assert!(!o.status.success(), "{name}: the run should fail");
         assert!(!out.exists(), "{name}: output left behind");
+        let tmp = std::fs::read_dir(&d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".voxflow-tmp")
+            })
+            .count();
+        assert_eq!(tmp, 0, "{name}: temporary file left behind");
         String::from_utf8_lossy(&o.stderr).to_string()
     };
     let (image, _, _, _) = synthetic();
     // mask none: the zero background is inside the mask
     let e = run("zero", &image, "none");
-    assert!(e.contains("node `n4` (n4)") && e.contains("g.yaml:11") && e.contains("not > 0"), "{e}");
+    assert!(
+        e.contains("node `n4` (n4)") && e.contains("g.yaml:11") && e.contains("not > 0"),
+        "{e}"
+    );
     let e = run("constant", &Array3::from_elem((8, 16, 16), 5.0), "none");
     assert!(e.contains("node `n4`") && e.contains("constant"), "{e}");
     let mut neg = image.clone();
@@ -245,7 +340,10 @@ fn errors_name_the_node_and_leave_no_output() {
     let o = voxflow(&["check", bad.to_str().unwrap()]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(e.contains("control_points") && e.contains("iterations") && e.contains("bad.yaml:4"), "{e}");
+    assert!(
+        e.contains("control_points") && e.contains("iterations") && e.contains("bad.yaml:4"),
+        "{e}"
+    );
 }
 
 /// The MRI graph's preprocessing, with the FCN left out.
@@ -285,32 +383,55 @@ fn mr_normalize_reads_the_raw_image_when_n4_is_off() {
     }
     let raw = normalize(&image, MaskMode::Nonzero, 1.0, 99.0).unwrap().0;
     assert_eq!(outs[1], raw, "n4 off: mr_normalize must see the raw image");
-    assert!(outs[0] != raw, "n4 on: mr_normalize must see the corrected image");
+    assert!(
+        outs[0] != raw,
+        "n4 on: mr_normalize must see the corrected image"
+    );
     for o in &outs {
         assert!(o.iter().all(|v| (0.0..=1.0).contains(v)));
     }
     // Corrected then normalised: the body is flatter than without N4.
     let fat = &body & &organ.mapv(|o| !o);
     let (with, without) = (sd(&outs[0], &fat), sd(&outs[1], &fat));
-    assert!(with < without / 3.0, "sd of the body: {with} with N4, {without} without");
+    assert!(
+        with < without / 3.0,
+        "sd of the body: {with} with N4, {without} without"
+    );
 }
 
 #[test]
 fn mri_liver_graph_checks_both_ways() {
-    let kinds = voxflow(&["nodes"]);
-    let list = String::from_utf8_lossy(&kinds.stdout);
-    if !(list.contains("fcn") && list.contains("argmax")) {
-        eprintln!("skipped: the fcn and argmax kinds are not registered yet");
-        return;
-    }
     let g = root().join("graphs/mri_liver.yaml");
-    let o = voxflow(&["check", g.to_str().unwrap()]);
+    let g = g.to_str().unwrap();
+    let o = voxflow(&["check", g]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (on, n4_edge) in [
+        ("true", "\"n4\" -> \"norm\" [label=\"out -> corrected\"]"),
+        ("false", "\"n4\" [style=dashed"),
+    ] {
+        let o = voxflow(&[
+            "graph",
+            g,
+            "--set",
+            &format!("n4={on}"),
+            "--set",
+            "input=x.nii.gz",
+        ]);
+        let dot = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(dot.contains(n4_edge), "n4={on}:\n{dot}");
+        assert!(
+            dot.contains("\"mr\" -> \"norm\"") && dot.contains("\"liver\" -> \"mask\""),
+            "n4={on}:\n{dot}"
+        );
+    }
 }
 
 #[test]
 fn real_chaos_volume_node_equals_kernel() {
-    let Some(input) = data_file("chaos_mr_t2_01_image.nii.gz") else { return };
+    let Some(input) = data_file("chaos_mr_t2_01_image.nii.gz") else {
+        return;
+    };
     let d = temp_dir("n4-chaos");
     let g = write_graph(&d, "g.yaml", N4_GRAPH);
     let (out, bias) = (d.join("out.nii.gz"), d.join("bias.nii.gz"));
@@ -334,12 +455,25 @@ fn real_chaos_volume_node_equals_kernel() {
     let v = read_any(&input, Some(StreamType::Image), None).unwrap();
     let image = v.image().unwrap();
     let mask = make_mask(image, MaskMode::Otsu);
-    let direct = n4_kernel(image.view(), mask.view(), v.header.spacing, &N4Params::default()).unwrap();
+    let direct = n4_kernel(
+        image.view(),
+        mask.view(),
+        v.header.spacing,
+        &N4Params::default(),
+    )
+    .unwrap();
     let c = corr(&corrected, &direct.corrected, &mask);
     assert!(c >= 0.999_999, "corr(node, kernel) in the mask = {c}");
-    let max_rel = Zip::from(&field).and(&direct.bias).fold(0.0f32, |m, a, b| m.max((a / b - 1.0).abs()));
-    assert!(max_rel < 1e-5, "bias differs from the kernel's by {max_rel} (relative)");
+    let max_rel = Zip::from(&field)
+        .and(&direct.bias)
+        .fold(0.0f32, |m, a, b| m.max((a / b - 1.0).abs()));
+    assert!(
+        max_rel < 1e-5,
+        "bias differs from the kernel's by {max_rel} (relative)"
+    );
     // the field is a real correction, not the identity
-    let spread = field.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+    let spread = field
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &b| (lo.min(b), hi.max(b)));
     assert!(spread.1 / spread.0 > 1.05, "bias range {spread:?}");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{data_file, root, temp_dir, voxflow, voxflow_ok, write_graph};
+use common::{data_file, root, temp_dir, write_graph};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -11,6 +11,25 @@ use voxflow_nodes::io::nifti_io::write_nifti;
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_runtime::stream::{StreamType, VolumeData};
 use voxflow_runtime::{Header, Volume};
+
+/// Runs voxflow without any `VOXFLOW_PLUGIN_PATH` from the caller's environment.
+fn voxflow(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args(args)
+        .env_remove("VOXFLOW_PLUGIN_PATH")
+        .output()
+        .expect("run voxflow")
+}
+
+fn voxflow_ok(args: &[&str]) -> std::process::Output {
+    let o = voxflow(args);
+    assert!(
+        o.status.success(),
+        "voxflow {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
 
 const PACKAGES: [&str; 6] = [
     "voxflow-plugin-largest-component",
@@ -27,12 +46,23 @@ fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).expect("profile name").to_string();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile name")
+            .to_string();
         let target_dir = profile_dir.parent().expect("target dir");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(root()).env("CARGO_TARGET_DIR", target_dir).arg("build").arg("--quiet");
+        cmd.current_dir(root())
+            .env("CARGO_TARGET_DIR", target_dir)
+            .arg("build")
+            .arg("--quiet");
         match profile.as_str() {
             "debug" => {}
             "release" => {
@@ -46,7 +76,11 @@ fn plugin_dir() -> &'static Path {
             cmd.args(["-p", p]);
         }
         let out = cmd.output().expect("run cargo build for the plugins");
-        assert!(out.status.success(), "building the plugins failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "building the plugins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         profile_dir
     })
 }
@@ -78,7 +112,12 @@ fn files_in(dir: &Path) -> Vec<String> {
 
 fn label_header(shape: [usize; 3]) -> Header {
     let mut h = Header::new(StreamType::Label, shape, [2.0, 0.8, 0.7]);
-    h.affine = [[-0.7, 0.0, 0.0, 12.5], [0.0, -0.8, 0.0, -30.0], [0.0, 0.0, 2.0, 100.0], [0.0, 0.0, 0.0, 1.0]];
+    h.affine = [
+        [-0.7, 0.0, 0.0, 12.5],
+        [0.0, -0.8, 0.0, -30.0],
+        [0.0, 0.0, 2.0, 100.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
     h
 }
 
@@ -106,15 +145,29 @@ fn nodes_lists_plugin_kinds_before_or_after_the_subcommand() {
     let after = voxflow_ok(&["nodes", "--plugin", s(&lc)]);
     for o in [&before, &after] {
         let text = String::from_utf8_lossy(&o.stdout);
-        let line = text.lines().find(|l| l.starts_with("largest_component ")).unwrap_or_else(|| panic!("{text}"));
-        assert!(line.contains("[plugin ") && line.contains("liblargest_component.so"), "{line}");
-        assert!(text.lines().any(|l| l.starts_with("hu_window ")), "built-ins still listed");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("largest_component "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            line.contains("[plugin ") && line.contains("liblargest_component.so"),
+            "{line}"
+        );
+        assert!(
+            text.lines().any(|l| l.starts_with("hu_window ")),
+            "built-ins still listed"
+        );
     }
     let plain = voxflow_ok(&["nodes"]);
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("largest_component"));
     let one = voxflow_ok(&["--plugin", s(&lc), "nodes", "largest_component"]);
     let text = String::from_utf8_lossy(&one.stdout);
-    assert!(text.contains("26-neighbourhood") && text.contains("label") && text.contains("int in [1, 255]"), "{text}");
+    assert!(
+        text.contains("26-neighbourhood")
+            && text.contains("label")
+            && text.contains("int in [1, 255]"),
+        "{text}"
+    );
 }
 
 /// A 6x10x12 label volume: a 3x3x3 cube of 1 with a 2 inside, a voxel touching the cube only at
@@ -122,7 +175,9 @@ fn nodes_lists_plugin_kinds_before_or_after_the_subcommand() {
 fn synthetic() -> Volume {
     let mut v = Volume::zeros(label_header([6, 10, 12]));
     v.slice_meta = vec![Some(Default::default()); 6];
-    let VolumeData::Label(a) = &mut v.data else { unreachable!() };
+    let VolumeData::Label(a) = &mut v.data else {
+        unreachable!()
+    };
     for k in 1..4 {
         for j in 1..4 {
             for i in 1..4 {
@@ -149,7 +204,12 @@ fn largest_component_on_a_synthetic_volume() {
     let inp = input.label().expect("label");
 
     // Default: every non-zero voxel is foreground; cube + corner voxel (28) win over the line (10).
-    let g = pipeline(&dir, &format!("[{}]", s(&lib("largest_component"))), "largest_component", "");
+    let g = pipeline(
+        &dir,
+        &format!("[{}]", s(&lib("largest_component"))),
+        "largest_component",
+        "",
+    );
     voxflow_ok(&["-q", "run", s(&g)]);
     let out = read_label(&dir.join("out.nii.gz"));
     let written = read_label(&dir.join("in.nii.gz"));
@@ -167,7 +227,12 @@ fn largest_component_on_a_synthetic_volume() {
 
     // `label: 2`: only the 2s compete; the pair wins, the lone 2 in the cube goes, 1s stay.
     std::fs::remove_file(dir.join("out.nii.gz")).expect("remove");
-    let g = pipeline(&dir, &format!("[{}]", s(&lib("largest_component"))), "largest_component", ", label: 2");
+    let g = pipeline(
+        &dir,
+        &format!("[{}]", s(&lib("largest_component"))),
+        "largest_component",
+        ", label: 2",
+    );
     voxflow_ok(&["-q", "run", s(&g)]);
     let o2 = read_label(&dir.join("out.nii.gz"));
     let mut expect = inp.clone();
@@ -175,26 +240,43 @@ fn largest_component_on_a_synthetic_volume() {
     assert_eq!(o2.label().expect("label"), &expect);
 
     // The declaration's bounds are checked like a built-in's.
-    let g = pipeline(&dir, &format!("[{}]", s(&lib("largest_component"))), "largest_component", ", label: 0");
+    let g = pipeline(
+        &dir,
+        &format!("[{}]", s(&lib("largest_component"))),
+        "largest_component",
+        ", label: 0",
+    );
     let o = voxflow(&["check", s(&g)]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("0 is out of range (must be int in [1, 255])"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("0 is out of range (must be int in [1, 255])"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn largest_component_on_a_real_label_with_a_stray_blob() {
-    let Some(src) = data_file("ircadb01_small_label.nii.gz") else { return };
+    let Some(src) = data_file("ircadb01_small_label.nii.gz") else {
+        return;
+    };
     let dir = temp_dir("plugin-real");
     let orig = read_label(&src);
     let mut v = orig.clone();
     let [nk, nj, ni] = v.header.shape;
-    let VolumeData::Label(a) = &mut v.data else { unreachable!() };
+    let VolumeData::Label(a) = &mut v.data else {
+        unreachable!()
+    };
     // A 4x4x4 blob in the last corner, 2 voxels away from any label.
     let (k0, j0, i0) = (nk - 5, nj - 5, ni - 5);
     for k in k0 - 2..nk {
         for j in j0 - 2..nj {
             for i in i0 - 2..ni {
-                assert_eq!(a[[k, j, i]], 0, "the corner must be background for this test");
+                assert_eq!(
+                    a[[k, j, i]],
+                    0,
+                    "the corner must be background for this test"
+                );
             }
         }
     }
@@ -208,14 +290,26 @@ fn largest_component_on_a_real_label_with_a_stray_blob() {
     write_nifti(&dir.join("in.nii.gz"), &v.header, &v.data).expect("write input");
     // The graph names the plugin relative to its own folder.
     std::fs::create_dir_all(dir.join("plugins")).expect("mkdir");
-    std::fs::copy(lib("largest_component"), dir.join("plugins/liblargest_component.so")).expect("copy");
-    let g = pipeline(&dir, "[plugins/liblargest_component.so]", "largest_component", "");
+    std::fs::copy(
+        lib("largest_component"),
+        dir.join("plugins/liblargest_component.so"),
+    )
+    .expect("copy");
+    let g = pipeline(
+        &dir,
+        "[plugins/liblargest_component.so]",
+        "largest_component",
+        "",
+    );
     voxflow_ok(&["-q", "run", s(&g)]);
     let out = read_label(&dir.join("out.nii.gz"));
     let (o, want) = (out.label().expect("label"), orig.label().expect("label"));
     // The scan's liver+lesion label is one 26-connected component, so exactly the blob goes.
     assert_eq!(o, want);
-    assert_eq!(o.iter().filter(|&&v| v == 2).count(), want.iter().filter(|&&v| v == 2).count());
+    assert_eq!(
+        o.iter().filter(|&&v| v == 2).count(),
+        want.iter().filter(|&&v| v == 2).count()
+    );
     assert!(want.iter().filter(|&&v| v != 0).count() > 100_000);
     assert_eq!(out.header.affine, orig.header.affine);
 }
@@ -242,7 +336,9 @@ fn c_plugin_compiled_with_cc() {
     h.affine[0][3] = 5.0;
     let mut v = Volume::zeros(h);
     v.slice_meta = vec![Some(Default::default()); 2];
-    let VolumeData::Image(a) = &mut v.data else { unreachable!() };
+    let VolumeData::Image(a) = &mut v.data else {
+        unreachable!()
+    };
     for (n, x) in a.iter_mut().enumerate() {
         *x = n as f32 / 10.0; // 0.0 .. 2.3
     }
@@ -266,7 +362,11 @@ fn search_path_loads_every_library_and_resolves_bare_names() {
     let dir = temp_dir("plugin-path");
     let plugdir = dir.join("plugdir");
     std::fs::create_dir_all(&plugdir).expect("mkdir");
-    std::fs::copy(lib("largest_component"), plugdir.join("liblargest_component.so")).expect("copy");
+    std::fs::copy(
+        lib("largest_component"),
+        plugdir.join("liblargest_component.so"),
+    )
+    .expect("copy");
     let input = synthetic();
     write_nifti(&dir.join("in.nii.gz"), &input.header, &input.data).expect("write input");
     let g = pipeline(&dir, "[largest_component]", "largest_component", "");
@@ -278,7 +378,11 @@ fn search_path_loads_every_library_and_resolves_bare_names() {
             .expect("run voxflow")
     };
     let o = with_path(&["nodes"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("largest_component "), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("largest_component "),
+        "{}",
+        stderr(&o)
+    );
     let o = with_path(&["-q", "run", s(&g)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.join("out.nii.gz").is_file());
@@ -291,7 +395,9 @@ fn search_path_loads_every_library_and_resolves_bare_names() {
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains(&format!("{}:2:", g.display()))
-            && stderr(&o).contains("plugin `largest_component` is a bare name but VOXFLOW_PLUGIN_PATH is not set"),
+            && stderr(&o).contains(
+                "plugin `largest_component` is a bare name but VOXFLOW_PLUGIN_PATH is not set"
+            ),
         "{}",
         stderr(&o)
     );
@@ -303,7 +409,10 @@ fn fails_cleanly(dir: &Path, args: &[&str], want: &str) {
     let o = voxflow(args);
     assert!(!o.status.success(), "voxflow {args:?} succeeded");
     let e = stderr(&o);
-    assert!(e.contains(want), "voxflow {args:?}:\nwanted: {want}\ngot: {e}");
+    assert!(
+        e.contains(want),
+        "voxflow {args:?}:\nwanted: {want}\ngot: {e}"
+    );
     assert_eq!(files_in(dir), before, "voxflow {args:?} left files behind");
 }
 
@@ -320,16 +429,26 @@ fn broken_libraries_are_refused_before_anything_runs() {
     fails_cleanly(
         &dir,
         &["--plugin", s(&fake), "run", gs],
-        &format!("error: plugin {} is not a loadable shared library: ", fake.display()),
+        &format!(
+            "error: plugin {} is not a loadable shared library: ",
+            fake.display()
+        ),
     );
     let missing = dir.join("libmissing.so");
-    fails_cleanly(&dir, &["run", gs, "--plugin", s(&missing)], &format!("error: plugin {}: no such file", missing.display()));
+    fails_cleanly(
+        &dir,
+        &["run", gs, "--plugin", s(&missing)],
+        &format!("error: plugin {}: no such file", missing.display()),
+    );
 
     let no_entry = lib("vftest_no_entry");
     fails_cleanly(
         &dir,
         &["--plugin", s(&no_entry), "run", gs],
-        &format!("error: plugin {} has no entry symbol `voxflow_plugin_entry`: not a voxflow plugin", no_entry.display()),
+        &format!(
+            "error: plugin {} has no entry symbol `voxflow_plugin_entry`: not a voxflow plugin",
+            no_entry.display()
+        ),
     );
     let bad_version = lib("vftest_bad_version");
     fails_cleanly(
@@ -354,7 +473,10 @@ fn broken_libraries_are_refused_before_anything_runs() {
     fails_cleanly(
         &dir,
         &["--plugin", s(&clash), "check", gs],
-        &format!("error: node kind `hu_window` from {} clashes with the one from built-in", canon.display()),
+        &format!(
+            "error: node kind `hu_window` from {} clashes with the one from built-in",
+            canon.display()
+        ),
     );
 
     // The same kind from two copies of the example plugin.
@@ -363,7 +485,10 @@ fn broken_libraries_are_refused_before_anything_runs() {
         std::fs::create_dir_all(d).expect("mkdir");
         std::fs::copy(lib("largest_component"), d.join("liblargest_component.so")).expect("copy");
     }
-    let (pa, pb) = (a.join("liblargest_component.so"), b.join("liblargest_component.so"));
+    let (pa, pb) = (
+        a.join("liblargest_component.so"),
+        b.join("liblargest_component.so"),
+    );
     fails_cleanly(
         &dir,
         &["--plugin", s(&pa), "--plugin", s(&pb), "check", gs],
@@ -377,9 +502,22 @@ fn broken_libraries_are_refused_before_anything_runs() {
     voxflow_ok(&["--plugin", s(&pa), "--plugin", s(&pa), "check", gs]);
 
     // From the graph's `plugins:` key the error names the graph line.
-    let g2 = pipeline(&dir, &format!("[{}]", s(&bad_version)), "largest_component", "");
-    fails_cleanly(&dir, &["check", s(&g2)], &format!("error: {}:2:", g2.display()));
-    fails_cleanly(&dir, &["check", s(&g2)], "was built for voxflow plugin ABI version 999");
+    let g2 = pipeline(
+        &dir,
+        &format!("[{}]", s(&bad_version)),
+        "largest_component",
+        "",
+    );
+    fails_cleanly(
+        &dir,
+        &["check", s(&g2)],
+        &format!("error: {}:2:", g2.display()),
+    );
+    fails_cleanly(
+        &dir,
+        &["check", s(&g2)],
+        "was built for voxflow plugin ABI version 999",
+    );
 }
 
 #[test]
@@ -389,14 +527,28 @@ fn failing_plugin_nodes_cancel_the_graph_and_write_nothing() {
     write_nifti(&dir.join("in.nii.gz"), &input.header, &input.data).expect("write input");
     let faulty = lib("vftest_faulty");
     let cases = [
-        ("test_panics", "plugin libvftest_faulty.so panicked: test_panics was asked to process 720 voxels"),
+        (
+            "test_panics",
+            "plugin libvftest_faulty.so panicked: test_panics was asked to process 720 voxels",
+        ),
         ("test_fails", "test_fails refuses this volume"),
-        ("test_no_output", "plugin libvftest_faulty.so returned success without allocating output `out`"),
+        (
+            "test_no_output",
+            "plugin libvftest_faulty.so returned success without allocating output `out`",
+        ),
+        (
+            "test_bad_alloc",
+            "the host refused output 0 (the host refused: output `out` is declared label, the plugin allocated image)",
+        ),
     ];
     for (kind, want) in cases {
         let g = pipeline(&dir, &format!("[{}]", s(&faulty)), kind, "");
         // The error names the node, its kind and its graph line (line 8: `step`).
-        fails_cleanly(&dir, &["-q", "run", s(&g)], &format!("error: node `step` ({kind}) at {}:8: {want}", g.display()));
+        fails_cleanly(
+            &dir,
+            &["-q", "run", s(&g)],
+            &format!("error: node `step` ({kind}) at {}:8: {want}", g.display()),
+        );
         assert!(!dir.join("out.nii.gz").exists());
     }
 }

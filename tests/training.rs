@@ -30,20 +30,45 @@ fn shape4(v: &serde_json::Value) -> (usize, usize, usize, usize) {
     (s[0], s[1], s[2], s[3])
 }
 
-#[test]
-fn smoke_train_export_and_load_in_voxflow() {
+/// The training venv's python, `None` when VOXFLOW_SKIP_TRAINING=1; panics when it is missing.
+fn training_python() -> Option<PathBuf> {
     if std::env::var_os("VOXFLOW_SKIP_TRAINING").is_some_and(|v| v == "1") {
         eprintln!("skipped: VOXFLOW_SKIP_TRAINING=1");
-        return;
+        return None;
     }
-    let root = common::root();
-    let python = root.join(".venv-train/bin/python");
+    let python = common::root().join(".venv-train/bin/python");
     assert!(
         python.exists(),
         "the training environment {} is missing: run `bash scripts/setup-training.sh` \
          (or set VOXFLOW_SKIP_TRAINING=1 to skip this test)",
         python.display()
     );
+    Some(python)
+}
+
+#[test]
+fn python_unit_tests_pass() {
+    let Some(python) = training_python() else {
+        return;
+    };
+    let run = Command::new(&python)
+        .args(["-m", "unittest", "discover", "-s", "training/tests"])
+        .current_dir(common::root())
+        .output()
+        .expect("run the training unit tests");
+    assert!(
+        run.status.success(),
+        "training unit tests failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+#[test]
+fn smoke_train_export_and_load_in_voxflow() {
+    let Some(python) = training_python() else {
+        return;
+    };
+    let root = common::root();
     let out = common::temp_dir("training-smoke");
     let run = Command::new(&python)
         .arg(root.join("training/smoke.py"))

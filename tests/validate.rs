@@ -8,16 +8,29 @@ use voxflow_runtime::{check, check_all_ways, GraphDoc};
 fn errors(text: &str, set: &[(&str, &str)]) -> Vec<(u64, String)> {
     let doc = match GraphDoc::parse(text, std::path::Path::new("/g/test.yaml")) {
         Ok(d) => d,
-        Err(d) => return d.0.into_iter().map(|e| (e.pos.line, e.to_string())).collect(),
+        Err(d) => {
+            return d
+                .0
+                .into_iter()
+                .map(|e| (e.pos.line, e.to_string()))
+                .collect()
+        }
     };
     let opts = CheckOptions {
-        set: set.iter().map(|(k, v)| (k.to_string(), voxflow_runtime::validate::parse_set_value(v))).collect(),
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), voxflow_runtime::validate::parse_set_value(v)))
+            .collect(),
         cwd: "/cwd".into(),
         require_values: true,
     };
     match check_all_ways(&doc, &voxflow_nodes::registry(), &opts) {
         Ok(_) => vec![],
-        Err(d) => d.0.into_iter().map(|e| (e.pos.line, e.to_string())).collect(),
+        Err(d) => {
+            d.0.into_iter()
+                .map(|e| (e.pos.line, e.to_string()))
+                .collect()
+        }
     }
 }
 
@@ -32,15 +45,23 @@ const HEAD: &str = "graph: t\nparams:\n  input: { default: \"phantom:small\" }\n
 
 #[test]
 fn valid_graph_has_no_errors() {
-    let g = format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_window, in: ct }}\n");
+    let g = format!(
+        "{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_window, in: ct }}\n"
+    );
     assert_eq!(errors(&g, &[]), vec![]);
 }
 
 #[test]
 fn unknown_kind_with_suggestion() {
-    let g = format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_windw, in: ct }}\n");
+    let g = format!(
+        "{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_windw, in: ct }}\n"
+    );
     let e = errors(&g, &[]);
-    assert_error(&e, 6, "unknown node kind `hu_windw` (did you mean `hu_window`?)");
+    assert_error(
+        &e,
+        6,
+        "unknown node kind `hu_windw` (did you mean `hu_window`?)",
+    );
     assert!(e[0].1.starts_with("/g/test.yaml:6:"), "{e:?}");
     assert!(e[0].1.contains("node `w`"), "{e:?}");
 }
@@ -48,7 +69,11 @@ fn unknown_kind_with_suggestion() {
 #[test]
 fn unknown_param_with_suggestion() {
     let g = format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w:\n    kind: hu_window\n    in: ct\n    mni: 3\n");
-    assert_error(&errors(&g, &[]), 9, "`hu_window` has no input or param `mni` (did you mean `min`?)");
+    assert_error(
+        &errors(&g, &[]),
+        9,
+        "`hu_window` has no input or param `mni` (did you mean `min`?)",
+    );
 }
 
 #[test]
@@ -76,8 +101,14 @@ fn cross_param_check() {
 
 #[test]
 fn unknown_upstream() {
-    let g = format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_window, in: cct }}\n");
-    assert_error(&errors(&g, &[]), 6, "input `in`: no node named `cct` (did you mean `ct`?)");
+    let g = format!(
+        "{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_window, in: cct }}\n"
+    );
+    assert_error(
+        &errors(&g, &[]),
+        6,
+        "input `in`: no node named `cct` (did you mean `ct`?)",
+    );
 }
 
 #[test]
@@ -89,7 +120,11 @@ fn unknown_output_port() {
 #[test]
 fn type_mismatch() {
     let g = format!("{HEAD}  ct: {{ kind: read_volume, path: $input, as: label }}\n  w: {{ kind: hu_window, in: ct }}\n");
-    assert_error(&errors(&g, &[]), 6, "input `in` needs a image stream but `ct` gives label");
+    assert_error(
+        &errors(&g, &[]),
+        6,
+        "input `in` needs a image stream but `ct` gives label",
+    );
 }
 
 #[test]
@@ -101,7 +136,11 @@ fn cycle() {
 #[test]
 fn param_never_defined() {
     let g = format!("{HEAD}  ct: {{ kind: read_volume, path: $inptu }}\n");
-    assert_error(&errors(&g, &[]), 5, "graph param `$inptu` is never defined (did you mean `input`?)");
+    assert_error(
+        &errors(&g, &[]),
+        5,
+        "graph param `$inptu` is never defined (did you mean `input`?)",
+    );
 }
 
 #[test]
@@ -113,7 +152,10 @@ fn unconnected_input() {
 #[test]
 fn duplicate_node_and_syntax() {
     let e = errors("graph: t\nnodes:\n  a: { kind: read_volume, path: x\n", &[]);
-    assert!(e[0].0 >= 3 && e[0].1.contains("invalid graph file"), "{e:?}");
+    assert!(
+        e[0].0 >= 3 && e[0].1.contains("invalid graph file"),
+        "{e:?}"
+    );
     let e = errors("graph: t\nnodez: {}\n", &[]);
     assert!(e[0].1.contains("invalid graph file"), "{e:?}");
 }
@@ -121,9 +163,16 @@ fn duplicate_node_and_syntax() {
 #[test]
 fn set_unknown_param_and_missing_value() {
     let g = format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n");
-    assert!(errors(&g, &[("inptu", "x")]).iter().any(|(_, m)| m.contains("--set inptu: the graph has no param `inptu` (did you mean `input`?)")));
+    assert!(errors(&g, &[("inptu", "x")])
+        .iter()
+        .any(|(_, m)| m
+            .contains("--set inptu: the graph has no param `inptu` (did you mean `input`?)")));
     let g2 = "graph: t\nparams:\n  truth: { about: \"needs a value\" }\nnodes:\n  t: { kind: read_volume, path: $truth }\n";
-    assert_error(&errors(g2, &[]), 3, "graph param `truth` has no default; give it with --set truth=VALUE");
+    assert_error(
+        &errors(g2, &[]),
+        3,
+        "graph param `truth` has no default; give it with --set truth=VALUE",
+    );
 }
 
 #[test]
@@ -155,7 +204,10 @@ fn relative_paths_resolve_by_origin() {
         ..Default::default()
     };
     let p = check(&doc, &reg, &o).unwrap();
-    assert_eq!(p.nodes[0].params.str("path").unwrap(), "/graphs/scan.nii.gz");
+    assert_eq!(
+        p.nodes[0].params.str("path").unwrap(),
+        "/graphs/scan.nii.gz"
+    );
     o.set.push(("input".into(), "mine.nii".into()));
     let p = check(&doc, &reg, &o).unwrap();
     assert_eq!(p.nodes[0].params.str("path").unwrap(), "/work/mine.nii");
@@ -171,7 +223,17 @@ fn cli_check_reports_all_errors_and_fails() {
     let o = voxflow(&["check", g.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.yaml:6:") && err.contains("bad.yaml:7:"), "{err}");
-    let ok = voxflow(&["check", root().join("graphs/ct_preprocess.yaml").to_str().unwrap()]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        err.contains("bad.yaml:6:") && err.contains("bad.yaml:7:"),
+        "{err}"
+    );
+    let ok = voxflow(&[
+        "check",
+        root().join("graphs/ct_preprocess.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }

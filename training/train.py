@@ -225,6 +225,7 @@ def export(cfg, which, out):
     model = build_model(cfg)
     model.load_state_dict(st["model"])
     size = cfg["input_size"]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     meta = contract_metadata(cfg["classes"], size, cfg["preprocess"], cfg["modality"], cfg.get("model_version", "1"))
     to_onnx(model, out, meta, size, half=cfg.get("export_half", True))
     print(f"exported {ck} (epoch {st['epoch']}, iteration {st['it']}, best val Dice {st['best']:.4f}) -> {out} "

@@ -23,7 +23,8 @@ pub fn registry() -> Registry {
         report::kinds(),
     ];
     for k in families.into_iter().flatten() {
-        r.add(k, "built-in").expect("built-in kinds have distinct names");
+        r.add(k, "built-in")
+            .expect("built-in kinds have distinct names");
     }
     r
 }

@@ -38,8 +38,14 @@ pub struct PortDecl {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamType {
     Bool,
-    Int { min: Option<i64>, max: Option<i64> },
-    Float { min: Option<f64>, max: Option<f64> },
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
+    Float {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Str,
     /// A file or folder; relative paths are resolved (graph file folder or current directory).
     /// Values with a scheme such as `phantom:` are kept as they are.
@@ -55,7 +61,9 @@ impl ParamType {
     pub fn describe(&self) -> String {
         match self {
             ParamType::Bool => "bool".into(),
-            ParamType::Int { min, max } => format!("int{}", range(min.map(|v| v as f64), max.map(|v| v as f64))),
+            ParamType::Int { min, max } => {
+                format!("int{}", range(min.map(|v| v as f64), max.map(|v| v as f64)))
+            }
             ParamType::Float { min, max } => format!("float{}", range(*min, *max)),
             ParamType::Str => "string".into(),
             ParamType::Path => "path".into(),
@@ -144,7 +152,13 @@ impl NodeDecl {
         self
     }
     /// A param with a default value.
-    pub fn param(mut self, name: &str, ty: ParamType, default: impl Into<Value>, about: &str) -> Self {
+    pub fn param(
+        mut self,
+        name: &str,
+        ty: ParamType,
+        default: impl Into<Value>,
+        about: &str,
+    ) -> Self {
         self.params.push(ParamDecl {
             name: name.into(),
             ty,
@@ -198,7 +212,10 @@ fn port_type(ty: &PortType, params: &Params) -> Option<StreamType> {
     match ty {
         PortType::Fixed(t) => Some(*t),
         PortType::Any => None,
-        PortType::FromParam(p) => params.get(p).and_then(Value::as_str).and_then(StreamType::parse),
+        PortType::FromParam(p) => params
+            .get(p)
+            .and_then(Value::as_str)
+            .and_then(StreamType::parse),
     }
 }
 
@@ -213,26 +230,35 @@ impl Params {
         self.values.get(name).filter(|v| !v.is_null())
     }
     fn need(&self, name: &str) -> Result<&Value, String> {
-        self.get(name).ok_or_else(|| format!("param `{name}` is not set"))
+        self.get(name)
+            .ok_or_else(|| format!("param `{name}` is not set"))
     }
     pub fn f64(&self, name: &str) -> Result<f64, String> {
-        self.need(name)?.as_f64().ok_or_else(|| format!("param `{name}` must be a number"))
+        self.need(name)?
+            .as_f64()
+            .ok_or_else(|| format!("param `{name}` must be a number"))
     }
     pub fn opt_f64(&self, name: &str) -> Result<Option<f64>, String> {
         self.get(name).map(|_| self.f64(name)).transpose()
     }
     pub fn i64(&self, name: &str) -> Result<i64, String> {
-        self.need(name)?.as_i64().ok_or_else(|| format!("param `{name}` must be an integer"))
+        self.need(name)?
+            .as_i64()
+            .ok_or_else(|| format!("param `{name}` must be an integer"))
     }
     pub fn usize(&self, name: &str) -> Result<usize, String> {
         let v = self.i64(name)?;
         usize::try_from(v).map_err(|_| format!("param `{name}` must not be negative"))
     }
     pub fn bool(&self, name: &str) -> Result<bool, String> {
-        self.need(name)?.as_bool().ok_or_else(|| format!("param `{name}` must be true or false"))
+        self.need(name)?
+            .as_bool()
+            .ok_or_else(|| format!("param `{name}` must be true or false"))
     }
     pub fn str(&self, name: &str) -> Result<&str, String> {
-        self.need(name)?.as_str().ok_or_else(|| format!("param `{name}` must be a string"))
+        self.need(name)?
+            .as_str()
+            .ok_or_else(|| format!("param `{name}` must be a string"))
     }
     pub fn opt_str(&self, name: &str) -> Result<Option<&str>, String> {
         self.get(name).map(|_| self.str(name)).transpose()
@@ -252,13 +278,21 @@ impl Params {
     pub fn usize_list(&self, name: &str) -> Result<Vec<usize>, String> {
         let v = self.need(name)?;
         v.as_array()
-            .and_then(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_u64().map(|u| u as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| format!("param `{name}` must be a list of non-negative integers"))
     }
     pub fn str_list(&self, name: &str) -> Result<Vec<String>, String> {
         let v = self.need(name)?;
         v.as_array()
-            .and_then(|a| a.iter().map(|x| x.as_str().map(String::from)).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_str().map(String::from))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| format!("param `{name}` must be a list of strings"))
     }
 }
@@ -273,7 +307,10 @@ pub fn check_value(ty: &ParamType, v: &Value) -> Result<Value, String> {
             _ => bad("true or false"),
         },
         ParamType::Int { min, max } => {
-            let Some(x) = v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) else {
+            let Some(x) = v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            else {
                 return bad("an integer");
             };
             if min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
@@ -282,7 +319,10 @@ pub fn check_value(ty: &ParamType, v: &Value) -> Result<Value, String> {
             Ok(Value::from(x))
         }
         ParamType::Float { min, max } => {
-            let Some(x) = v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())) else {
+            let Some(x) = v
+                .as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            else {
                 return bad("a number");
             };
             if !x.is_finite() || min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
@@ -313,9 +353,13 @@ pub fn check_value(ty: &ParamType, v: &Value) -> Result<Value, String> {
             _ => bad("a list of integers"),
         },
         ParamType::StrList(choices) => {
-            let Some(a) = v.as_array() else { return bad("a list of strings") };
+            let Some(a) = v.as_array() else {
+                return bad("a list of strings");
+            };
             for x in a {
-                let Some(s) = x.as_str() else { return bad("a list of strings") };
+                let Some(s) = x.as_str() else {
+                    return bad("a list of strings");
+                };
                 if let Some(c) = choices {
                     if !c.iter().any(|c| c == s) {
                         return Err(format!("`{s}` is not one of {}", c.join(", ")));
@@ -357,13 +401,15 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, v) in d[0].iter_mut().enumerate() {
+        *v = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }
@@ -378,13 +424,19 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("hu_windw", ["hu_window", "equalize"]), " (did you mean `hu_window`?)");
+        assert_eq!(
+            did_you_mean("hu_windw", ["hu_window", "equalize"]),
+            " (did you mean `hu_window`?)"
+        );
         assert_eq!(did_you_mean("zzz", ["hu_window"]), "");
     }
 
     #[test]
     fn value_checks() {
-        let f = ParamType::Float { min: Some(0.0), max: None };
+        let f = ParamType::Float {
+            min: Some(0.0),
+            max: None,
+        };
         assert!(check_value(&f, &Value::from(-1.0)).is_err());
         assert_eq!(check_value(&f, &Value::from(2)).unwrap(), Value::from(2.0));
         assert!(check_value(&ParamType::Bool, &Value::from(1)).is_err());

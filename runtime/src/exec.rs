@@ -24,7 +24,9 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             queue_depth: 4,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -37,7 +39,11 @@ pub struct RunStats {
 impl RunStats {
     pub fn new(plan: &Plan) -> Arc<Self> {
         Arc::new(RunStats {
-            nodes: plan.nodes.iter().map(|n| (n.id.clone(), Arc::new(NodeStats::default()))).collect(),
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| (n.id.clone(), Arc::new(NodeStats::default())))
+                .collect(),
         })
     }
 }
@@ -108,7 +114,12 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Builds every node, runs the graph, and commits output files only if all nodes succeed.
-pub fn execute(plan: &Plan, reg: &Registry, opts: &RunOptions, stats: &RunStats) -> Result<RunReport, RunError> {
+pub fn execute(
+    plan: &Plan,
+    reg: &Registry,
+    opts: &RunOptions,
+    stats: &RunStats,
+) -> Result<RunReport, RunError> {
     let err_at = |n: usize, message: String| RunError {
         node: plan.nodes[n].id.clone(),
         kind: plan.nodes[n].kind.clone(),
@@ -179,7 +190,9 @@ pub fn execute(plan: &Plan, reg: &Registry, opts: &RunOptions, stats: &RunStats)
                     .name(format!("node-{}", plan.nodes[n].id))
                     .spawn_scoped(scope, move || {
                         let t = Instant::now();
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.run(&mut ctx)));
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            node.run(&mut ctx)
+                        }));
                         let failure = match r {
                             Ok(Ok(())) => None,
                             Ok(Err(NodeError::Cancelled)) => None,

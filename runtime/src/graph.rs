@@ -49,6 +49,9 @@ impl<K, V> Default for Ordered<K, V> {
     }
 }
 
+/// A node body: its keys in file order, with positions.
+type RawNode = Spanned<Ordered<Spanned<String>, Spanned<Value>>>;
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGraph {
@@ -59,7 +62,7 @@ struct RawGraph {
     params: Ordered<Spanned<String>, Spanned<RawParam>>,
     #[serde(default)]
     plugins: Vec<Spanned<String>>,
-    nodes: Ordered<Spanned<String>, Spanned<Ordered<Spanned<String>, Spanned<Value>>>>,
+    nodes: Ordered<Spanned<String>, RawNode>,
 }
 
 #[derive(serde::Deserialize)]
@@ -128,7 +131,13 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.pos.line, self.pos.column)?;
+        write!(
+            f,
+            "{}:{}:{}: ",
+            self.file.display(),
+            self.pos.line,
+            self.pos.column
+        )?;
         if let Some(n) = &self.node {
             write!(f, "node `{n}`: ")?;
         }
@@ -181,7 +190,13 @@ impl GraphDoc {
         })?;
         let dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let params = raw
@@ -221,7 +236,11 @@ impl GraphDoc {
             name: raw.graph.value,
             about: raw.about.unwrap_or_default(),
             params,
-            plugins: raw.plugins.into_iter().map(|p| (p.value.clone(), pos(&p))).collect(),
+            plugins: raw
+                .plugins
+                .into_iter()
+                .map(|p| (p.value.clone(), pos(&p)))
+                .collect(),
             nodes,
         })
     }

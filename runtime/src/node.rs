@@ -149,7 +149,9 @@ impl NodeCtx {
             recv(port.rx) -> m => m.ok(),
             recv(self.cancel) -> _ => return Err(NodeError::Cancelled),
         };
-        self.stats.wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.stats
+            .wait_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match r {
             Some(Message::End) | None => {
                 port.ended = true;
@@ -164,8 +166,12 @@ impl NodeCtx {
         let i = self.in_index(port);
         match self.recv_index(i)? {
             Message::Header(h) => Ok(h),
-            Message::End => Err(NodeError::msg(format!("input `{port}` ended before its header"))),
-            Message::Slice(_) => Err(NodeError::msg(format!("input `{port}` sent a slice before its header"))),
+            Message::End => Err(NodeError::msg(format!(
+                "input `{port}` ended before its header"
+            ))),
+            Message::Slice(_) => Err(NodeError::msg(format!(
+                "input `{port}` sent a slice before its header"
+            ))),
         }
     }
 
@@ -187,7 +193,9 @@ impl NodeCtx {
         match self.recv_index(i)? {
             Message::Slice(s) => Ok(Some(s)),
             Message::End => Ok(None),
-            Message::Header(_) => Err(NodeError::msg(format!("input `{port}` sent a second header"))),
+            Message::Header(_) => Err(NodeError::msg(format!(
+                "input `{port}` sent a second header"
+            ))),
         }
     }
 
@@ -204,7 +212,9 @@ impl NodeCtx {
         for n in gone.into_iter().rev() {
             self.outputs[i].remove(n);
         }
-        self.stats.wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.stats
+            .wait_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -254,7 +264,9 @@ impl NodeCtx {
                 let cancel_op = sel.recv(&self.cancel);
                 let t = Instant::now();
                 let ready = sel.ready();
-                self.stats.wait_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                self.stats
+                    .wait_ns
+                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 if ready == cancel_op {
                     return Err(NodeError::Cancelled);
                 }
@@ -264,22 +276,33 @@ impl NodeCtx {
             match self.recv_index(idx[n])? {
                 Message::Header(h) => {
                     if vols[n].is_some() {
-                        return Err(NodeError::msg(format!("input `{port}` sent a second header")));
+                        return Err(NodeError::msg(format!(
+                            "input `{port}` sent a second header"
+                        )));
                     }
                     vols[n] = Some(Volume::zeros((*h).clone()));
-                    self.stats.slices_total.fetch_add(h.num_slices(), Ordering::Relaxed);
+                    // Progress counts the first input's slices.
+                    if n == 0 {
+                        self.stats
+                            .slices_total
+                            .fetch_add(h.num_slices(), Ordering::Relaxed);
+                    }
                 }
                 Message::Slice(s) => {
-                    let v = vols[n]
-                        .as_mut()
-                        .ok_or_else(|| NodeError::msg(format!("input `{port}` sent a slice before its header")))?;
+                    let v = vols[n].as_mut().ok_or_else(|| {
+                        NodeError::msg(format!("input `{port}` sent a slice before its header"))
+                    })?;
                     check_slice(&v.header, &s, port)?;
                     v.put(&s);
-                    self.tick();
+                    if n == 0 {
+                        self.tick();
+                    }
                 }
                 Message::End => {
                     if vols[n].is_none() {
-                        return Err(NodeError::msg(format!("input `{port}` ended before its header")));
+                        return Err(NodeError::msg(format!(
+                            "input `{port}` ended before its header"
+                        )));
                     }
                     done[n] = true;
                 }
@@ -309,7 +332,10 @@ impl NodeCtx {
     /// A temporary path beside `dest` to write to; the runtime renames it to `dest` when the
     /// whole graph has succeeded and deletes it otherwise.
     pub fn output_file(&self, dest: &Path) -> Result<PathBuf, NodeError> {
-        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)
             .map_err(|e| NodeError::msg(format!("cannot create folder {}: {e}", dir.display())))?;
         let name = dest
@@ -317,10 +343,13 @@ impl NodeCtx {
             .ok_or_else(|| NodeError::msg(format!("{} is not a file path", dest.display())))?
             .to_string_lossy();
         let tmp = dir.join(format!(".voxflow-tmp-{}-{name}", std::process::id()));
-        self.pending.lock().expect("pending lock").push(PendingFile {
-            tmp: tmp.clone(),
-            dest: dest.to_path_buf(),
-        });
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .push(PendingFile {
+                tmp: tmp.clone(),
+                dest: dest.to_path_buf(),
+            });
         Ok(tmp)
     }
 }

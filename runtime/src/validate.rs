@@ -83,7 +83,9 @@ pub fn parse_set_value(s: &str) -> Value {
 /// True for values such as `phantom:` or `phantom:small` that are not file paths.
 pub fn has_scheme(s: &str) -> bool {
     match s.find(':') {
-        Some(i) if i >= 2 => s[..i].chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        Some(i) if i >= 2 => s[..i]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
         _ => false,
     }
 }
@@ -134,7 +136,10 @@ fn param_ref(s: &str) -> Option<(String, usize)> {
         let end = rest.find('}')?;
         return Some((rest[..end].to_string(), end + 2));
     }
-    let n: String = s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let n: String = s
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     if n.is_empty() {
         None
     } else {
@@ -150,10 +155,12 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
     // A whole-value reference keeps the param's type.
     if let Some((name, len)) = param_ref(&s[1..]).filter(|_| s.starts_with('$')) {
         if len + 1 == s.len() {
-            return gp
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| format!("graph param `${name}` is never defined{}", did_you_mean(&name, gp.keys().map(String::as_str))));
+            return gp.get(&name).cloned().ok_or_else(|| {
+                format!(
+                    "graph param `${name}` is never defined{}",
+                    did_you_mean(&name, gp.keys().map(String::as_str))
+                )
+            });
         }
     }
     let mut out = String::new();
@@ -169,7 +176,9 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
             first = false;
             continue;
         }
-        let (name, len) = param_ref(after).ok_or_else(|| format!("`$` in `{s}` is not followed by a param name (write `$$` for a dollar sign)"))?;
+        let (name, len) = param_ref(after).ok_or_else(|| {
+            format!("`$` in `{s}` is not followed by a param name (write `$$` for a dollar sign)")
+        })?;
         match gp.get(&name) {
             None => {
                 return Err(format!(
@@ -197,7 +206,10 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
 
 /// Checks a graph against the registry; on success returns the plan of enabled nodes.
 pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan, Diagnostics> {
-    let mut c = Checker { doc, errors: vec![] };
+    let mut c = Checker {
+        doc,
+        errors: vec![],
+    };
 
     // Graph params.
     let mut gp: HashMap<String, Sub> = HashMap::new();
@@ -209,7 +221,14 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             (None, Some(v)) => Sub::Known(v.clone(), Origin::Graph),
             (None, None) => {
                 if opts.require_values {
-                    c.err(p.pos, None, format!("graph param `{}` has no default; give it with --set {}=VALUE", p.name, p.name));
+                    c.err(
+                        p.pos,
+                        None,
+                        format!(
+                            "graph param `{}` has no default; give it with --set {}=VALUE",
+                            p.name, p.name
+                        ),
+                    );
                 }
                 Sub::Unknown
             }
@@ -236,7 +255,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             c.err(spec.pos, Some(&spec.id), "node id is used twice".into());
         }
         if spec.id.contains('.') {
-            c.err(spec.pos, Some(&spec.id), "node ids may not contain `.`".into());
+            c.err(
+                spec.pos,
+                Some(&spec.id),
+                "node ids may not contain `.`".into(),
+            );
         }
     }
 
@@ -264,7 +287,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             continue;
         };
         let Some(kind_name) = kind_entry.value.as_str() else {
-            c.err(kind_entry.value_pos, Some(id), "`kind` must be a string".into());
+            c.err(
+                kind_entry.value_pos,
+                Some(id),
+                "`kind` must be a string".into(),
+            );
             states.push(st);
             continue;
         };
@@ -272,7 +299,10 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             c.err(
                 kind_entry.value_pos,
                 Some(id),
-                format!("unknown node kind `{kind_name}`{}", did_you_mean(kind_name, reg.names())),
+                format!(
+                    "unknown node kind `{kind_name}`{}",
+                    did_you_mean(kind_name, reg.names())
+                ),
             );
             states.push(st);
             continue;
@@ -287,7 +317,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                 "kind" | "about" => {}
                 "enabled" => match substitute(&e.value, &gp) {
                     Ok(Sub::Known(Value::Bool(b), _)) => st.enabled = b,
-                    Ok(Sub::Known(v, _)) => c.err(e.value_pos, Some(id), format!("`enabled` must be true or false, got {v}")),
+                    Ok(Sub::Known(v, _)) => c.err(
+                        e.value_pos,
+                        Some(id),
+                        format!("`enabled` must be true or false, got {v}"),
+                    ),
                     Ok(Sub::Unknown) => {}
                     Err(m) => c.err(e.value_pos, Some(id), m),
                 },
@@ -318,7 +352,9 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                                 Ok(v) => {
                                     raw_params.insert(key.to_string(), (v, o, e.value_pos));
                                 }
-                                Err(m) => c.err(e.value_pos, Some(id), format!("param `{key}`: {m}")),
+                                Err(m) => {
+                                    c.err(e.value_pos, Some(id), format!("param `{key}`: {m}"))
+                                }
                             },
                             Ok(Sub::Unknown) => unknown_params.push(key.to_string()),
                             Err(m) => c.err(e.value_pos, Some(id), format!("param `{key}`: {m}")),
@@ -333,7 +369,10 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                         c.err(
                             e.key_pos,
                             Some(id),
-                            format!("`{kind_name}` has no input or param `{key}`{}", did_you_mean(key, names)),
+                            format!(
+                                "`{kind_name}` has no input or param `{key}`{}",
+                                did_you_mean(key, names)
+                            ),
                         );
                     }
                 }
@@ -343,7 +382,9 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             match raw_params.remove(&pd.name) {
                 Some((v, origin, _)) => {
                     let v = match (&pd.ty, v) {
-                        (ParamType::Path, Value::String(s)) if !has_scheme(&s) && Path::new(&s).is_relative() => {
+                        (ParamType::Path, Value::String(s))
+                            if !has_scheme(&s) && Path::new(&s).is_relative() =>
+                        {
                             let base = match origin {
                                 Origin::Graph => &doc.dir,
                                 Origin::CommandLine => &opts.cwd,
@@ -359,14 +400,22 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                     Some(d) => {
                         st.params.values.insert(pd.name.clone(), d.clone());
                     }
-                    None if pd.required => c.err(spec.pos, Some(id), format!("missing param `{}` ({})", pd.name, pd.about)),
+                    None if pd.required => c.err(
+                        spec.pos,
+                        Some(id),
+                        format!("missing param `{}` ({})", pd.name, pd.about),
+                    ),
                     None => {}
                 },
             }
         }
         for (n, p) in decl.inputs.iter().enumerate() {
             if !p.optional && st.inputs[n].is_none() {
-                c.err(spec.pos, Some(id), format!("input `{}` is not connected", p.name));
+                c.err(
+                    spec.pos,
+                    Some(id),
+                    format!("input `{}` is not connected", p.name),
+                );
             }
         }
         if unknown_params.is_empty() {
@@ -387,7 +436,10 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                 ins.push(None);
                 continue;
             };
-            let dst_decl = &reg.get(st.kind.as_deref().unwrap_or_default()).expect("kind known").decl;
+            let dst_decl = &reg
+                .get(st.kind.as_deref().unwrap_or_default())
+                .expect("kind known")
+                .decl;
             let src_state = &states[*src];
             let Some(src_kind) = src_state.kind.as_deref() else {
                 ins.push(None);
@@ -396,7 +448,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             let src_decl = &reg.get(src_kind).expect("kind known").decl;
             let out = match src_port {
                 None if src_decl.outputs.is_empty() => {
-                    c.err(*pos, Some(&st.spec.id), format!("`{}` ({src_kind}) has no outputs", src_state.spec.id));
+                    c.err(
+                        *pos,
+                        Some(&st.spec.id),
+                        format!("`{}` ({src_kind}) has no outputs", src_state.spec.id),
+                    );
                     ins.push(None);
                     continue;
                 }
@@ -410,8 +466,16 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                             format!(
                                 "`{}` ({src_kind}) has no output `{name}`{}; its outputs: {}",
                                 src_state.spec.id,
-                                did_you_mean(name, src_decl.outputs.iter().map(|p| p.name.as_str())),
-                                src_decl.outputs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                                did_you_mean(
+                                    name,
+                                    src_decl.outputs.iter().map(|p| p.name.as_str())
+                                ),
+                                src_decl
+                                    .outputs
+                                    .iter()
+                                    .map(|p| p.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         );
                         ins.push(None);
@@ -452,7 +516,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             let mut names: Vec<&str> = scc.iter().map(|n| states[g[*n]].spec.id.as_str()).collect();
             names.sort();
             let first = &states[scc.iter().map(|n| g[*n]).min().expect("non-empty")];
-            c.err(first.spec.pos, Some(&first.spec.id), format!("cycle through nodes {}", names.join(", ")));
+            c.err(
+                first.spec.pos,
+                Some(&first.spec.id),
+                format!("cycle through nodes {}", names.join(", ")),
+            );
         }
     }
 
@@ -470,7 +538,10 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             if !enabled[n] {
                 continue;
             }
-            let decl = &reg.get(st.kind.as_deref().expect("checked")).expect("kind").decl;
+            let decl = &reg
+                .get(st.kind.as_deref().expect("checked"))
+                .expect("kind")
+                .decl;
             for (port, input) in resolved[n].iter().enumerate() {
                 if let Some((src, _)) = input {
                     if !enabled[*src] && !decl.inputs[port].optional {
@@ -520,7 +591,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
 
 /// `check` with the given settings and again with each boolean param that switches nodes
 /// on or off flipped, so both ways of the graph are validated.
-pub fn check_all_ways(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan, Diagnostics> {
+pub fn check_all_ways(
+    doc: &GraphDoc,
+    reg: &Registry,
+    opts: &CheckOptions,
+) -> Result<Plan, Diagnostics> {
     let plan = check(doc, reg, opts)?;
     let mut errors = Vec::new();
     let mut switches: Vec<String> = doc
@@ -534,7 +609,9 @@ pub fn check_all_ways(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Re
     switches.sort();
     switches.dedup();
     for name in switches {
-        let Some(Value::Bool(b)) = plan.params.get(&name) else { continue };
+        let Some(Value::Bool(b)) = plan.params.get(&name) else {
+            continue;
+        };
         let mut o = opts.clone();
         o.set.push((name.clone(), Value::Bool(!b)));
         if let Err(d) = check(doc, reg, &o) {

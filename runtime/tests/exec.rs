@@ -9,8 +9,8 @@ use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
 use voxflow_runtime::validate::CheckOptions;
 use voxflow_runtime::{
-    check, execute, BuildEnv, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Registry, RunOptions,
-    RunStats, Slice,
+    check, execute, BuildEnv, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params,
+    Registry, RunOptions, RunStats, Slice,
 };
 
 const IMG: PortType = PortType::Fixed(StreamType::Image);
@@ -21,8 +21,24 @@ impl NodeKind for Source {
     fn decl(&self) -> NodeDecl {
         NodeDecl::new("source", "test source")
             .output("out", IMG, "")
-            .param("n", ParamType::Int { min: Some(1), max: None }, 10, "")
-            .param("fail_at", ParamType::Int { min: None, max: None }, -1, "")
+            .param(
+                "n",
+                ParamType::Int {
+                    min: Some(1),
+                    max: None,
+                },
+                10,
+                "",
+            )
+            .param(
+                "fail_at",
+                ParamType::Int {
+                    min: None,
+                    max: None,
+                },
+                -1,
+                "",
+            )
     }
     fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(SourceNode {
@@ -39,12 +55,18 @@ struct SourceNode {
 }
 impl Node for SourceNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        ctx.send_header("out", Header::new(StreamType::Image, [self.n, 4, 4], [1.0; 3]))?;
+        ctx.send_header(
+            "out",
+            Header::new(StreamType::Image, [self.n, 4, 4], [1.0; 3]),
+        )?;
         for k in 0..self.n {
             if k as i64 == self.fail_at {
                 return Err(NodeError::msg(format!("broken slice {k}")));
             }
-            ctx.send_slice("out", Slice::new(k, SliceData::Image(Array2::from_elem((4, 4), k as f32))))?;
+            ctx.send_slice(
+                "out",
+                Slice::new(k, SliceData::Image(Array2::from_elem((4, 4), k as f32))),
+            )?;
             self.sent.fetch_add(1, Ordering::SeqCst);
         }
         ctx.end("out")
@@ -55,12 +77,18 @@ impl Node for SourceNode {
 struct AddKind;
 impl NodeKind for AddKind {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new("add", "").input("in", IMG, "").output("out", IMG, "").param(
-            "v",
-            ParamType::Float { min: None, max: None },
-            1.0,
-            "",
-        )
+        NodeDecl::new("add", "")
+            .input("in", IMG, "")
+            .output("out", IMG, "")
+            .param(
+                "v",
+                ParamType::Float {
+                    min: None,
+                    max: None,
+                },
+                1.0,
+                "",
+            )
     }
     fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(Add(p.f64("v")? as f32)))
@@ -83,7 +111,10 @@ impl Node for Add {
 struct SumKind;
 impl NodeKind for SumKind {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new("sum", "").input("a", IMG, "").input("b", IMG, "").output("out", IMG, "")
+        NodeDecl::new("sum", "")
+            .input("a", IMG, "")
+            .input("b", IMG, "")
+            .output("out", IMG, "")
     }
     fn build(&self, _: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(Sum))
@@ -108,7 +139,15 @@ impl NodeKind for SinkKind {
         NodeDecl::new("sink", "")
             .input("in", IMG, "")
             .required("path", ParamType::Path, "")
-            .param("delay_ms", ParamType::Int { min: Some(0), max: None }, 0, "")
+            .param(
+                "delay_ms",
+                ParamType::Int {
+                    min: Some(0),
+                    max: None,
+                },
+                0,
+                "",
+            )
     }
     fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(Sink {
@@ -133,7 +172,10 @@ impl Node for Sink {
         let mut seen = 0usize;
         while let Some(s) = ctx.next_slice("in")? {
             seen += 1;
-            let lead = self.producer_sent.load(Ordering::SeqCst).saturating_sub(seen);
+            let lead = self
+                .producer_sent
+                .load(Ordering::SeqCst)
+                .saturating_sub(seen);
             self.max_lead = self.max_lead.max(lead);
             total += s.data.image().unwrap().sum() as f64;
             std::fs::write(&tmp, format!("partial {total}")).unwrap();
@@ -153,7 +195,13 @@ fn registry(sent: &Arc<AtomicUsize>) -> Registry {
     r
 }
 
-fn run(text: &str, depth: usize) -> (Result<voxflow_runtime::RunReport, voxflow_runtime::RunError>, Arc<AtomicUsize>) {
+fn run(
+    text: &str,
+    depth: usize,
+) -> (
+    Result<voxflow_runtime::RunReport, voxflow_runtime::RunError>,
+    Arc<AtomicUsize>,
+) {
     let sent = Arc::new(AtomicUsize::new(0));
     let reg = registry(&sent);
     let doc = GraphDoc::parse(text, Path::new("/t/g.yaml")).unwrap();
@@ -205,7 +253,10 @@ fn slow_consumer_bounds_the_producer_lead() {
     let text = std::fs::read_to_string(&out).unwrap();
     let lead: usize = text.split(' ').nth(1).unwrap().parse().unwrap();
     // Two edges of depth 2 plus one message in each node's hands: never more than ~7 ahead.
-    assert!(lead <= 8, "producer ran {lead} slices ahead of a slow consumer");
+    assert!(
+        lead <= 8,
+        "producer ran {lead} slices ahead of a slow consumer"
+    );
     assert!(lead >= 2, "the producer should run ahead a little ({lead})");
 }
 
@@ -226,7 +277,11 @@ fn first_error_cancels_everything_and_writes_nothing() {
     assert!(e.to_string().contains("broken slice 30"), "{e}");
     assert!(e.to_string().contains("/t/g.yaml:3"), "{e}");
     assert!(!out.exists(), "a failed run left an output");
-    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "temporary files left behind");
+    assert_eq!(
+        std::fs::read_dir(&d).unwrap().count(),
+        0,
+        "temporary files left behind"
+    );
 }
 
 #[test]
@@ -235,7 +290,9 @@ fn error_in_a_branch_cancels_a_blocked_diamond() {
     struct FailKind;
     impl NodeKind for FailKind {
         fn decl(&self) -> NodeDecl {
-            NodeDecl::new("fail", "").input("in", IMG, "").output("out", IMG, "")
+            NodeDecl::new("fail", "")
+                .input("in", IMG, "")
+                .output("out", IMG, "")
         }
         fn build(&self, _: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
             Ok(Box::new(Fail))
@@ -261,7 +318,16 @@ fn error_in_a_branch_cancels_a_blocked_diamond() {
     let doc = GraphDoc::parse(&g, Path::new("g.yaml")).unwrap();
     let plan = check(&doc, &reg, &CheckOptions::default()).unwrap();
     let t = Instant::now();
-    let e = execute(&plan, &reg, &RunOptions { queue_depth: 1, threads: 1 }, &RunStats::new(&plan)).unwrap_err();
+    let e = execute(
+        &plan,
+        &reg,
+        &RunOptions {
+            queue_depth: 1,
+            threads: 1,
+        },
+        &RunStats::new(&plan),
+    )
+    .unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(10));
     assert_eq!(e.node, "b");
     assert!(e.message.contains("panicked: boom"), "{e}");
@@ -278,7 +344,10 @@ fn report_counts_slices_and_queue_depth() {
     let (r, _) = run(&g, 3);
     let r = r.unwrap();
     let sink = r.nodes.iter().find(|n| n.id == "out").unwrap();
-    assert!(sink.max_queue_depth >= 1 && sink.max_queue_depth <= 3, "{sink:?}");
+    assert!(
+        sink.max_queue_depth >= 1 && sink.max_queue_depth <= 3,
+        "{sink:?}"
+    );
     assert!(sink.wall_ms >= 25.0 * 2.0);
     assert!(r.peak_rss_bytes.unwrap() > 0);
 }

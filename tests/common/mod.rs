@@ -12,7 +12,11 @@ pub fn data_file(name: &str) -> Option<PathBuf> {
         return None;
     };
     let p = Path::new(&dir).join(name);
-    assert!(p.exists(), "VOXFLOW_DATA is set to {} but {name} is missing there", Path::new(&dir).display());
+    assert!(
+        p.exists(),
+        "VOXFLOW_DATA is set to {} but {name} is missing there",
+        Path::new(&dir).display()
+    );
     Some(p)
 }
 
@@ -23,13 +27,20 @@ pub fn root() -> PathBuf {
 
 /// Runs the voxflow binary with arguments.
 pub fn voxflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_voxflow")).args(args).output().expect("run voxflow")
+    Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args(args)
+        .output()
+        .expect("run voxflow")
 }
 
 /// Runs voxflow and panics with its stderr when it fails.
 pub fn voxflow_ok(args: &[&str]) -> Output {
     let o = voxflow(args);
-    assert!(o.status.success(), "voxflow {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "voxflow {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 

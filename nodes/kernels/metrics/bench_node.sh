@@ -18,8 +18,11 @@ if [ -z "${GT:-}" ]; then
   [ -f "$W/synth/pred.nii.gz" ] || "$PY" "$ORA/make_synthetic.py" "$W/synth" --ct-only >/dev/null
   GT=$W/synth/gt.nii.gz PRED=$W/synth/pred.nii.gz
 fi
-(cd "$ROOT" && cargo build --release --bin voxflow -q)
-BIN=$CARGO_TARGET_DIR/release/voxflow
+BIN=${VOXFLOW_BIN:-}   # a voxflow binary to use instead of building one
+if [ -z "$BIN" ]; then
+  (cd "$ROOT" && cargo build --release --bin voxflow -q)
+  BIN=$CARGO_TARGET_DIR/release/voxflow
+fi
 
 echo "# $GT vs $PRED; machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for c in "liver 1 --ge" "lesion 2"; do

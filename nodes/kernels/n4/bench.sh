@@ -31,11 +31,13 @@ fi
 (cd "$ROOT" && cargo build --release --example bench -p voxflow-n4 -q)
 BENCH=$CARGO_TARGET_DIR/release/examples/bench
 
-# NIfTI -> raw f32 (k, j, i) for the Rust bench; prints "shape spacing"
-read -r SHAPE SPACING < <("$PY" - "$IN" "$WORK/in.f32" <<'EOF'
+# NIfTI -> raw f32 (k, j, i) for the Rust bench; prints "shape spacing origin direction" (the
+# geometry makes the Rust bench shrink with SimpleITK's sampling phase, see itk_shrink_offsets)
+read -r SHAPE SPACING ORIGIN DIRECTION < <("$PY" - "$IN" "$WORK/in.f32" <<'EOF'
 import sys, numpy as np, SimpleITK as sitk
 img = sitk.ReadImage(sys.argv[1]); a = sitk.GetArrayFromImage(img).astype('<f4'); a.tofile(sys.argv[2])
-print(",".join(map(str, a.shape)), ",".join(str(s) for s in img.GetSpacing()[::-1]))
+j = lambda v: ",".join(repr(float(x)) for x in v)
+print(",".join(map(str, a.shape)), j(img.GetSpacing()[::-1]), j(img.GetOrigin()), j(img.GetDirection()))
 EOF
 )
 echo "input: $IN  shape (k,j,i) $SHAPE  spacing $SPACING  threads ${THREADS} (0 = all)"
@@ -51,7 +53,8 @@ cat "$WORK/sitk.json"; echo
 grep -E "Elapsed \(wall|Maximum resident" "$WORK/sitk.time"
 
 echo "== voxflow-n4 (examples/bench) =="
-/usr/bin/time -v "$BENCH" "$WORK/in.f32" "$SHAPE" --spacing "$SPACING" "${TARGS[@]}" \
+/usr/bin/time -v "$BENCH" "$WORK/in.f32" "$SHAPE" --spacing "$SPACING" --origin "$ORIGIN" \
+  --direction "$DIRECTION" "${TARGS[@]}" \
   --out-log-bias "$WORK/rs_lb.f32" --out-mask "$WORK/rs_mask.u8" >"$WORK/rs.json" 2>"$WORK/rs.time"
 cat "$WORK/rs.json"
 grep -E "Elapsed \(wall|Maximum resident" "$WORK/rs.time"

@@ -9,7 +9,9 @@ use voxflow_metrics::{binary_metrics, detection};
 pub use voxflow_metrics::{ClassMetrics, Detection, Metric, Undefined};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::StreamType;
-use voxflow_runtime::{BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume};
+use voxflow_runtime::{
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+};
 
 pub struct Metrics;
 
@@ -82,12 +84,18 @@ fn label(s: &str, spec: &str) -> Result<u8, String> {
 
 /// Parses one `NAME:RULE`.
 pub fn parse_class(spec: &str) -> Result<ClassSpec, String> {
-    let (name, rule) = spec
-        .split_once(':')
-        .ok_or_else(|| format!("class `{spec}`: expected NAME:RULE such as `liver:>=1` or `lesion:==2`"))?;
+    let (name, rule) = spec.split_once(':').ok_or_else(|| {
+        format!("class `{spec}`: expected NAME:RULE such as `liver:>=1` or `lesion:==2`")
+    })?;
     let name = name.trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("class `{spec}`: the name must be letters, digits, `_` or `-`"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "class `{spec}`: the name must be letters, digits, `_` or `-`"
+        ));
     }
     let r = rule.trim();
     let rule = if let Some(n) = r.strip_prefix(">=") {
@@ -103,9 +111,16 @@ pub fn parse_class(spec: &str) -> Result<ClassSpec, String> {
     } else if let Some(n) = r.strip_prefix('<') {
         Rule::Lt(label(n, spec)?)
     } else {
-        Rule::In(r.split(',').map(|n| label(n, spec)).collect::<Result<_, _>>()?)
+        Rule::In(
+            r.split(',')
+                .map(|n| label(n, spec))
+                .collect::<Result<_, _>>()?,
+        )
     };
-    Ok(ClassSpec { name: name.to_string(), rule })
+    Ok(ClassSpec {
+        name: name.to_string(),
+        rule,
+    })
 }
 
 /// Parses a class list; names must be distinct.
@@ -129,7 +144,10 @@ pub fn check_detection(classes: &[ClassSpec], detect: &[String]) -> Result<(), S
     for d in detect {
         if !classes.iter().any(|c| &c.name == d) {
             let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
-            return Err(format!("`{d}` is not one of the classes ({})", names.join(", ")));
+            return Err(format!(
+                "`{d}` is not one of the classes ({})",
+                names.join(", ")
+            ));
         }
     }
     Ok(())
@@ -171,20 +189,31 @@ impl ClassResult {
 }
 
 fn describe(h: &Header, what: &str) -> String {
-    let src = h.meta.get("source").and_then(Value::as_str).map(|s| format!(" {s}")).unwrap_or_default();
+    let src = h
+        .meta
+        .get("source")
+        .and_then(Value::as_str)
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
     let [nk, nj, ni] = h.shape;
     let rows: Vec<String> = h.affine[..3]
         .iter()
         .map(|r| format!("[{:.4}, {:.4}, {:.4}, {:.4}]", r[0], r[1], r[2], r[3]))
         .collect();
-    format!("{what}{src} (shape i,j,k {ni}x{nj}x{nk}, affine {})", rows.join(" "))
+    format!(
+        "{what}{src} (shape i,j,k {ni}x{nj}x{nk}, affine {})",
+        rows.join(" ")
+    )
 }
 
 /// Geometry check: same shape and affine (within 1e-4 mm), both label volumes.
 pub fn check_pair(pred: &Header, truth: &Header) -> Result<(), String> {
     for (h, what) in [(pred, "pred"), (truth, "truth")] {
         if h.stream_type != StreamType::Label {
-            return Err(format!("{what} is a {} stream; metrics need label volumes", h.stream_type));
+            return Err(format!(
+                "{what} is a {} stream; metrics need label volumes",
+                h.stream_type
+            ));
         }
     }
     if !pred.same_geometry(truth) {
@@ -204,7 +233,9 @@ fn mask(labels: &Array3<u8>, rule: &Rule) -> Array3<bool> {
     }
     let mut out = Array3::from_elem(labels.dim(), false);
     let planes: Vec<_> = out.outer_iter_mut().zip(labels.outer_iter()).collect();
-    planes.into_par_iter().for_each(|(mut o, l)| o.zip_mut_with(&l, |o, &l| *o = lut[l as usize]));
+    planes
+        .into_par_iter()
+        .for_each(|(mut o, l)| o.zip_mut_with(&l, |o, &l| *o = lut[l as usize]));
     out
 }
 
@@ -216,15 +247,24 @@ pub fn evaluate(
     detect: &[String],
 ) -> Result<Vec<ClassResult>, String> {
     check_pair(&pred.header, &truth.header)?;
-    let (p, t) = (pred.label().expect("label volume"), truth.label().expect("label volume"));
+    let (p, t) = (
+        pred.label().expect("label volume"),
+        truth.label().expect("label volume"),
+    );
     let spacing = truth.header.spacing;
     Ok(classes
         .iter()
         .map(|c| {
             let (pm, tm) = rayon::join(|| mask(p, &c.rule), || mask(t, &c.rule));
             let metrics = binary_metrics(pm.view(), tm.view(), spacing);
-            let detection = detect.contains(&c.name).then(|| detection(pm.view(), tm.view(), spacing));
-            ClassResult { name: c.name.clone(), metrics, detection }
+            let detection = detect
+                .contains(&c.name)
+                .then(|| detection(pm.view(), tm.view(), spacing));
+            ClassResult {
+                name: c.name.clone(),
+                metrics,
+                detection,
+            }
         })
         .collect())
 }
@@ -267,12 +307,21 @@ pub const CSV_COLUMNS: [&str; 14] = [
 
 /// The CSV cells of one class (same order as [`CSV_COLUMNS`]).
 pub fn csv_cells(r: &ClassResult) -> Vec<String> {
-    let mut cells: Vec<String> = METRIC_NAMES.iter().map(|n| r.metric(n).map(fmt_f64).unwrap_or_default()).collect();
+    let mut cells: Vec<String> = METRIC_NAMES
+        .iter()
+        .map(|n| r.metric(n).map(fmt_f64).unwrap_or_default())
+        .collect();
     cells.push(r.metrics.pred_voxels.to_string());
     cells.push(r.metrics.truth_voxels.to_string());
     match &r.detection {
         Some(d) => {
-            for n in [d.true_positive, d.false_positive, d.missed, d.truth_lesions, d.pred_lesions] {
+            for n in [
+                d.true_positive,
+                d.false_positive,
+                d.missed,
+                d.truth_lesions,
+                d.pred_lesions,
+            ] {
                 cells.push(n.to_string());
             }
         }
@@ -301,29 +350,41 @@ pub fn to_csv(results: &[ClassResult]) -> String {
 }
 
 fn write(path: &std::path::Path, text: &str) -> Result<(), NodeError> {
-    std::fs::write(path, text).map_err(|e| NodeError::msg(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, text)
+        .map_err(|e| NodeError::msg(format!("cannot write {}: {e}", path.display())))
 }
 
 impl NodeKind for Metrics {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new("metrics", "Dice, VOE, RVD, ASD, MSD, HD95 and lesion detection of pred vs truth")
-            .docs(DOCS)
-            .input("pred", PortType::Fixed(StreamType::Label), "predicted labels")
-            .input("truth", PortType::Fixed(StreamType::Label), "ground-truth labels, same grid")
-            .param(
-                "classes",
-                ParamType::StrList(None),
-                Value::from(DEFAULT_CLASSES.to_vec()),
-                "classes as NAME:RULE (`>=N`, `==N`, `N,M`, ...)",
-            )
-            .param(
-                "detection",
-                ParamType::StrList(None),
-                Value::from(vec!["lesion"]),
-                "classes that also get per-lesion detection counts",
-            )
-            .optional("json", ParamType::Path, "JSON output file")
-            .optional("csv", ParamType::Path, "CSV output file, one row per class")
+        NodeDecl::new(
+            "metrics",
+            "Dice, VOE, RVD, ASD, MSD, HD95 and lesion detection of pred vs truth",
+        )
+        .docs(DOCS)
+        .input(
+            "pred",
+            PortType::Fixed(StreamType::Label),
+            "predicted labels",
+        )
+        .input(
+            "truth",
+            PortType::Fixed(StreamType::Label),
+            "ground-truth labels, same grid",
+        )
+        .param(
+            "classes",
+            ParamType::StrList(None),
+            Value::from(DEFAULT_CLASSES.to_vec()),
+            "classes as NAME:RULE (`>=N`, `==N`, `N,M`, ...)",
+        )
+        .param(
+            "detection",
+            ParamType::StrList(None),
+            Value::from(vec!["lesion"]),
+            "classes that also get per-lesion detection counts",
+        )
+        .optional("json", ParamType::Path, "JSON output file")
+        .optional("csv", ParamType::Path, "CSV output file, one row per class")
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {
@@ -338,7 +399,10 @@ impl NodeKind for Metrics {
             }
         }
         if p.get("json").is_none() && p.get("csv").is_none() {
-            errs.push(("json".into(), "set `json` and/or `csv`, else the metrics go nowhere".into()));
+            errs.push((
+                "json".into(),
+                "set `json` and/or `csv`, else the metrics go nowhere".into(),
+            ));
         }
         errs
     }
@@ -352,7 +416,12 @@ impl NodeKind for Metrics {
         if json.is_none() && csv.is_none() {
             return Err(NodeError::msg("set `json` and/or `csv`"));
         }
-        Ok(Box::new(MetricsNode { classes, detect, json, csv }))
+        Ok(Box::new(MetricsNode {
+            classes,
+            detect,
+            json,
+            csv,
+        }))
     }
 }
 
@@ -391,7 +460,10 @@ mod tests {
 
     fn vol(a: Array3<u8>, spacing: [f64; 3]) -> Volume {
         let (nk, nj, ni) = a.dim();
-        Volume::new(Header::new(StreamType::Label, [nk, nj, ni], spacing), VolumeData::Label(a))
+        Volume::new(
+            Header::new(StreamType::Label, [nk, nj, ni], spacing),
+            VolumeData::Label(a),
+        )
     }
 
     #[test]
@@ -404,7 +476,9 @@ mod tests {
         assert!(parse_class("liver").is_err());
         assert!(parse_class("liver:>=300").unwrap_err().contains("300"));
         assert!(parse_classes(&["a:1", "a:2"]).is_err());
-        assert!(check_detection(&c, &["nope".into()]).unwrap_err().contains("nope"));
+        assert!(check_detection(&c, &["nope".into()])
+            .unwrap_err()
+            .contains("nope"));
     }
 
     /// Two 3x3x3 cubes, liver = both, lesion = one of them; hand-computed values.
@@ -415,8 +489,13 @@ mod tests {
         let mut p = Array3::<u8>::zeros((10, 10, 10));
         // Same cube shifted 2 columns: label 1 there, so the lesion is missed.
         p.slice_mut(s![2..5, 2..5, 4..7]).fill(1);
-        let r = evaluate(&vol(p, [2.0, 1.0, 0.5]), &vol(t, [2.0, 1.0, 0.5]), &parse_classes(&DEFAULT_CLASSES).unwrap(), &["lesion".into()])
-            .unwrap();
+        let r = evaluate(
+            &vol(p, [2.0, 1.0, 0.5]),
+            &vol(t, [2.0, 1.0, 0.5]),
+            &parse_classes(&DEFAULT_CLASSES).unwrap(),
+            &["lesion".into()],
+        )
+        .unwrap();
         // Liver: overlap 1 column of 9 voxels of 27 each: Dice = 18/54.
         assert!((r[0].metrics.dice.unwrap() - 1.0 / 3.0).abs() < 1e-12);
         assert!((r[0].metrics.voe.unwrap() - (1.0 - 9.0 / 45.0)).abs() < 1e-12);
@@ -433,7 +512,11 @@ mod tests {
         let csv = to_csv(&r);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0].split(',').count(), 15);
-        assert!(lines[2].starts_with("lesion,0,1,-1,,,,0,27,0,0,1,1,0,"), "{}", lines[2]);
+        assert!(
+            lines[2].starts_with("lesion,0,1,-1,,,,0,27,0,0,1,1,0,"),
+            "{}",
+            lines[2]
+        );
         assert!(lines[2].ends_with("asd_mm: pred empty; msd_mm: pred empty; hd95_mm: pred empty"));
     }
 

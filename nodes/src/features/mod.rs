@@ -1,9 +1,15 @@
-//! features nodes.
+//! features nodes: `survival_features` (PyRadiomics features per region) and `risk`.
+
+pub mod risk;
+pub mod survival_features;
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;
 
 /// The node kinds of this family.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
-    vec![]
+    vec![
+        Arc::new(survival_features::SurvivalFeatures),
+        Arc::new(risk::Risk),
+    ]
 }

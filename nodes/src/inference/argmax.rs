@@ -9,14 +9,25 @@ pub struct Argmax;
 
 impl NodeKind for Argmax {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new("argmax", "Label each voxel with its most probable class (prob -> label)")
-            .docs(
-                "Per voxel, the index of the channel with the highest probability (ties: the lowest \
+        NodeDecl::new(
+            "argmax",
+            "Label each voxel with its most probable class (prob -> label)",
+        )
+        .docs(
+            "Per voxel, the index of the channel with the highest probability (ties: the lowest \
                  index; NaN never wins). Needs at most 256 channels. Geometry, slice metadata and \
                  header metadata (e.g. `classes`) pass through.",
-            )
-            .input("in", PortType::Fixed(StreamType::Prob), "class probabilities")
-            .output("out", PortType::Fixed(StreamType::Label), "label volume (uint8)")
+        )
+        .input(
+            "in",
+            PortType::Fixed(StreamType::Prob),
+            "class probabilities",
+        )
+        .output(
+            "out",
+            PortType::Fixed(StreamType::Label),
+            "label volume (uint8)",
+        )
     }
 
     fn build(&self, _p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
@@ -44,7 +55,10 @@ impl Node for ArgmaxNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let h_in = ctx.header_of("in", StreamType::Prob)?;
         if h_in.channels > 256 {
-            return Err(NodeError::msg(format!("{} channels do not fit a uint8 label", h_in.channels)));
+            return Err(NodeError::msg(format!(
+                "{} channels do not fit a uint8 label",
+                h_in.channels
+            )));
         }
         let h = h_in.with_type(StreamType::Label, 1);
         ctx.set_total(h.num_slices());

@@ -30,27 +30,91 @@ to the lesion model's input size.
 
 impl NodeKind for CropResample {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new("crop_resample", "Crop each slice to the liver box and resample it for the lesion model")
-            .docs(DOCS)
-            .input("image", PortType::Fixed(StreamType::Image), "preprocessed image")
-            .input("liver", PortType::Any, "liver probabilities (prob) or a liver label")
-            .output("out", PortType::Fixed(StreamType::Image), "liver crops (sparse), `roi` in slice metadata")
-            .param("threshold", ParamType::Float { min: Some(0.0), max: Some(1.0) }, 0.5, "liver probability threshold")
-            .param("largest_component", ParamType::Bool, true, "keep only the largest 3D connected component")
-            .param("min_box", ParamType::Int { min: Some(1), max: None }, 60, "minimum box side in pixels")
-            .param("margin_mm", ParamType::Float { min: Some(0.0), max: None }, 0.0, "margin added around the liver, mm")
-            .optional("size", ParamType::IntList, "crop size [H, W] (or give `model`)")
-            .optional("model", ParamType::Path, "lesion model whose input size the crops take")
-            .optional("channel", ParamType::Int { min: Some(0), max: None }, "liver channel of a prob input")
+        NodeDecl::new(
+            "crop_resample",
+            "Crop each slice to the liver box and resample it for the lesion model",
+        )
+        .docs(DOCS)
+        .input(
+            "image",
+            PortType::Fixed(StreamType::Image),
+            "preprocessed image",
+        )
+        .input(
+            "liver",
+            PortType::Any,
+            "liver probabilities (prob) or a liver label",
+        )
+        .output(
+            "out",
+            PortType::Fixed(StreamType::Image),
+            "liver crops (sparse), `roi` in slice metadata",
+        )
+        .param(
+            "threshold",
+            ParamType::Float {
+                min: Some(0.0),
+                max: Some(1.0),
+            },
+            0.5,
+            "liver probability threshold",
+        )
+        .param(
+            "largest_component",
+            ParamType::Bool,
+            true,
+            "keep only the largest 3D connected component",
+        )
+        .param(
+            "min_box",
+            ParamType::Int {
+                min: Some(1),
+                max: None,
+            },
+            60,
+            "minimum box side in pixels",
+        )
+        .param(
+            "margin_mm",
+            ParamType::Float {
+                min: Some(0.0),
+                max: None,
+            },
+            0.0,
+            "margin added around the liver, mm",
+        )
+        .optional(
+            "size",
+            ParamType::IntList,
+            "crop size [H, W] (or give `model`)",
+        )
+        .optional(
+            "model",
+            ParamType::Path,
+            "lesion model whose input size the crops take",
+        )
+        .optional(
+            "channel",
+            ParamType::Int {
+                min: Some(0),
+                max: None,
+            },
+            "liver channel of a prob input",
+        )
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {
         let (size, model) = (p.get("size").is_some(), p.get("model").is_some());
         if size == model {
-            return vec![("size".into(), "set exactly one of `size` and `model`".into())];
+            return vec![(
+                "size".into(),
+                "set exactly one of `size` and `model`".into(),
+            )];
         }
         match p.usize_list("size") {
-            Ok(v) if v.len() != 2 || v.contains(&0) => vec![("size".into(), "must be [H, W] with H, W > 0".into())],
+            Ok(v) if v.len() != 2 || v.contains(&0) => {
+                vec![("size".into(), "must be [H, W] with H, W > 0".into())]
+            }
             _ => vec![],
         }
     }
@@ -61,7 +125,11 @@ impl NodeKind for CropResample {
                 [h, w] if h > 0 && w > 0 => (h, w),
                 _ => return Err(NodeError::msg("param `size` must be [H, W] with H, W > 0")),
             },
-            (false, Some(m)) => ModelInfo::load(&m).map_err(|e| NodeError::msg(e.to_string()))?.input_size,
+            (false, Some(m)) => {
+                ModelInfo::load(&m)
+                    .map_err(|e| NodeError::msg(e.to_string()))?
+                    .input_size
+            }
             _ => return Err(NodeError::msg("set exactly one of `size` and `model`")),
         };
         Ok(Box::new(CropNode {
@@ -115,14 +183,25 @@ pub fn slice_box(mask: ArrayView2<bool>, spacing: [f64; 2], spec: BoxSpec) -> Op
     if j0 == usize::MAX {
         return None;
     }
-    let px = |d: f64| if d > 0.0 { (spec.margin_mm / d).ceil() as usize } else { 0 };
+    let px = |d: f64| {
+        if d > 0.0 {
+            (spec.margin_mm / d).ceil() as usize
+        } else {
+            0
+        }
+    };
     let (j0, j1) = widen(j0, j1, nj, px(spacing[0]), spec.min_box);
     let (i0, i1) = widen(i0, i1, ni, px(spacing[1]), spec.min_box);
     Some([j0, j1, i0, i1])
 }
 
 /// The crop of one slice: image in the box, non-liver pixels 0, resized to `size`.
-pub fn crop_slice(img: ArrayView2<f32>, mask: ArrayView2<bool>, roi: Roi, size: (usize, usize)) -> Array2<f32> {
+pub fn crop_slice(
+    img: ArrayView2<f32>,
+    mask: ArrayView2<bool>,
+    roi: Roi,
+    size: (usize, usize),
+) -> Array2<f32> {
     let [j0, j1, i0, i1] = roi;
     let mut c = img.slice(s![j0..j1, i0..i1]).to_owned();
     c.zip_mut_with(&mask.slice(s![j0..j1, i0..i1]), |v, &m| {
@@ -149,7 +228,9 @@ impl Node for CropNode {
         let img = image.image().expect("image stream");
         let [nk, nj, ni] = image.header.shape;
         let sp = [image.header.spacing[1], image.header.spacing[2]];
-        let rois: Vec<Option<Roi>> = (0..nk).map(|k| slice_box(mask.slice(s![k, .., ..]), sp, self.boxes)).collect();
+        let rois: Vec<Option<Roi>> = (0..nk)
+            .map(|k| slice_box(mask.slice(s![k, .., ..]), sp, self.boxes))
+            .collect();
 
         let mut h = image.header.clone();
         h.shape = [nk, self.size.0, self.size.1];
@@ -160,7 +241,12 @@ impl Node for CropNode {
         ctx.send_header("out", h)?;
         for (k, roi) in rois.into_iter().enumerate() {
             let Some(roi) = roi else { continue };
-            let crop = crop_slice(img.slice(s![k, .., ..]), mask.slice(s![k, .., ..]), roi, self.size);
+            let crop = crop_slice(
+                img.slice(s![k, .., ..]),
+                mask.slice(s![k, .., ..]),
+                roi,
+                self.size,
+            );
             let mut out = Slice::new(k, SliceData::Image(crop));
             if let Some(m) = &image.slice_meta[k] {
                 out.meta = m.clone();
@@ -196,8 +282,24 @@ mod tests {
         m[[20, 30]] = true;
         m[[90, 31]] = true;
         // Rows 20..91 (71 px) + 3 mm / 1.5 mm = 2 px each side; columns 30..32 -> 60 px.
-        let b = slice_box(m.view(), [1.5, 1.0], BoxSpec { min_box: 60, margin_mm: 3.0 }).unwrap();
+        let b = slice_box(
+            m.view(),
+            [1.5, 1.0],
+            BoxSpec {
+                min_box: 60,
+                margin_mm: 3.0,
+            },
+        )
+        .unwrap();
         assert_eq!(b, [18, 93, 1, 61]);
-        assert!(slice_box(Array2::from_elem((5, 5), false).view(), [1.0, 1.0], BoxSpec { min_box: 3, margin_mm: 0.0 }).is_none());
+        assert!(slice_box(
+            Array2::from_elem((5, 5), false).view(),
+            [1.0, 1.0],
+            BoxSpec {
+                min_box: 3,
+                margin_mm: 0.0
+            }
+        )
+        .is_none());
     }
 }

@@ -34,21 +34,49 @@ the header metadata `classes`).
 
 impl NodeKind for Fcn {
     fn decl(&self) -> NodeDecl {
-        let pos = |min| ParamType::Int { min: Some(min), max: None };
-        NodeDecl::new("fcn", "Slice-wise FCN inference with ONNX Runtime (image -> class probabilities)")
-            .docs(DOCS)
-            .input("in", PortType::Fixed(StreamType::Image), "preprocessed image")
-            .output("prob", PortType::Fixed(StreamType::Prob), "class probabilities (C channels)")
-            .required("model", ParamType::Path, "ONNX model file (voxflow model contract)")
-            .param(
-                "device",
-                ParamType::Enum(vec!["auto".into(), "cpu".into(), "cuda".into()]),
-                "auto",
-                "where to run: auto (CUDA if available, else CPU), cpu, cuda",
-            )
-            .param("threads", pos(0), 0, "ONNX Runtime intra-op threads per session (0: automatic)")
-            .param("batch", pos(1), 4, "slices per model call")
-            .param("workers", pos(1), 1, "parallel sessions (one per worker thread)")
+        let pos = |min| ParamType::Int {
+            min: Some(min),
+            max: None,
+        };
+        NodeDecl::new(
+            "fcn",
+            "Slice-wise FCN inference with ONNX Runtime (image -> class probabilities)",
+        )
+        .docs(DOCS)
+        .input(
+            "in",
+            PortType::Fixed(StreamType::Image),
+            "preprocessed image",
+        )
+        .output(
+            "prob",
+            PortType::Fixed(StreamType::Prob),
+            "class probabilities (C channels)",
+        )
+        .required(
+            "model",
+            ParamType::Path,
+            "ONNX model file (voxflow model contract)",
+        )
+        .param(
+            "device",
+            ParamType::Enum(vec!["auto".into(), "cpu".into(), "cuda".into()]),
+            "auto",
+            "where to run: auto (CUDA if available, else CPU), cpu, cuda",
+        )
+        .param(
+            "threads",
+            pos(0),
+            0,
+            "ONNX Runtime intra-op threads per session (0: automatic)",
+        )
+        .param("batch", pos(1), 4, "slices per model call")
+        .param(
+            "workers",
+            pos(1),
+            1,
+            "parallel sessions (one per worker thread)",
+        )
     }
 
     fn build(&self, p: &Params, env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
@@ -61,7 +89,10 @@ impl NodeKind for Fcn {
         };
         let mut sessions = Vec::with_capacity(workers);
         for _ in 0..workers {
-            sessions.push(FcnSession::new(&model, device, threads).map_err(|e| NodeError::msg(e.to_string()))?);
+            sessions.push(
+                FcnSession::new(&model, device, threads)
+                    .map_err(|e| NodeError::msg(e.to_string()))?,
+            );
         }
         Ok(Box::new(FcnNode {
             model,
@@ -118,7 +149,11 @@ pub fn check_preprocessing(info: &ModelInfo, h: &Header) -> Result<(), String> {
 
 impl FcnNode {
     /// Runs `pending` slices (up to `batch` per session, sessions in parallel) and emits them.
-    fn flush(&mut self, ctx: &mut NodeCtx, pending: &mut Vec<std::sync::Arc<Slice>>) -> Result<(), NodeError> {
+    fn flush(
+        &mut self,
+        ctx: &mut NodeCtx,
+        pending: &mut Vec<std::sync::Arc<Slice>>,
+    ) -> Result<(), NodeError> {
         if pending.is_empty() {
             return Ok(());
         }
@@ -132,14 +167,20 @@ impl FcnNode {
                 .zip(&chunks)
                 .map(|(sess, chunk)| {
                     scope.spawn(move || {
-                        let imgs: Vec<&Array2<f32>> =
-                            chunk.iter().map(|s| s.data.image().expect("image stream")).collect();
+                        let imgs: Vec<&Array2<f32>> = chunk
+                            .iter()
+                            .map(|s| s.data.image().expect("image stream"))
+                            .collect();
                         let views: Vec<_> = imgs.iter().map(|a| a.view()).collect();
-                        sess.predict_slices(&views, batch).map_err(|e| e.to_string())
+                        sess.predict_slices(&views, batch)
+                            .map_err(|e| e.to_string())
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into()))).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("worker panicked".into())))
+                .collect()
         });
         let mut probs = Vec::with_capacity(pending.len());
         for r in results {
@@ -161,8 +202,10 @@ impl Node for FcnNode {
         let info = self.sessions[0].info().clone();
         check_preprocessing(&info, &h_in)?;
         let mut h = h_in.with_type(StreamType::Prob, info.num_classes());
-        h.meta.insert(META_CLASSES.into(), info.classes.clone().into());
-        h.meta.insert("model".into(), self.model.display().to_string().into());
+        h.meta
+            .insert(META_CLASSES.into(), info.classes.clone().into());
+        h.meta
+            .insert("model".into(), self.model.display().to_string().into());
         ctx.set_total(h.num_slices());
         ctx.send_header("prob", h)?;
         let group = self.batch * self.sessions.len();
@@ -185,8 +228,14 @@ mod tests {
     #[test]
     fn ranges_from_steps() {
         let p = |s: &str| PreprocessStep::parse_list(s).unwrap();
-        assert_eq!(expected_range(&p("hu_window:-100,400;equalize:256")), Some((0.0, 1.0)));
-        assert_eq!(expected_range(&p("hu_window:-100,400")), Some((-100.0, 400.0)));
+        assert_eq!(
+            expected_range(&p("hu_window:-100,400;equalize:256")),
+            Some((0.0, 1.0))
+        );
+        assert_eq!(
+            expected_range(&p("hu_window:-100,400")),
+            Some((-100.0, 400.0))
+        );
         let (a, b) = expected_range(&p("hu_window:-100,400;scale:0.002,0.2")).unwrap();
         assert!(a.abs() < 1e-12 && (b - 1.0).abs() < 1e-12);
         assert_eq!(expected_range(&p("mr_norm:1,99")), None);

@@ -20,11 +20,18 @@ pub fn classes(h: &Header) -> Option<Vec<String>> {
 
 /// The channel of class `name` in a prob stream: `explicit` if set, else the channel named
 /// `name` in the header's class list, else `fallback` for a 2-channel stream without names.
-pub fn class_channel(h: &Header, name: &str, explicit: Option<usize>, port: &str) -> Result<usize, String> {
+pub fn class_channel(
+    h: &Header,
+    name: &str,
+    explicit: Option<usize>,
+    port: &str,
+) -> Result<usize, String> {
     let c = h.channels;
     if let Some(ch) = explicit {
         if ch >= c {
-            return Err(format!("input `{port}`: channel {ch} requested but the stream has {c} channels"));
+            return Err(format!(
+                "input `{port}`: channel {ch} requested but the stream has {c} channels"
+            ));
         }
         return Ok(ch);
     }
@@ -54,7 +61,11 @@ pub struct MaskSpec {
 /// Liver probability (prob stream: the liver channel; label stream: 1 where the label is
 /// non-zero) and the liver mask (probability > threshold, then the largest 26-connected
 /// component if asked), both `(nk, nj, ni)`.
-pub fn liver_mask(v: &Volume, spec: &MaskSpec, port: &str) -> Result<(Array3<f32>, Array3<bool>), String> {
+pub fn liver_mask(
+    v: &Volume,
+    spec: &MaskSpec,
+    port: &str,
+) -> Result<(Array3<f32>, Array3<bool>), String> {
     let p = match &v.data {
         VolumeData::Prob(p) => {
             let ch = class_channel(&v.header, "liver", spec.channel, port)?;
@@ -76,7 +87,12 @@ pub fn liver_mask(v: &Volume, spec: &MaskSpec, port: &str) -> Result<(Array3<f32
 }
 
 /// Checks that a liver stream is prob or label and has the geometry of `reference`.
-pub fn check_liver_header(h: &Header, reference: &Header, port: &str, ref_port: &str) -> Result<(), String> {
+pub fn check_liver_header(
+    h: &Header,
+    reference: &Header,
+    port: &str,
+    ref_port: &str,
+) -> Result<(), String> {
     if h.stream_type == StreamType::Image {
         return Err(format!("input `{port}` carries an image stream; it needs liver probabilities (prob) or a label"));
     }

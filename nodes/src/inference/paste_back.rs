@@ -6,7 +6,9 @@ use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 use voxflow_onnx::resize_bilinear;
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{SliceData, StreamType};
-use voxflow_runtime::{BuildEnv, Meta, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{
+    BuildEnv, Meta, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice,
+};
 
 pub struct PasteBack;
 
@@ -30,15 +32,57 @@ full slices and combines them with the liver result into one 3-class `prob` stre
 
 impl NodeKind for PasteBack {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new("paste_back", "Map lesion probabilities from liver crops back; combine to background/liver/lesion")
-            .docs(DOCS)
-            .input("liver", PortType::Any, "liver probabilities (prob, full slices) or a liver label")
-            .input("lesion", PortType::Fixed(StreamType::Prob), "lesion probabilities on the crops of `crop_resample`")
-            .output("prob", PortType::Fixed(StreamType::Prob), "3 classes: background, liver, lesion")
-            .param("threshold", ParamType::Float { min: Some(0.0), max: Some(1.0) }, 0.5, "liver probability threshold")
-            .param("largest_component", ParamType::Bool, true, "keep only the largest 3D connected component")
-            .optional("channel", ParamType::Int { min: Some(0), max: None }, "liver channel of a prob input")
-            .optional("lesion_channel", ParamType::Int { min: Some(0), max: None }, "lesion channel of the lesion input")
+        NodeDecl::new(
+            "paste_back",
+            "Map lesion probabilities from liver crops back; combine to background/liver/lesion",
+        )
+        .docs(DOCS)
+        .input(
+            "liver",
+            PortType::Any,
+            "liver probabilities (prob, full slices) or a liver label",
+        )
+        .input(
+            "lesion",
+            PortType::Fixed(StreamType::Prob),
+            "lesion probabilities on the crops of `crop_resample`",
+        )
+        .output(
+            "prob",
+            PortType::Fixed(StreamType::Prob),
+            "3 classes: background, liver, lesion",
+        )
+        .param(
+            "threshold",
+            ParamType::Float {
+                min: Some(0.0),
+                max: Some(1.0),
+            },
+            0.5,
+            "liver probability threshold",
+        )
+        .param(
+            "largest_component",
+            ParamType::Bool,
+            true,
+            "keep only the largest 3D connected component",
+        )
+        .optional(
+            "channel",
+            ParamType::Int {
+                min: Some(0),
+                max: None,
+            },
+            "liver channel of a prob input",
+        )
+        .optional(
+            "lesion_channel",
+            ParamType::Int {
+                min: Some(0),
+                max: None,
+            },
+            "lesion channel of the lesion input",
+        )
     }
 
     fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
@@ -61,14 +105,18 @@ struct PasteNode {
 
 /// The `roi` of a slice's metadata, checked against the slice size `(nj, ni)`.
 pub fn roi_of(meta: &Meta, nj: usize, ni: usize) -> Result<Roi, String> {
-    let v = meta.get(META_ROI).ok_or("has no `roi` metadata; connect the output of crop_resample (through fcn)")?;
+    let v = meta
+        .get(META_ROI)
+        .ok_or("has no `roi` metadata; connect the output of crop_resample (through fcn)")?;
     let r: Vec<usize> = v
         .as_array()
         .and_then(|a| a.iter().map(|x| x.as_u64().map(|u| u as usize)).collect())
         .filter(|r: &Vec<usize>| r.len() == 4)
         .ok_or_else(|| format!("`roi` {v} is not [j0, j1, i0, i1]"))?;
     if !(r[0] < r[1] && r[1] <= nj && r[2] < r[3] && r[3] <= ni) {
-        return Err(format!("`roi` {r:?} does not lie inside the {nj}x{ni} slice"));
+        return Err(format!(
+            "`roi` {r:?} does not lie inside the {nj}x{ni} slice"
+        ));
     }
     Ok([r[0], r[1], r[2], r[3]])
 }
@@ -77,13 +125,19 @@ pub fn roi_of(meta: &Meta, nj: usize, ni: usize) -> Result<Roi, String> {
 pub fn paste(lesion: ArrayView2<f32>, roi: Roi, nj: usize, ni: usize) -> Array2<f32> {
     let [j0, j1, i0, i1] = roi;
     let mut q = Array2::zeros((nj, ni));
-    q.slice_mut(s![j0..j1, i0..i1]).assign(&resize_bilinear(lesion, j1 - j0, i1 - i0));
+    q.slice_mut(s![j0..j1, i0..i1])
+        .assign(&resize_bilinear(lesion, j1 - j0, i1 - i0));
     q
 }
 
 /// Combines liver probability `p`, liver mask `m` and lesion probability `q` of one slice
 /// into `(3, nj, ni)` (see the node docs).
-pub fn combine(p: ArrayView2<f32>, m: ArrayView2<bool>, q: ArrayView2<f32>, threshold: f32) -> Array3<f32> {
+pub fn combine(
+    p: ArrayView2<f32>,
+    m: ArrayView2<bool>,
+    q: ArrayView2<f32>,
+    threshold: f32,
+) -> Array3<f32> {
     let (nj, ni) = p.dim();
     let keep = threshold.min(0.5);
     let mut out = Array3::zeros((3, nj, ni));
@@ -119,9 +173,16 @@ impl Node for PasteNode {
                 "input `liver` carries an image stream; it needs liver probabilities (prob) or a label",
             ));
         }
-        let full = lesion.header.meta.get(META_FULL_SLICE).and_then(|v| v.as_array()).map(|a| {
-            a.iter().filter_map(|x| x.as_u64().map(|u| u as usize)).collect::<Vec<_>>()
-        });
+        let full = lesion
+            .header
+            .meta
+            .get(META_FULL_SLICE)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64().map(|u| u as usize))
+                    .collect::<Vec<_>>()
+            });
         match full {
             None => {
                 return Err(NodeError::msg(
@@ -141,7 +202,10 @@ impl Node for PasteNode {
         let lp = lesion.prob().expect("prob stream");
 
         let mut h = liver.header.with_type(StreamType::Prob, 3);
-        h.meta.insert(META_CLASSES.into(), vec!["background", "liver", "lesion"].into());
+        h.meta.insert(
+            META_CLASSES.into(),
+            vec!["background", "liver", "lesion"].into(),
+        );
         h.meta.remove("model");
         ctx.set_total(nk);
         ctx.send_header("prob", h)?;
@@ -191,10 +255,18 @@ mod tests {
         let q = array![[0.8f32, 0.2, 0.9, 0.9]];
         let c = combine(p.view(), m.view(), q.view(), 0.5);
         // In the mask: (0, 1-q, q); outside, below threshold: (1-p, p, 0); outside, above: bg.
-        let want = [[0.0, 0.2, 0.8], [0.0, 0.8, 0.2], [0.7, 0.3, 0.0], [1.0, 0.0, 0.0]];
+        let want = [
+            [0.0, 0.2, 0.8],
+            [0.0, 0.8, 0.2],
+            [0.7, 0.3, 0.0],
+            [1.0, 0.0, 0.0],
+        ];
         for (i, w) in want.iter().enumerate() {
             for ch in 0..3 {
-                assert!((c[[ch, 0, i]] - w[ch]).abs() < 1e-6, "pixel {i} channel {ch}");
+                assert!(
+                    (c[[ch, 0, i]] - w[ch]).abs() < 1e-6,
+                    "pixel {i} channel {ch}"
+                );
             }
         }
     }

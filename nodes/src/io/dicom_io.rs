@@ -17,7 +17,9 @@ pub struct DicomSeries {
 }
 
 fn text(o: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<String> {
-    o.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim().trim_end_matches('\0').to_string())
+    o.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().trim_end_matches('\0').to_string())
 }
 
 fn floats(o: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<Vec<f64>> {
@@ -52,12 +54,19 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
         }
     }
     if groups.is_empty() {
-        return Err(format!("{}: no DICOM files found ({skipped} other files)", dir.display()));
+        return Err(format!(
+            "{}: no DICOM files found ({skipped} other files)",
+            dir.display()
+        ));
     }
     let uid = match series {
         Some(s) => {
             if !groups.contains_key(s) {
-                return Err(format!("{}: no series with SeriesInstanceUID {s}; {}", dir.display(), list(&groups)));
+                return Err(format!(
+                    "{}: no series with SeriesInstanceUID {s}; {}",
+                    dir.display(),
+                    list(&groups)
+                ));
             }
             s.to_string()
         }
@@ -97,18 +106,33 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
     ];
     let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
     for i in &inst {
-        if i.orientation.iter().zip(o.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
-            return Err(format!("{}: ImageOrientationPatient differs within the series", i.path.display()));
+        if i.orientation
+            .iter()
+            .zip(o.iter())
+            .any(|(a, b)| (a - b).abs() > 1e-4)
+        {
+            return Err(format!(
+                "{}: ImageOrientationPatient differs within the series",
+                i.path.display()
+            ));
         }
     }
     inst.sort_by(|a, b| dot(a.position, normal).total_cmp(&dot(b.position, normal)));
     let n = inst.len();
     let proj: Vec<f64> = inst.iter().map(|i| dot(i.position, normal)).collect();
-    let step = if n > 1 { (proj[n - 1] - proj[0]) / (n - 1) as f64 } else { 1.0 };
+    let step = if n > 1 {
+        (proj[n - 1] - proj[0]) / (n - 1) as f64
+    } else {
+        1.0
+    };
     for w in proj.windows(2) {
         let d = w[1] - w[0];
         if d.abs() < 1e-6 {
-            return Err(format!("{}: two slices share the position {:.3} mm along the normal", dir.display(), w[0]));
+            return Err(format!(
+                "{}: two slices share the position {:.3} mm along the normal",
+                dir.display(),
+                w[0]
+            ));
         }
         if (d - step).abs() > 0.01 * step.abs().max(1e-3) + 1e-3 {
             return Err(format!(
@@ -118,8 +142,14 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
         }
     }
     let first = &inst[0].obj;
-    let rows: usize = first.get(tags::ROWS).and_then(|e| e.to_int::<u32>().ok()).ok_or("missing Rows")? as usize;
-    let cols: usize = first.get(tags::COLUMNS).and_then(|e| e.to_int::<u32>().ok()).ok_or("missing Columns")? as usize;
+    let rows: usize = first
+        .get(tags::ROWS)
+        .and_then(|e| e.to_int::<u32>().ok())
+        .ok_or("missing Rows")? as usize;
+    let cols: usize = first
+        .get(tags::COLUMNS)
+        .and_then(|e| e.to_int::<u32>().ok())
+        .ok_or("missing Columns")? as usize;
     let ps = floats(first, tags::PIXEL_SPACING)
         .filter(|v| v.len() == 2)
         .ok_or_else(|| format!("{}: missing PixelSpacing", inst[0].path.display()))?;
@@ -127,10 +157,21 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
     let mut voxels = Array3::<f32>::zeros((n, rows, cols));
     let mut slices = Vec::with_capacity(n);
     for (k, i) in inst.iter().enumerate() {
-        let r: usize = i.obj.get(tags::ROWS).and_then(|e| e.to_int::<u32>().ok()).unwrap_or(0) as usize;
-        let c: usize = i.obj.get(tags::COLUMNS).and_then(|e| e.to_int::<u32>().ok()).unwrap_or(0) as usize;
+        let r: usize = i
+            .obj
+            .get(tags::ROWS)
+            .and_then(|e| e.to_int::<u32>().ok())
+            .unwrap_or(0) as usize;
+        let c: usize = i
+            .obj
+            .get(tags::COLUMNS)
+            .and_then(|e| e.to_int::<u32>().ok())
+            .unwrap_or(0) as usize;
         if (r, c) != (rows, cols) {
-            return Err(format!("{}: {r}x{c} pixels, the series has {rows}x{cols}", i.path.display()));
+            return Err(format!(
+                "{}: {r}x{c} pixels, the series has {rows}x{cols}",
+                i.path.display()
+            ));
         }
         let pix = i
             .obj
@@ -148,15 +189,24 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
             .as_slice_mut()
             .expect("contiguous")
             .copy_from_slice(&v[..rows * cols]);
-        slices.push((text(&i.obj, tags::SOP_INSTANCE_UID).unwrap_or_default(), i.path.clone()));
+        slices.push((
+            text(&i.obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+            i.path.clone(),
+        ));
     }
     // LPS affine, then RAS (flip x and y), as NIfTI converters do.
     let p0 = inst[0].position;
     let kvec: [f64; 3] = if n > 1 {
         let pl = inst[n - 1].position;
-        [(pl[0] - p0[0]) / (n - 1) as f64, (pl[1] - p0[1]) / (n - 1) as f64, (pl[2] - p0[2]) / (n - 1) as f64]
+        [
+            (pl[0] - p0[0]) / (n - 1) as f64,
+            (pl[1] - p0[1]) / (n - 1) as f64,
+            (pl[2] - p0[2]) / (n - 1) as f64,
+        ]
     } else {
-        let t = floats(first, tags::SLICE_THICKNESS).and_then(|v| v.first().copied()).unwrap_or(1.0);
+        let t = floats(first, tags::SLICE_THICKNESS)
+            .and_then(|v| v.first().copied())
+            .unwrap_or(1.0);
         [normal[0] * t, normal[1] * t, normal[2] * t]
     };
     let mut affine = [[0.0; 4]; 4];
@@ -192,8 +242,15 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
             meta.insert(key.into(), v.into());
         }
     }
-    header.meta.insert("dicom".into(), serde_json::Value::Object(meta.into_iter().collect()));
-    Ok(DicomSeries { header, voxels, slices })
+    header.meta.insert(
+        "dicom".into(),
+        serde_json::Value::Object(meta.into_iter().collect()),
+    );
+    Ok(DicomSeries {
+        header,
+        voxels,
+        slices,
+    })
 }
 
 fn list(groups: &BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>) -> String {
@@ -201,7 +258,15 @@ fn list(groups: &BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>) -> String
         .iter()
         .map(|(uid, v)| {
             let desc = text(&v[0].1, tags::SERIES_DESCRIPTION).unwrap_or_default();
-            format!("{uid} ({} files{})", v.len(), if desc.is_empty() { String::new() } else { format!(", \"{desc}\"") })
+            format!(
+                "{uid} ({} files{})",
+                v.len(),
+                if desc.is_empty() {
+                    String::new()
+                } else {
+                    format!(", \"{desc}\"")
+                }
+            )
         })
         .collect::<Vec<_>>()
         .join("; ")

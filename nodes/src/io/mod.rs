@@ -11,5 +11,8 @@ use voxflow_runtime::NodeKind;
 
 /// The node kinds of this family.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
-    vec![Arc::new(read_volume::ReadVolume), Arc::new(write_volume::WriteVolume)]
+    vec![
+        Arc::new(read_volume::ReadVolume),
+        Arc::new(write_volume::WriteVolume),
+    ]
 }

@@ -1,8 +1,8 @@
 //! NIfTI reading and writing with exact geometry.
 
 use ndarray::{Array3, Array4, ArrayD, Axis, Ix3, Ix4};
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 use nifti::writer::WriterOptions;
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 use std::path::Path;
 use voxflow_runtime::stream::{Header, StreamType, VolumeData};
 
@@ -29,9 +29,21 @@ pub fn header_affine(h: &NiftiHeader) -> Affine {
         let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
         dz *= qfac;
         let r = [
-            [aa * aa + b * b - c * c - d * d, 2.0 * (b * c - aa * d), 2.0 * (b * d + aa * c)],
-            [2.0 * (b * c + aa * d), aa * aa + c * c - b * b - d * d, 2.0 * (c * d - aa * b)],
-            [2.0 * (b * d - aa * c), 2.0 * (c * d + aa * b), aa * aa + d * d - c * c - b * b],
+            [
+                aa * aa + b * b - c * c - d * d,
+                2.0 * (b * c - aa * d),
+                2.0 * (b * d + aa * c),
+            ],
+            [
+                2.0 * (b * c + aa * d),
+                aa * aa + c * c - b * b - d * d,
+                2.0 * (c * d - aa * b),
+            ],
+            [
+                2.0 * (b * d - aa * c),
+                2.0 * (c * d + aa * b),
+                aa * aa + d * d - c * c - b * b,
+            ],
         ];
         let s = [dx, dy, dz];
         for i in 0..3 {
@@ -62,10 +74,15 @@ fn affine_to_quatern(a: &Affine) -> (f64, f64, f64, f64) {
     let mut r = [[0.0; 3]; 3];
     for i in 0..3 {
         for j in 0..3 {
-            r[i][j] = if s[j] > 0.0 { a[i][j] / s[j] } else { f64::from(u8::from(i == j)) };
+            r[i][j] = if s[j] > 0.0 {
+                a[i][j] / s[j]
+            } else {
+                f64::from(u8::from(i == j))
+            };
         }
     }
-    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
+        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
         + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
     let qfac = if det < 0.0 { -1.0 } else { 1.0 };
     if det < 0.0 {
@@ -124,7 +141,9 @@ pub fn read_nifti(path: &Path, want: Option<StreamType>) -> Result<NiftiVolume, 
         .read_file(path)
         .map_err(|e| format!("cannot read NIfTI file {}: {e}", path.display()))?;
     let h = obj.header().clone();
-    let dtype = h.data_type().map_err(|e| format!("{}: {e}", path.display()))?;
+    let dtype = h
+        .data_type()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let ndim = h.dim[0] as usize;
     let dims: Vec<usize> = (1..=ndim).map(|d| h.dim[d] as usize).collect();
     let ty = match want {
@@ -142,11 +161,20 @@ pub fn read_nifti(path: &Path, want: Option<StreamType>) -> Result<NiftiVolume, 
     let (shape, channels, data) = match ty {
         StreamType::Prob => {
             if arr.ndim() != 4 {
-                return Err(format!("{}: a prob volume needs 4 dimensions (x, y, z, class), the file has {}", path.display(), arr.ndim()));
+                return Err(format!(
+                    "{}: a prob volume needs 4 dimensions (x, y, z, class), the file has {}",
+                    path.display(),
+                    arr.ndim()
+                ));
             }
-            let a4 = arr.into_dimensionality::<Ix4>().map_err(|e| e.to_string())?;
+            let a4 = arr
+                .into_dimensionality::<Ix4>()
+                .map_err(|e| e.to_string())?;
             // (i, j, k, c) -> (k, c, j, i)
-            let a = a4.permuted_axes([2, 3, 1, 0]).as_standard_layout().into_owned();
+            let a = a4
+                .permuted_axes([2, 3, 1, 0])
+                .as_standard_layout()
+                .into_owned();
             let sh = a.shape().to_vec();
             (
                 [sh[0], sh[2], sh[3]],
@@ -156,16 +184,34 @@ pub fn read_nifti(path: &Path, want: Option<StreamType>) -> Result<NiftiVolume, 
         }
         _ => {
             let a3 = match arr.ndim() {
-                3 => arr.into_dimensionality::<Ix3>().map_err(|e| e.to_string())?,
-                4 if arr.shape()[3] == 1 => arr.index_axis_move(Axis(3), 0).into_dimensionality::<Ix3>().map_err(|e| e.to_string())?,
-                2 => arr.insert_axis(Axis(2)).into_dimensionality::<Ix3>().map_err(|e| e.to_string())?,
-                n => return Err(format!("{}: expected a 3D volume, the file has {n} dimensions", path.display())),
+                3 => arr
+                    .into_dimensionality::<Ix3>()
+                    .map_err(|e| e.to_string())?,
+                4 if arr.shape()[3] == 1 => arr
+                    .index_axis_move(Axis(3), 0)
+                    .into_dimensionality::<Ix3>()
+                    .map_err(|e| e.to_string())?,
+                2 => arr
+                    .insert_axis(Axis(2))
+                    .into_dimensionality::<Ix3>()
+                    .map_err(|e| e.to_string())?,
+                n => {
+                    return Err(format!(
+                        "{}: expected a 3D volume, the file has {n} dimensions",
+                        path.display()
+                    ))
+                }
             };
             let a: Array3<f32> = a3.reversed_axes().as_standard_layout().into_owned();
             let sh = a.shape().to_vec();
             let data = if ty == StreamType::Label {
-                if a.iter().any(|&v| !(0.0..=255.0).contains(&v) || v.fract() != 0.0) {
-                    return Err(format!("{}: label volumes need integer values in 0..255", path.display()));
+                if a.iter()
+                    .any(|&v| !(0.0..=255.0).contains(&v) || v.fract() != 0.0)
+                {
+                    return Err(format!(
+                        "{}: label volumes need integer values in 0..255",
+                        path.display()
+                    ));
                 }
                 VolumeData::Label(a.mapv(|v| v as u8))
             } else {
@@ -177,7 +223,22 @@ pub fn read_nifti(path: &Path, want: Option<StreamType>) -> Result<NiftiVolume, 
     let mut header = Header::new(ty, shape, [vs[2], vs[1], vs[0]]);
     header.affine = affine;
     header.channels = channels;
-    Ok(NiftiVolume { header, data, dtype })
+    if h.qform_code > 0 {
+        // The raw qform, for nodes that must reproduce ITK's reading of the file bit for bit.
+        header.meta.insert(
+            "nifti_qform".into(),
+            serde_json::json!({
+                "quatern": [h.quatern_b, h.quatern_c, h.quatern_d],
+                "offset": [h.quatern_x, h.quatern_y, h.quatern_z],
+                "pixdim": [h.pixdim[0], h.pixdim[1], h.pixdim[2], h.pixdim[3]],
+            }),
+        );
+    }
+    Ok(NiftiVolume {
+        header,
+        data,
+        dtype,
+    })
 }
 
 /// Writes a volume with the header's affine in both sform and qform. Labels as uint8,
@@ -186,20 +247,46 @@ pub fn write_nifti(path: &Path, header: &Header, data: &VolumeData) -> Result<()
     let a = &header.affine;
     let (b, c, d, qfac) = affine_to_quatern(a);
     let vs = affine_voxel_sizes(a);
-    let mut h = NiftiHeader::default();
-    h.sform_code = 1;
-    h.qform_code = 1;
-    h.srow_x = [a[0][0] as f32, a[0][1] as f32, a[0][2] as f32, a[0][3] as f32];
-    h.srow_y = [a[1][0] as f32, a[1][1] as f32, a[1][2] as f32, a[1][3] as f32];
-    h.srow_z = [a[2][0] as f32, a[2][1] as f32, a[2][2] as f32, a[2][3] as f32];
-    h.quatern_b = b as f32;
-    h.quatern_c = c as f32;
-    h.quatern_d = d as f32;
-    h.quatern_x = a[0][3] as f32;
-    h.quatern_y = a[1][3] as f32;
-    h.quatern_z = a[2][3] as f32;
-    h.pixdim = [qfac as f32, vs[0] as f32, vs[1] as f32, vs[2] as f32, 1.0, 1.0, 1.0, 1.0];
-    h.xyzt_units = 2; // mm
+    let h = NiftiHeader {
+        sform_code: 1,
+        qform_code: 1,
+        srow_x: [
+            a[0][0] as f32,
+            a[0][1] as f32,
+            a[0][2] as f32,
+            a[0][3] as f32,
+        ],
+        srow_y: [
+            a[1][0] as f32,
+            a[1][1] as f32,
+            a[1][2] as f32,
+            a[1][3] as f32,
+        ],
+        srow_z: [
+            a[2][0] as f32,
+            a[2][1] as f32,
+            a[2][2] as f32,
+            a[2][3] as f32,
+        ],
+        quatern_b: b as f32,
+        quatern_c: c as f32,
+        quatern_d: d as f32,
+        quatern_x: a[0][3] as f32,
+        quatern_y: a[1][3] as f32,
+        quatern_z: a[2][3] as f32,
+        pixdim: [
+            qfac as f32,
+            vs[0] as f32,
+            vs[1] as f32,
+            vs[2] as f32,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+        ],
+        xyzt_units: 2, // mm
+        ..NiftiHeader::default()
+    };
     let w = WriterOptions::new(path).reference_header(&h);
     let r = match data {
         VolumeData::Label(v) => w.write_nifti(&v.view().reversed_axes()),
@@ -219,17 +306,25 @@ mod tests {
 
     #[test]
     fn quaternion_round_trip() {
-        let a: Affine = [[-0.7, 0.0, 0.0, 10.0], [0.0, -0.8, 0.0, -5.0], [0.0, 0.0, 2.0, 3.0], [0.0, 0.0, 0.0, 1.0]];
+        let a: Affine = [
+            [-0.7, 0.0, 0.0, 10.0],
+            [0.0, -0.8, 0.0, -5.0],
+            [0.0, 0.0, 2.0, 3.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         let (b, c, d, qfac) = affine_to_quatern(&a);
-        let mut h = NiftiHeader::default();
-        h.qform_code = 1;
-        h.quatern_b = b as f32;
-        h.quatern_c = c as f32;
-        h.quatern_d = d as f32;
-        h.quatern_x = 10.0;
-        h.quatern_y = -5.0;
-        h.quatern_z = 3.0;
-        h.pixdim = [qfac as f32, 0.7, 0.8, 2.0, 1.0, 1.0, 1.0, 1.0];
+        let h = NiftiHeader {
+            sform_code: 0,
+            qform_code: 1,
+            quatern_b: b as f32,
+            quatern_c: c as f32,
+            quatern_d: d as f32,
+            quatern_x: 10.0,
+            quatern_y: -5.0,
+            quatern_z: 3.0,
+            pixdim: [qfac as f32, 0.7, 0.8, 2.0, 1.0, 1.0, 1.0, 1.0],
+            ..NiftiHeader::default()
+        };
         let back = header_affine(&h);
         for r in 0..4 {
             for c in 0..4 {

@@ -43,10 +43,16 @@ impl Phantom {
             } else {
                 let d: Vec<usize> = tok
                     .split('x')
-                    .map(|v| v.parse().map_err(|_| format!("phantom: `{tok}` is not small, NIxNJxNK or seed=N")))
+                    .map(|v| {
+                        v.parse().map_err(|_| {
+                            format!("phantom: `{tok}` is not small, NIxNJxNK or seed=N")
+                        })
+                    })
                     .collect::<Result<_, _>>()?;
                 if d.len() != 3 || d.iter().any(|&v| !(8..=2048).contains(&v)) {
-                    return Err(format!("phantom: size `{tok}` must be NIxNJxNK with each in 8..2048"));
+                    return Err(format!(
+                        "phantom: size `{tok}` must be NIxNJxNK with each in 8..2048"
+                    ));
                 }
                 shape = [d[2], d[1], d[0]];
             }
@@ -60,19 +66,35 @@ impl Phantom {
                 (c, 6.0 + 9.0 * r(4))
             })
             .collect();
-        Ok(Phantom { shape, seed, lesions })
+        Ok(Phantom {
+            shape,
+            seed,
+            lesions,
+        })
     }
 
     pub fn spacing(&self) -> [f64; 3] {
-        [FOV_MM[0] / self.shape[0] as f64, FOV_MM[1] / self.shape[1] as f64, FOV_MM[2] / self.shape[2] as f64]
+        [
+            FOV_MM[0] / self.shape[0] as f64,
+            FOV_MM[1] / self.shape[1] as f64,
+            FOV_MM[2] / self.shape[2] as f64,
+        ]
     }
 
     pub fn header(&self, ty: StreamType) -> Header {
         let s = self.spacing();
         let mut h = Header::new(ty, self.shape, s);
-        h.affine = [[-s[2], 0.0, 0.0, 0.0], [0.0, -s[1], 0.0, 0.0], [0.0, 0.0, s[0], 0.0], [0.0, 0.0, 0.0, 1.0]];
+        h.affine = [
+            [-s[2], 0.0, 0.0, 0.0],
+            [0.0, -s[1], 0.0, 0.0],
+            [0.0, 0.0, s[0], 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         h.modality = "CT".into();
-        h.meta.insert("source".into(), format!("phantom seed {}", self.seed).into());
+        h.meta.insert(
+            "source".into(),
+            format!("phantom seed {}", self.seed).into(),
+        );
         h
     }
 
@@ -89,7 +111,11 @@ impl Phantom {
     fn liver(p: [f64; 3]) -> bool {
         let [x, y, z] = p;
         // Right lobe ellipsoid with a left lobe that thins and moves anterior toward the left.
-        let taper = if x > -30.0 { (1.0 - (x + 30.0) / 110.0).max(0.0) } else { 1.0 };
+        let taper = if x > -30.0 {
+            (1.0 - (x + 30.0) / 110.0).max(0.0)
+        } else {
+            1.0
+        };
         let ry = 70.0 * taper.max(0.2);
         let cy = -10.0 - 30.0 * (1.0 - taper);
         let rz = 65.0 * (0.6 + 0.4 * taper);
@@ -134,7 +160,10 @@ impl Phantom {
                     || (((x - 75.0) / 25.0).powi(2) + ((y - 55.0) / 35.0).powi(2)) <= 1.0)
             {
                 hu = 160.0; // kidneys
-            } else if z < 60.0 && (((x - 20.0) / 60.0).powi(2) + ((y + 40.0) / 30.0).powi(2)) <= 1.0 && label == 0 {
+            } else if z < 60.0
+                && (((x - 20.0) / 60.0).powi(2) + ((y + 40.0) / 30.0).powi(2)) <= 1.0
+                && label == 0
+            {
                 hu = -20.0; // bowel content
             }
         }
@@ -186,7 +215,11 @@ mod tests {
                 if v >= 1 {
                     liver += 1;
                     liver_i += i;
-                    assert!((-100.0..=250.0).contains(&img[[j, i]]), "liver HU {}", img[[j, i]]);
+                    assert!(
+                        (-100.0..=250.0).contains(&img[[j, i]]),
+                        "liver HU {}",
+                        img[[j, i]]
+                    );
                 }
                 if v == 2 {
                     lesion += 1;
@@ -197,14 +230,25 @@ mod tests {
         // Patient right = low i.
         assert!((liver_i as f64 / liver as f64) < p.shape[2] as f64 / 2.0);
         // Deterministic.
-        assert_eq!(p.image_slice(20), Phantom::parse("phantom:small").unwrap().image_slice(20));
-        assert_ne!(p.image_slice(20), Phantom::parse("phantom:small,seed=2").unwrap().image_slice(20));
+        assert_eq!(
+            p.image_slice(20),
+            Phantom::parse("phantom:small").unwrap().image_slice(20)
+        );
+        assert_ne!(
+            p.image_slice(20),
+            Phantom::parse("phantom:small,seed=2")
+                .unwrap()
+                .image_slice(20)
+        );
     }
 
     #[test]
     fn bad_specs_are_errors() {
         assert!(Phantom::parse("phantom:huge").is_err());
         assert!(Phantom::parse("phantom:4x4x4").is_err());
-        assert_eq!(Phantom::parse("phantom:64x32x16").unwrap().shape, [16, 32, 64]);
+        assert_eq!(
+            Phantom::parse("phantom:64x32x16").unwrap().shape,
+            [16, 32, 64]
+        );
     }
 }

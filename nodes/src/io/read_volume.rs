@@ -4,7 +4,9 @@ use super::{dicom_io, nifti_io, phantom::Phantom};
 use std::path::{Path, PathBuf};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{SliceData, StreamType, VolumeData};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, Volume};
+use voxflow_runtime::{
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, Volume,
+};
 
 pub struct ReadVolume;
 
@@ -26,17 +28,33 @@ Reads a volume and streams it slice by slice (`k` = slice index).
 
 impl NodeKind for ReadVolume {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new("read_volume", "Read a NIfTI file, a DICOM series folder or the built-in phantom")
-            .docs(DOCS)
-            .output("out", PortType::FromParam("as".into()), "the volume")
-            .required("path", ParamType::Path, "NIfTI file, DICOM folder, or `phantom:`")
-            .param(
-                "as",
-                ParamType::Enum(vec!["auto".into(), "image".into(), "label".into(), "prob".into()]),
-                "auto",
-                "stream type to read the file as",
-            )
-            .optional("series", ParamType::Str, "SeriesInstanceUID to read when a DICOM folder holds several")
+        NodeDecl::new(
+            "read_volume",
+            "Read a NIfTI file, a DICOM series folder or the built-in phantom",
+        )
+        .docs(DOCS)
+        .output("out", PortType::FromParam("as".into()), "the volume")
+        .required(
+            "path",
+            ParamType::Path,
+            "NIfTI file, DICOM folder, or `phantom:`",
+        )
+        .param(
+            "as",
+            ParamType::Enum(vec![
+                "auto".into(),
+                "image".into(),
+                "label".into(),
+                "prob".into(),
+            ]),
+            "auto",
+            "stream type to read the file as",
+        )
+        .optional(
+            "series",
+            ParamType::Str,
+            "SeriesInstanceUID to read when a DICOM folder holds several",
+        )
     }
 
     fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
@@ -45,13 +63,21 @@ impl NodeKind for ReadVolume {
         if path.starts_with("phantom:") {
             let p = Phantom::parse(&path)?;
             if want == Some(StreamType::Prob) {
-                return Err(NodeError::msg("the phantom has no prob volume; use `as: image` or `as: label`"));
+                return Err(NodeError::msg(
+                    "the phantom has no prob volume; use `as: image` or `as: label`",
+                ));
             }
-            return Ok(Box::new(PhantomSource { phantom: p, label: want == Some(StreamType::Label) }));
+            return Ok(Box::new(PhantomSource {
+                phantom: p,
+                label: want == Some(StreamType::Label),
+            }));
         }
         let p = PathBuf::from(&path);
         if !p.exists() {
-            return Err(NodeError::msg(format!("input {} does not exist", p.display())));
+            return Err(NodeError::msg(format!(
+                "input {} does not exist",
+                p.display()
+            )));
         }
         Ok(Box::new(FileSource {
             path: p,
@@ -68,7 +94,11 @@ struct PhantomSource {
 
 impl Node for PhantomSource {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        let ty = if self.label { StreamType::Label } else { StreamType::Image };
+        let ty = if self.label {
+            StreamType::Label
+        } else {
+            StreamType::Image
+        };
         let n = self.phantom.shape[0];
         ctx.set_total(n);
         ctx.send_header("out", self.phantom.header(ty))?;
@@ -92,21 +122,38 @@ struct FileSource {
 }
 
 /// Reads a NIfTI file or DICOM folder into a volume (also used by other nodes and commands).
-pub fn read_any(path: &Path, want: Option<StreamType>, series: Option<&str>) -> Result<Volume, String> {
+pub fn read_any(
+    path: &Path,
+    want: Option<StreamType>,
+    series: Option<&str>,
+) -> Result<Volume, String> {
     if path.is_dir() {
         let s = dicom_io::read_series(path, series)?;
         let mut header = s.header;
-        header.meta.insert("source".into(), path.display().to_string().into());
+        header
+            .meta
+            .insert("source".into(), path.display().to_string().into());
         let mut v = match want {
             None | Some(StreamType::Image) => Volume::new(header, VolumeData::Image(s.voxels)),
             Some(StreamType::Label) => {
-                if s.voxels.iter().any(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0) {
-                    return Err(format!("{}: label volumes need integer values in 0..255", path.display()));
+                if s.voxels
+                    .iter()
+                    .any(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0)
+                {
+                    return Err(format!(
+                        "{}: label volumes need integer values in 0..255",
+                        path.display()
+                    ));
                 }
                 let h = header.with_type(StreamType::Label, 1);
                 Volume::new(h, VolumeData::Label(s.voxels.mapv(|x| x as u8)))
             }
-            Some(StreamType::Prob) => return Err(format!("{}: a DICOM series cannot be read as prob", path.display())),
+            Some(StreamType::Prob) => {
+                return Err(format!(
+                    "{}: a DICOM series cannot be read as prob",
+                    path.display()
+                ))
+            }
         };
         for (k, (uid, file)) in s.slices.iter().enumerate() {
             let m = v.slice_meta[k].get_or_insert_with(Default::default);
@@ -116,7 +163,9 @@ pub fn read_any(path: &Path, want: Option<StreamType>, series: Option<&str>) -> 
         Ok(v)
     } else {
         let mut n = nifti_io::read_nifti(path, want)?;
-        n.header.meta.insert("source".into(), path.display().to_string().into());
+        n.header
+            .meta
+            .insert("source".into(), path.display().to_string().into());
         Ok(Volume::new(n.header, n.data))
     }
 }

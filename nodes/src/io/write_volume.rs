@@ -33,7 +33,9 @@ impl NodeKind for WriteVolume {
         let path = params.path("path")?;
         let s = path.to_string_lossy();
         if !(s.ends_with(".nii") || s.ends_with(".nii.gz")) {
-            return Err(NodeError::msg(format!("output {s} must end in .nii or .nii.gz")));
+            return Err(NodeError::msg(format!(
+                "output {s} must end in .nii or .nii.gz"
+            )));
         }
         Ok(Box::new(WriteNode { path }))
     }

@@ -23,12 +23,26 @@ impl NodeKind for Equalize {
         NodeDecl::new("equalize", "Per-slice histogram equalisation to [0, 1]")
             .docs(DOCS)
             .input("in", PortType::Fixed(StreamType::Image), "image")
-            .output("out", PortType::Fixed(StreamType::Image), "equalised image in [0, 1]")
-            .param("bins", ParamType::Int { min: Some(2), max: Some(65536) }, 256, "histogram bins")
+            .output(
+                "out",
+                PortType::Fixed(StreamType::Image),
+                "equalised image in [0, 1]",
+            )
+            .param(
+                "bins",
+                ParamType::Int {
+                    min: Some(2),
+                    max: Some(65536),
+                },
+                256,
+                "histogram bins",
+            )
     }
 
     fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(EqNode { bins: p.usize("bins")? }))
+        Ok(Box::new(EqNode {
+            bins: p.usize("bins")?,
+        }))
     }
 }
 
@@ -77,7 +91,10 @@ impl Node for EqNode {
                 Some((a, b)) => (a as f32, b as f32),
                 None => min_max(img.view()).unwrap_or((0.0, 0.0)),
             };
-            let mut out = Slice::new(s.index, SliceData::Image(equalize_slice(img.view(), lo, hi, self.bins)));
+            let mut out = Slice::new(
+                s.index,
+                SliceData::Image(equalize_slice(img.view(), lo, hi, self.bins)),
+            );
             out.meta = s.meta.clone();
             ctx.send_slice("out", out)?;
             ctx.tick();

@@ -8,7 +8,10 @@ pub struct HuWindow;
 
 impl NodeKind for HuWindow {
     fn decl(&self) -> NodeDecl {
-        let f = ParamType::Float { min: None, max: None };
+        let f = ParamType::Float {
+            min: None,
+            max: None,
+        };
         NodeDecl::new("hu_window", "Clip intensities to [min, max] (the paper: [-100, 400] HU)")
             .docs(
                 "Per voxel: if `zero_above` is set, values above it become 0 first (the authors' \
@@ -26,7 +29,9 @@ impl NodeKind for HuWindow {
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {
         match (p.f64("min"), p.f64("max")) {
-            (Ok(a), Ok(b)) if a >= b => vec![("max".into(), format!("must be greater than min ({a})"))],
+            (Ok(a), Ok(b)) if a >= b => {
+                vec![("max".into(), format!("must be greater than min ({a})"))]
+            }
             _ => vec![],
         }
     }
@@ -66,11 +71,19 @@ impl Window {
 impl Node for Window {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let mut h = (*ctx.header_of("in", StreamType::Image)?).clone();
-        h.value_range = Some(if self.unit { (0.0, 1.0) } else { (self.min as f64, self.max as f64) });
+        h.value_range = Some(if self.unit {
+            (0.0, 1.0)
+        } else {
+            (self.min as f64, self.max as f64)
+        });
         ctx.set_total(h.num_slices());
         ctx.send_header("out", h)?;
         while let Some(s) = ctx.next_slice("in")? {
-            let img = s.data.image().expect("image stream").mapv(|v| self.apply(v));
+            let img = s
+                .data
+                .image()
+                .expect("image stream")
+                .mapv(|v| self.apply(v));
             let mut out = Slice::new(s.index, SliceData::Image(img));
             out.meta = s.meta.clone();
             ctx.send_slice("out", out)?;

@@ -25,29 +25,51 @@ bias correction off with `enabled:` and keep this node fed: `mr_normalize: { in:
 
 impl NodeKind for MrNormalize {
     fn decl(&self) -> NodeDecl {
-        let pct = ParamType::Float { min: Some(0.0), max: Some(100.0) };
-        NodeDecl::new("mr_normalize", "MR intensity normalisation: clip to foreground percentiles, scale to [0, 1]")
-            .docs(DOCS)
-            .input("in", PortType::Fixed(StreamType::Image), "MR image")
-            .optional_input(
-                "corrected",
-                PortType::Fixed(StreamType::Image),
-                "bias-corrected version of `in`; normalised instead of `in` when connected",
-            )
-            .output("out", PortType::Fixed(StreamType::Image), "normalised image in [0, 1]")
-            .param("p_low", pct.clone(), 0.5, "lower percentile (of the foreground) mapped to 0")
-            .param("p_high", pct, 99.5, "upper percentile (of the foreground) mapped to 1")
-            .param(
-                "foreground",
-                ParamType::Enum(vec!["otsu".into(), "nonzero".into(), "all".into()]),
-                "otsu",
-                "voxels the percentiles are taken over",
-            )
+        let pct = ParamType::Float {
+            min: Some(0.0),
+            max: Some(100.0),
+        };
+        NodeDecl::new(
+            "mr_normalize",
+            "MR intensity normalisation: clip to foreground percentiles, scale to [0, 1]",
+        )
+        .docs(DOCS)
+        .input("in", PortType::Fixed(StreamType::Image), "MR image")
+        .optional_input(
+            "corrected",
+            PortType::Fixed(StreamType::Image),
+            "bias-corrected version of `in`; normalised instead of `in` when connected",
+        )
+        .output(
+            "out",
+            PortType::Fixed(StreamType::Image),
+            "normalised image in [0, 1]",
+        )
+        .param(
+            "p_low",
+            pct.clone(),
+            0.5,
+            "lower percentile (of the foreground) mapped to 0",
+        )
+        .param(
+            "p_high",
+            pct,
+            99.5,
+            "upper percentile (of the foreground) mapped to 1",
+        )
+        .param(
+            "foreground",
+            ParamType::Enum(vec!["otsu".into(), "nonzero".into(), "all".into()]),
+            "otsu",
+            "voxels the percentiles are taken over",
+        )
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {
         match (p.f64("p_low"), p.f64("p_high")) {
-            (Ok(a), Ok(b)) if a >= b => vec![("p_high".into(), format!("must be greater than p_low ({a})"))],
+            (Ok(a), Ok(b)) if a >= b => {
+                vec![("p_high".into(), format!("must be greater than p_low ({a})"))]
+            }
             _ => vec![],
         }
     }
@@ -55,14 +77,20 @@ impl NodeKind for MrNormalize {
     fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         let (p_low, p_high) = (p.f64("p_low")?, p.f64("p_high")?);
         if p_low >= p_high {
-            return Err(NodeError::msg(format!("p_high ({p_high}) must be greater than p_low ({p_low})")));
+            return Err(NodeError::msg(format!(
+                "p_high ({p_high}) must be greater than p_low ({p_low})"
+            )));
         }
         let foreground = match p.str("foreground")? {
             "otsu" => MaskMode::Otsu,
             "nonzero" => MaskMode::Nonzero,
             _ => MaskMode::All,
         };
-        Ok(Box::new(NormNode { p_low, p_high, foreground }))
+        Ok(Box::new(NormNode {
+            p_low,
+            p_high,
+            foreground,
+        }))
     }
 }
 
@@ -84,7 +112,12 @@ pub fn percentile(v: &mut [f32], p: f64) -> Option<f32> {
 }
 
 /// Normalises `image` as the node docs define; returns the result and `(lo, hi)`.
-pub fn normalize(image: &Array3<f32>, foreground: MaskMode, p_low: f64, p_high: f64) -> Result<(Array3<f32>, f32, f32), String> {
+pub fn normalize(
+    image: &Array3<f32>,
+    foreground: MaskMode,
+    p_low: f64,
+    p_high: f64,
+) -> Result<(Array3<f32>, f32, f32), String> {
     let mask = make_mask(image, foreground);
     let mut vals: Vec<f32> = Zip::from(image)
         .and(&mask)
@@ -94,7 +127,8 @@ pub fn normalize(image: &Array3<f32>, foreground: MaskMode, p_low: f64, p_high: 
             }
             acc
         });
-    let lo = percentile(&mut vals, p_low).ok_or("the foreground is empty: no voxel to take percentiles over")?;
+    let lo = percentile(&mut vals, p_low)
+        .ok_or("the foreground is empty: no voxel to take percentiles over")?;
     let hi = percentile(&mut vals, p_high).expect("not empty");
     if hi <= lo || !(hi - lo).is_finite() {
         return Err(format!(
@@ -127,9 +161,12 @@ impl Node for NormNode {
         } else {
             ctx.gather("in")?
         };
-        let image = vol
-            .image()
-            .ok_or_else(|| NodeError::msg(format!("mr_normalize needs an image stream, got {}", vol.header.stream_type)))?;
+        let image = vol.image().ok_or_else(|| {
+            NodeError::msg(format!(
+                "mr_normalize needs an image stream, got {}",
+                vol.header.stream_type
+            ))
+        })?;
         let (out, lo, hi) = normalize(image, self.foreground, self.p_low, self.p_high)?;
         tracing::debug!(node = ctx.id(), lo, hi, "mr_normalize percentiles");
         let mut h = vol.header.clone();
@@ -148,7 +185,13 @@ mod tests {
     fn percentile_matches_numpy() {
         // numpy.percentile([1, 2, 3, 4, 10], [0, 25, 50, 90, 100]) = 1, 2, 3, 7.6, 10
         let base = [10.0f32, 1.0, 4.0, 3.0, 2.0];
-        for (p, want) in [(0.0, 1.0), (25.0, 2.0), (50.0, 3.0), (90.0, 7.6), (100.0, 10.0)] {
+        for (p, want) in [
+            (0.0, 1.0),
+            (25.0, 2.0),
+            (50.0, 3.0),
+            (90.0, 7.6),
+            (100.0, 10.0),
+        ] {
             let mut v = base.to_vec();
             let got = percentile(&mut v, p).unwrap();
             assert!((got - want).abs() < 1e-5, "p{p}: {got} vs {want}");
@@ -164,7 +207,10 @@ mod tests {
         img2[[0, 0, 0]] = 0.0;
         let (out, lo, hi) = normalize(&img2, MaskMode::Nonzero, 10.0, 90.0).unwrap();
         // nonzero values are 2..=100 (99 values): p10 = 2 + 9.8, p90 = 2 + 88.2
-        assert!((lo - 11.8).abs() < 1e-4 && (hi - 90.2).abs() < 1e-4, "{lo} {hi}");
+        assert!(
+            (lo - 11.8).abs() < 1e-4 && (hi - 90.2).abs() < 1e-4,
+            "{lo} {hi}"
+        );
         assert_eq!(out[[0, 0, 0]], 0.0);
         assert_eq!(out[[0, 9, 9]], 1.0);
         assert!((out[[0, 5, 0]] - (51.0 - lo) / (hi - lo)).abs() < 1e-6);

@@ -3,9 +3,13 @@
 use ndarray::{Array3, Axis};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{SliceData, StreamType, Volume};
-use voxflow_runtime::{BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice,
+};
 
-pub use voxflow_n4::{n4 as n4_kernel, otsu_mask, N4Output, N4Params};
+pub use voxflow_n4::{
+    itk_shrink_offsets, n4 as n4_kernel, n4_with_offsets, otsu_mask, N4Output, N4Params,
+};
 
 pub struct N4;
 
@@ -34,49 +38,115 @@ const MASKS: [&str; 3] = ["otsu", "nonzero", "none"];
 impl NodeKind for N4 {
     fn decl(&self) -> NodeDecl {
         let d = N4Params::default();
-        let int = |min: i64| ParamType::Int { min: Some(min), max: None };
-        NodeDecl::new("n4", "N4 bias field correction (MR intensity inhomogeneity)")
-            .docs(DOCS)
-            .input("in", PortType::Fixed(StreamType::Image), "image (values > 0 inside the mask)")
-            .optional_input(
-                "mask_label",
-                PortType::Fixed(StreamType::Label),
-                "label volume whose non-zero voxels are the mask (overrides `mask`)",
-            )
-            .output("out", PortType::Fixed(StreamType::Image), "corrected image")
-            .output("bias", PortType::Fixed(StreamType::Image), "multiplicative bias field")
-            .param("shrink", int(1), d.shrink, "subsampling factor of the fitting grid")
-            .param("iterations", ParamType::IntList, d.iterations, "maximum iterations per level (one entry per level)")
-            .param(
-                "convergence",
-                ParamType::Float { min: Some(0.0), max: None },
-                d.convergence,
-                "stop a level when the CV of the bias change is <= this",
-            )
-            .param("control_points", int(2), d.control_points, "control points per axis at the first level")
-            .param(
-                "spline_order",
-                ParamType::Int { min: Some(1), max: Some(5) },
-                d.spline_order,
-                "B-spline order",
-            )
-            .param("bins", int(2), d.bins, "histogram bins of the sharpening step")
-            .param("fwhm", ParamType::Float { min: Some(0.0), max: None }, d.fwhm, "FWHM of the Gaussian bias model (log units), > 0")
-            .param("wiener_noise", ParamType::Float { min: Some(0.0), max: None }, d.wiener_noise, "Wiener filter noise")
-            .param("mask", ParamType::Enum(MASKS.map(String::from).to_vec()), "otsu", "where to fit: otsu | nonzero | none")
+        let int = |min: i64| ParamType::Int {
+            min: Some(min),
+            max: None,
+        };
+        NodeDecl::new(
+            "n4",
+            "N4 bias field correction (MR intensity inhomogeneity)",
+        )
+        .docs(DOCS)
+        .input(
+            "in",
+            PortType::Fixed(StreamType::Image),
+            "image (values > 0 inside the mask)",
+        )
+        .optional_input(
+            "mask_label",
+            PortType::Fixed(StreamType::Label),
+            "label volume whose non-zero voxels are the mask (overrides `mask`)",
+        )
+        .output("out", PortType::Fixed(StreamType::Image), "corrected image")
+        .output(
+            "bias",
+            PortType::Fixed(StreamType::Image),
+            "multiplicative bias field",
+        )
+        .param(
+            "shrink",
+            int(1),
+            d.shrink,
+            "subsampling factor of the fitting grid",
+        )
+        .param(
+            "iterations",
+            ParamType::IntList,
+            d.iterations,
+            "maximum iterations per level (one entry per level)",
+        )
+        .param(
+            "convergence",
+            ParamType::Float {
+                min: Some(0.0),
+                max: None,
+            },
+            d.convergence,
+            "stop a level when the CV of the bias change is <= this",
+        )
+        .param(
+            "control_points",
+            int(2),
+            d.control_points,
+            "control points per axis at the first level",
+        )
+        .param(
+            "spline_order",
+            ParamType::Int {
+                min: Some(1),
+                max: Some(5),
+            },
+            d.spline_order,
+            "B-spline order",
+        )
+        .param(
+            "bins",
+            int(2),
+            d.bins,
+            "histogram bins of the sharpening step",
+        )
+        .param(
+            "fwhm",
+            ParamType::Float {
+                min: Some(0.0),
+                max: None,
+            },
+            d.fwhm,
+            "FWHM of the Gaussian bias model (log units), > 0",
+        )
+        .param(
+            "wiener_noise",
+            ParamType::Float {
+                min: Some(0.0),
+                max: None,
+            },
+            d.wiener_noise,
+            "Wiener filter noise",
+        )
+        .param(
+            "mask",
+            ParamType::Enum(MASKS.map(String::from).to_vec()),
+            "otsu",
+            "where to fit: otsu | nonzero | none",
+        )
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {
         let mut errs = Vec::new();
         match p.get("iterations").and_then(|v| v.as_array()) {
-            Some(a) if a.is_empty() || a.iter().any(|x| x.as_i64().is_none_or(|n| n < 1)) => {
-                errs.push(("iterations".into(), "must be a non-empty list of counts >= 1".into()))
-            }
+            Some(a) if a.is_empty() || a.iter().any(|x| x.as_i64().is_none_or(|n| n < 1)) => errs
+                .push((
+                    "iterations".into(),
+                    "must be a non-empty list of counts >= 1".into(),
+                )),
             _ => {}
         }
         if let (Ok(c), Ok(o)) = (p.i64("control_points"), p.i64("spline_order")) {
             if c < o + 1 {
-                errs.push(("control_points".into(), format!("must be >= spline_order + 1 ({})", o + 1)));
+                errs.push((
+                    "control_points".into(),
+                    format!("must be >= spline_order + 1 ({})", o + 1),
+                ));
             }
         }
         if p.f64("fwhm").is_ok_and(|f| f <= 0.0) {
@@ -136,9 +206,12 @@ impl Node for N4Node {
         } else {
             (ctx.gather("in")?, None)
         };
-        let image = vol
-            .image()
-            .ok_or_else(|| NodeError::msg(format!("input `in` carries a {} stream, n4 needs image", vol.header.stream_type)))?;
+        let image = vol.image().ok_or_else(|| {
+            NodeError::msg(format!(
+                "input `in` carries a {} stream, n4 needs image",
+                vol.header.stream_type
+            ))
+        })?;
         let threads = ctx.threads().max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -148,7 +221,10 @@ impl Node for N4Node {
             let mask = match &label {
                 Some(l) => {
                     let lab = l.label().ok_or_else(|| {
-                        NodeError::msg(format!("input `mask_label` carries a {} stream, it must be label", l.header.stream_type))
+                        NodeError::msg(format!(
+                            "input `mask_label` carries a {} stream, it must be label",
+                            l.header.stream_type
+                        ))
                     })?;
                     if l.header.shape != vol.header.shape {
                         return Err(NodeError::msg(format!(
@@ -160,15 +236,129 @@ impl Node for N4Node {
                 }
                 None => make_mask(image, self.mask),
             };
-            n4_kernel(image.view(), mask.view(), vol.header.spacing, &self.params).map_err(|e| NodeError::msg(e.to_string()))
+            // Sample the shrunk grid where SimpleITK's Shrink does (it depends on the geometry).
+            let (origin, direction, spacing) = itk_geometry(&vol.header);
+            let offsets = itk_shrink_offsets(
+                vol.header.shape,
+                self.params.shrink,
+                spacing,
+                origin,
+                direction,
+            );
+            n4_with_offsets(
+                image.view(),
+                mask.view(),
+                vol.header.spacing,
+                &self.params,
+                offsets,
+            )
+            .map_err(|e| NodeError::msg(e.to_string()))
         })?;
         emit_pair(ctx, &vol, out.corrected, out.bias)
     }
 }
 
+/// ITK's LPS origin, row-major direction matrix (columns = axes i, j, k) and spacing `(k, j, i)`
+/// as SimpleITK derives them when reading the file: from the raw NIfTI qform when the header
+/// carries it (the float parameters widened to double, as nifti1_io does), else from the affine.
+fn itk_geometry(h: &Header) -> ([f64; 3], [f64; 9], [f64; 3]) {
+    let flip = [-1.0, -1.0, 1.0];
+    let num = |v: &serde_json::Value, i: usize| v.get(i).and_then(serde_json::Value::as_f64);
+    if let Some(q) = h.meta.get("nifti_qform") {
+        let (qt, off, pd) = (&q["quatern"], &q["offset"], &q["pixdim"]);
+        if let (
+            Some(b),
+            Some(c),
+            Some(d),
+            Some(x),
+            Some(y),
+            Some(z),
+            Some(qfac),
+            Some(dx),
+            Some(dy),
+            Some(dz),
+        ) = (
+            num(qt, 0),
+            num(qt, 1),
+            num(qt, 2),
+            num(off, 0),
+            num(off, 1),
+            num(off, 2),
+            num(pd, 0),
+            num(pd, 1),
+            num(pd, 2),
+            num(pd, 3),
+        ) {
+            let mut a = 1.0 - (b * b + c * c + d * d);
+            let (mut b, mut c, mut d) = (b, c, d);
+            if a < 1.0e-7 {
+                let s = 1.0 / (b * b + c * c + d * d).sqrt();
+                b *= s;
+                c *= s;
+                d *= s;
+                a = 0.0;
+            } else {
+                a = a.sqrt();
+            }
+            let qfac = if qfac < 0.0 { -1.0 } else { 1.0 };
+            let r = [
+                [
+                    a * a + b * b - c * c - d * d,
+                    2.0 * (b * c - a * d),
+                    2.0 * (b * d + a * c),
+                ],
+                [
+                    2.0 * (b * c + a * d),
+                    a * a + c * c - b * b - d * d,
+                    2.0 * (c * d - a * b),
+                ],
+                [
+                    2.0 * (b * d - a * c),
+                    2.0 * (c * d + a * b),
+                    a * a + d * d - c * c - b * b,
+                ],
+            ];
+            // qto_xyz as nifti_quatern_to_dmat44 builds it, then unit columns as ITK takes them.
+            let scale = [dx, dy, qfac * dz];
+            let m: [[f64; 3]; 3] =
+                std::array::from_fn(|row| std::array::from_fn(|col| r[row][col] * scale[col]));
+            let mut dir = [0.0; 9];
+            for col in 0..3 {
+                let norm = (0..3)
+                    .map(|row| m[row][col] * m[row][col])
+                    .sum::<f64>()
+                    .sqrt();
+                for row in 0..3 {
+                    dir[row * 3 + col] = flip[row] * m[row][col] / norm;
+                }
+            }
+            return ([flip[0] * x, flip[1] * y, flip[2] * z], dir, [dz, dy, dx]);
+        }
+    }
+    let a = &h.affine;
+    let origin = [flip[0] * a[0][3], flip[1] * a[1][3], flip[2] * a[2][3]];
+    let mut d = [0.0; 9];
+    for c in 0..3 {
+        let norm = (0..3)
+            .map(|r| a[r][c] * a[r][c])
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
+        for r in 0..3 {
+            d[r * 3 + c] = flip[r] * a[r][c] / norm;
+        }
+    }
+    (origin, d, h.spacing)
+}
+
 /// Streams the corrected image on `out` and the field on `bias`, slice by slice interleaved, for
 /// the slices present in the input.
-fn emit_pair(ctx: &mut NodeCtx, vol: &Volume, corrected: Array3<f32>, bias: Array3<f32>) -> Result<(), NodeError> {
+fn emit_pair(
+    ctx: &mut NodeCtx,
+    vol: &Volume,
+    corrected: Array3<f32>,
+    bias: Array3<f32>,
+) -> Result<(), NodeError> {
     let mut h: Header = vol.header.clone();
     h.value_range = None;
     let want_bias = ctx.output_used("bias");
@@ -178,7 +368,10 @@ fn emit_pair(ctx: &mut NodeCtx, vol: &Volume, corrected: Array3<f32>, bias: Arra
     }
     for (k, meta) in vol.slice_meta.iter().enumerate() {
         let Some(meta) = meta else { continue };
-        let mut s = Slice::new(k, SliceData::Image(corrected.index_axis(Axis(0), k).to_owned()));
+        let mut s = Slice::new(
+            k,
+            SliceData::Image(corrected.index_axis(Axis(0), k).to_owned()),
+        );
         s.meta = meta.clone();
         ctx.send_slice("out", s)?;
         if want_bias {

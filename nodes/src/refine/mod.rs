@@ -1,9 +1,11 @@
 //! refine nodes.
 
+pub mod dense_crf;
+
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;
 
 /// The node kinds of this family.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
-    vec![]
+    vec![Arc::new(dense_crf::DenseCrf)]
 }

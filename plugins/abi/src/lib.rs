@@ -77,7 +77,8 @@ pub struct VfParam {
 pub struct VfHost {
     pub ctx: *mut c_void,
     pub threads: u32,
-    pub alloc_output: unsafe extern "C" fn(ctx: *mut c_void, port: u32, desc: *const VfVolume) -> *mut c_void,
+    pub alloc_output:
+        unsafe extern "C" fn(ctx: *mut c_void, port: u32, desc: *const VfVolume) -> *mut c_void,
     pub set_error: unsafe extern "C" fn(ctx: *mut c_void, message: *const c_char),
 }
 
@@ -175,7 +176,7 @@ impl Table {
 #[macro_export]
 macro_rules! export_plugin {
     ($name:expr, [$(($decl:expr, $run:expr)),* $(,)?]) => {
-        #[no_mangle]
+        #[unsafe(no_mangle)]
         pub extern "C" fn voxflow_plugin_entry() -> *const $crate::VfPlugin {
             static SPECS: &[$crate::KindSpec] = &[$($crate::KindSpec { decl: $decl, run: $run }),*];
             static TABLE: ::std::sync::OnceLock<$crate::Table> = ::std::sync::OnceLock::new();
@@ -209,7 +210,13 @@ pub unsafe extern "C" fn trampoline(
     let result = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: the host passes valid arrays of the given lengths for the call's duration.
         let spec = &*(user_data as *const KindSpec);
-        let slice = |p: *const VfParam, n: u32| if n == 0 || p.is_null() { &[][..] } else { std::slice::from_raw_parts(p, n as usize) };
+        let slice = |p: *const VfParam, n: u32| {
+            if n == 0 || p.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(p, n as usize)
+            }
+        };
         let inputs = if n_inputs == 0 || inputs.is_null() {
             &[][..]
         } else {
@@ -310,13 +317,17 @@ impl<'a> Input<'a> {
     pub fn labels(&self) -> Option<&'a [u8]> {
         (self.raw.dtype == DTYPE_U8)
             // SAFETY: the host lends `len` elements of this dtype for the call.
-            .then(|| unsafe { std::slice::from_raw_parts(self.raw.data as *const u8, self.raw.len as usize) })
+            .then(|| unsafe {
+                std::slice::from_raw_parts(self.raw.data as *const u8, self.raw.len as usize)
+            })
     }
     /// Image or prob voxels, `None` for labels.
     pub fn floats(&self) -> Option<&'a [f32]> {
         (self.raw.dtype == DTYPE_F32)
             // SAFETY: as above.
-            .then(|| unsafe { std::slice::from_raw_parts(self.raw.data as *const f32, self.raw.len as usize) })
+            .then(|| unsafe {
+                std::slice::from_raw_parts(self.raw.data as *const f32, self.raw.len as usize)
+            })
     }
 }
 
@@ -342,7 +353,10 @@ pub struct Call<'a> {
 impl<'a> Call<'a> {
     /// Input `port` (declaration order); `None` when it is not connected.
     pub fn input(&self, port: usize) -> Option<Input<'a>> {
-        self.inputs.get(port).filter(|v| !v.data.is_null()).map(|raw| Input { raw })
+        self.inputs
+            .get(port)
+            .filter(|v| !v.data.is_null())
+            .map(|raw| Input { raw })
     }
 
     /// Threads the node may use.
@@ -423,7 +437,9 @@ impl<'a> Call<'a> {
     /// Allocates a label output (zero-filled) and returns its voxels.
     pub fn output_labels(&mut self, port: usize, g: &Geometry) -> Result<&'a mut [u8], String> {
         if g.stream != Stream::Label {
-            return Err(format!("output {port}: output_labels needs a label geometry"));
+            return Err(format!(
+                "output {port}: output_labels needs a label geometry"
+            ));
         }
         let p = self.alloc(port, g)?;
         // SAFETY: the host allocated `len` zeroed u8 elements, unaliased, valid for the call.
@@ -433,7 +449,9 @@ impl<'a> Call<'a> {
     /// Allocates an image or prob output (zero-filled) and returns its voxels.
     pub fn output_floats(&mut self, port: usize, g: &Geometry) -> Result<&'a mut [f32], String> {
         if g.stream == Stream::Label {
-            return Err(format!("output {port}: output_floats needs an image or prob geometry"));
+            return Err(format!(
+                "output {port}: output_floats needs an image or prob geometry"
+            ));
         }
         let p = self.alloc(port, g)?;
         // SAFETY: as above, f32 elements.
@@ -448,7 +466,10 @@ mod tests {
     #[test]
     fn layout_matches_the_header() {
         // Sizes the C header implies on 64-bit targets.
-        assert_eq!(std::mem::size_of::<VfVolume>(), 4 + 4 + 32 + 24 + 128 + 8 + 8);
+        assert_eq!(
+            std::mem::size_of::<VfVolume>(),
+            4 + 4 + 32 + 24 + 128 + 8 + 8
+        );
         assert_eq!(std::mem::size_of::<VfParam>(), 8 + 8 + 8 + 8 + 8);
         assert_eq!(std::mem::size_of::<VfKind>(), 24);
         assert_eq!(std::mem::size_of::<VfPlugin>(), 4 + 4 + 8 + 8);

@@ -10,7 +10,9 @@ use voxflow_runtime::NodeDecl;
 
 const DECL_KEYS: [&str; 6] = ["kind", "about", "docs", "inputs", "outputs", "params"];
 const PORT_KEYS: [&str; 4] = ["name", "type", "about", "optional"];
-const PARAM_KEYS: [&str; 8] = ["name", "type", "about", "default", "required", "min", "max", "choices"];
+const PARAM_KEYS: [&str; 8] = [
+    "name", "type", "about", "default", "required", "min", "max", "choices",
+];
 const PARAM_TYPES: [&str; 9] = [
     "bool",
     "int",
@@ -36,7 +38,12 @@ fn check_keys(obj: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<
     Ok(())
 }
 
-fn string(obj: &Map<String, Value>, key: &str, what: &str, required: bool) -> Result<String, String> {
+fn string(
+    obj: &Map<String, Value>,
+    key: &str,
+    what: &str,
+    required: bool,
+) -> Result<String, String> {
     match obj.get(key) {
         None | Some(Value::Null) if !required => Ok(String::new()),
         None | Some(Value::Null) => Err(format!("{what}: `{key}` is missing")),
@@ -55,7 +62,8 @@ fn bool_key(obj: &Map<String, Value>, key: &str, what: &str) -> Result<bool, Str
 
 fn valid_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_lowercase()) && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+    c.next().is_some_and(|f| f.is_ascii_lowercase())
+        && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
 }
 
 fn list<'a>(obj: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a [Value], String> {
@@ -68,12 +76,16 @@ fn list<'a>(obj: &'a Map<String, Value>, key: &str, what: &str) -> Result<&'a [V
 
 fn port(v: &Value, dir: &str, n: usize, names: &mut HashSet<String>) -> Result<PortDecl, String> {
     let what = format!("{dir} #{n}");
-    let obj = v.as_object().ok_or_else(|| format!("{what} must be an object, got {v}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("{what} must be an object, got {v}"))?;
     check_keys(obj, &PORT_KEYS, &what)?;
     let name = string(obj, "name", &what, true)?;
     let what = format!("{dir} `{name}`");
     if !valid_name(&name) {
-        return Err(format!("{what}: names are lower-case letters, digits and `_`, starting with a letter"));
+        return Err(format!(
+            "{what}: names are lower-case letters, digits and `_`, starting with a letter"
+        ));
     }
     if !names.insert(name.clone()) {
         return Err(format!("{what} is declared twice"));
@@ -103,24 +115,33 @@ fn port(v: &Value, dir: &str, n: usize, names: &mut HashSet<String>) -> Result<P
 fn number(obj: &Map<String, Value>, key: &str, what: &str) -> Result<Option<f64>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("{what}: `{key}` must be a number, got {v}")),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| format!("{what}: `{key}` must be a number, got {v}")),
     }
 }
 
 fn param(v: &Value, n: usize, names: &mut HashSet<String>) -> Result<ParamDecl, String> {
     let what = format!("param #{n}");
-    let obj = v.as_object().ok_or_else(|| format!("{what} must be an object, got {v}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("{what} must be an object, got {v}"))?;
     check_keys(obj, &PARAM_KEYS, &what)?;
     let name = string(obj, "name", &what, true)?;
     let what = format!("param `{name}`");
     if !valid_name(&name) {
-        return Err(format!("{what}: names are lower-case letters, digits and `_`, starting with a letter"));
+        return Err(format!(
+            "{what}: names are lower-case letters, digits and `_`, starting with a letter"
+        ));
     }
     if RESERVED_KEYS.contains(&name.as_str()) {
         return Err(format!("{what}: `{name}` is reserved for every node"));
     }
     if !names.insert(name.clone()) {
-        return Err(format!("{what} is declared twice or clashes with an input port"));
+        return Err(format!(
+            "{what} is declared twice or clashes with an input port"
+        ));
     }
     let t = string(obj, "type", &what, true)?;
     let (min, max) = (number(obj, "min", &what)?, number(obj, "max", &what)?);
@@ -132,17 +153,27 @@ fn param(v: &Value, n: usize, names: &mut HashSet<String>) -> Result<ParamDecl, 
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| format!("{what}: `choices` must be a list of strings"))?,
         ),
-        Some(v) => return Err(format!("{what}: `choices` must be a list of strings, got {v}")),
+        Some(v) => {
+            return Err(format!(
+                "{what}: `choices` must be a list of strings, got {v}"
+            ))
+        }
     };
     if (min.is_some() || max.is_some()) && !matches!(t.as_str(), "int" | "float") {
-        return Err(format!("{what}: `min`/`max` apply to int and float params only"));
+        return Err(format!(
+            "{what}: `min`/`max` apply to int and float params only"
+        ));
     }
     if choices.is_some() && !matches!(t.as_str(), "enum" | "string_list") {
-        return Err(format!("{what}: `choices` apply to enum and string_list params only"));
+        return Err(format!(
+            "{what}: `choices` apply to enum and string_list params only"
+        ));
     }
     let int_bound = |b: Option<f64>| -> Result<Option<i64>, String> {
         match b {
-            Some(x) if x.fract() != 0.0 => Err(format!("{what}: int bounds must be integers, got {x}")),
+            Some(x) if x.fract() != 0.0 => {
+                Err(format!("{what}: int bounds must be integers, got {x}"))
+            }
             Some(x) => Ok(Some(x as i64)),
             None => Ok(None),
         }
@@ -196,7 +227,9 @@ fn param(v: &Value, n: usize, names: &mut HashSet<String>) -> Result<ParamDecl, 
 /// Parses and checks one kind's JSON declaration.
 pub fn parse_decl(json: &str) -> Result<NodeDecl, String> {
     let v: Value = serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
-    let obj = v.as_object().ok_or("the declaration must be a JSON object")?;
+    let obj = v
+        .as_object()
+        .ok_or("the declaration must be a JSON object")?;
     check_keys(obj, &DECL_KEYS, "declaration")?;
     let kind = string(obj, "kind", "declaration", true)?;
     if !valid_name(&kind) {
@@ -205,7 +238,9 @@ pub fn parse_decl(json: &str) -> Result<NodeDecl, String> {
         ));
     }
     let mut d = NodeDecl::new(&kind, &string(obj, "about", "declaration", false)?);
-    d.docs = string(obj, "docs", "declaration", false)?.trim().to_string();
+    d.docs = string(obj, "docs", "declaration", false)?
+        .trim()
+        .to_string();
     let mut inputs = HashSet::new();
     for (n, p) in list(obj, "inputs", "declaration")?.iter().enumerate() {
         d.inputs.push(port(p, "input", n, &mut inputs)?);
@@ -239,7 +274,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.inputs[0].ty, PortType::Fixed(StreamType::Label));
-        assert_eq!(d.params[0].ty, ParamType::Int { min: Some(1), max: None });
+        assert_eq!(
+            d.params[0].ty,
+            ParamType::Int {
+                min: Some(1),
+                max: None
+            }
+        );
         assert_eq!(d.params[1].default, Some(Value::from("a")));
     }
 
@@ -247,9 +288,18 @@ mod tests {
     fn bad_declarations() {
         let cases = [
             (r#"{"kind": "k", "outputs": []}"#, "at least one output"),
-            (r#"{"kind": "K", "outputs": [{"name": "o", "type": "label"}]}"#, "kind `K`"),
-            (r#"{"kind": "k", "outputs": [{"name": "o", "type": "lable"}]}"#, "did you mean `label`"),
-            (r#"{"kind": "k", "outputs": [{"name": "o", "type": "label", "abut": ""}]}"#, "unknown key `abut`"),
+            (
+                r#"{"kind": "K", "outputs": [{"name": "o", "type": "label"}]}"#,
+                "kind `K`",
+            ),
+            (
+                r#"{"kind": "k", "outputs": [{"name": "o", "type": "lable"}]}"#,
+                "did you mean `label`",
+            ),
+            (
+                r#"{"kind": "k", "outputs": [{"name": "o", "type": "label", "abut": ""}]}"#,
+                "unknown key `abut`",
+            ),
             (
                 r#"{"kind": "k", "outputs": [{"name": "o", "type": "label"}], "params": [{"name": "x", "type": "int", "default": 1.5}]}"#,
                 "bad default",
@@ -258,7 +308,10 @@ mod tests {
                 r#"{"kind": "k", "inputs": [{"name": "in", "type": "label"}], "outputs": [{"name": "o", "type": "label"}], "params": [{"name": "in", "type": "int"}]}"#,
                 "clashes with an input port",
             ),
-            (r#"{"kind": "k", "outputs": [{"name": "o", "type": "label"}], "params": [{"name": "enabled", "type": "bool"}]}"#, "reserved"),
+            (
+                r#"{"kind": "k", "outputs": [{"name": "o", "type": "label"}], "params": [{"name": "enabled", "type": "bool"}]}"#,
+                "reserved",
+            ),
             ("{", "not valid JSON"),
         ];
         for (json, want) in cases {

@@ -48,8 +48,12 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
         return Ok(l.clone());
     }
     // SAFETY: opening a library runs its initialisers; loading a plugin means trusting it.
-    let lib = unsafe { libloading::Library::new(&canon) }
-        .map_err(|e| format!("plugin {shown} is not a loadable shared library: {}", chain(&e)))?;
+    let lib = unsafe { libloading::Library::new(&canon) }.map_err(|e| {
+        format!(
+            "plugin {shown} is not a loadable shared library: {}",
+            chain(&e)
+        )
+    })?;
     // Never unloaded, whatever happens next (unloading Rust libraries can crash).
     let lib: &'static libloading::Library = Box::leak(Box::new(lib));
     // SAFETY: the symbol's type is fixed by the ABI; a library exporting the name with another
@@ -64,7 +68,10 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
     // SAFETY: calling the entry as the ABI describes.
     let table = unsafe { entry() };
     if table.is_null() {
-        return Err(format!("plugin {shown}: `{}` returned NULL", abi::ENTRY_SYMBOL));
+        return Err(format!(
+            "plugin {shown}: `{}` returned NULL",
+            abi::ENTRY_SYMBOL
+        ));
     }
     // Only the leading version field is read before the version is known to match.
     // SAFETY: every ABI version starts the table with a u32 version.
@@ -82,7 +89,9 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
         String::new()
     } else {
         // SAFETY: NUL-terminated, valid for the process life (ABI rule).
-        unsafe { CStr::from_ptr(table.name) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(table.name) }
+            .to_string_lossy()
+            .into_owned()
     };
     if table.n_kinds == 0 || table.kinds.is_null() {
         return Err(format!("plugin {shown} declares no node kinds"));
@@ -102,12 +111,19 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
         let decl = parse_decl(json).map_err(|e| {
             let which = serde_json::from_str::<serde_json::Value>(json)
                 .ok()
-                .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(|s| format!("kind `{s}`")))
+                .and_then(|v| {
+                    v.get("kind")
+                        .and_then(|k| k.as_str())
+                        .map(|s| format!("kind `{s}`"))
+                })
                 .unwrap_or_else(|| format!("kind #{n}"));
             format!("plugin {shown}: {which} has an invalid declaration: {e}")
         })?;
         if kinds.iter().any(|o| o.decl.kind == decl.kind) {
-            return Err(format!("plugin {shown} declares kind `{}` twice", decl.kind));
+            return Err(format!(
+                "plugin {shown} declares kind `{}` twice",
+                decl.kind
+            ));
         }
         kinds.push(Arc::new(PluginKind {
             decl,
@@ -116,7 +132,11 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
             library: origin.clone(),
         }));
     }
-    let l = Arc::new(Library { origin, name, kinds });
+    let l = Arc::new(Library {
+        origin,
+        name,
+        kinds,
+    });
     map.insert(canon, l.clone());
     Ok(l)
 }
@@ -137,7 +157,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub fn add_library(reg: &mut Registry, path: &Path) -> Result<Arc<Library>, String> {
     let lib = load_library(path)?;
     for k in &lib.kinds {
-        if reg.get(&k.decl.kind).is_some_and(|e| e.origin == lib.origin) {
+        if reg
+            .get(&k.decl.kind)
+            .is_some_and(|e| e.origin == lib.origin)
+        {
             continue;
         }
         reg.add(k.clone() as Arc<dyn NodeKind>, &lib.origin)?;
@@ -148,7 +171,11 @@ pub fn add_library(reg: &mut Registry, path: &Path) -> Result<Arc<Library>, Stri
 /// The folders of `VOXFLOW_PLUGIN_PATH`.
 pub fn search_dirs() -> Vec<PathBuf> {
     std::env::var_os(PATH_VAR)
-        .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -159,11 +186,17 @@ fn is_library_name(name: &str) -> bool {
 /// Turns a plugin reference into a file: a bare name (no `/`, no library suffix) is looked up as
 /// `lib<name>.so` in `VOXFLOW_PLUGIN_PATH`; anything else is a path relative to `base`.
 pub fn resolve(spec: &str, base: &Path) -> Result<PathBuf, String> {
-    let bare = !spec.contains('/') && !spec.contains(std::path::MAIN_SEPARATOR) && !spec.ends_with(std::env::consts::DLL_SUFFIX);
+    let bare = !spec.contains('/')
+        && !spec.contains(std::path::MAIN_SEPARATOR)
+        && !spec.ends_with(std::env::consts::DLL_SUFFIX);
     if !bare {
         return Ok(base.join(spec));
     }
-    let file = format!("{}{spec}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let file = format!(
+        "{}{spec}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
     let dirs = search_dirs();
     for d in &dirs {
         let p = d.join(&file);
@@ -176,7 +209,10 @@ pub fn resolve(spec: &str, base: &Path) -> Result<PathBuf, String> {
     } else {
         format!(
             "plugin `{spec}`: no {file} in {PATH_VAR} ({})",
-            dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     })
 }
@@ -184,10 +220,16 @@ pub fn resolve(spec: &str, base: &Path) -> Result<PathBuf, String> {
 /// Loads every plugin library (`lib*.so`) in the `VOXFLOW_PLUGIN_PATH` folders, in name order.
 pub fn load_search_path(reg: &mut Registry) -> Result<(), String> {
     for d in search_dirs() {
-        let entries = std::fs::read_dir(&d).map_err(|e| format!("{PATH_VAR}: cannot read folder {}: {e}", d.display()))?;
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| format!("{PATH_VAR}: cannot read folder {}: {e}", d.display()))?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(is_library_name))
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(is_library_name)
+            })
             .collect();
         files.sort();
         for f in files {

@@ -8,7 +8,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use voxflow_plugin_abi as abi;
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{StreamType, VolumeData};
-use voxflow_runtime::{BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume};
+use voxflow_runtime::{
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+};
 
 /// One node kind of a loaded plugin.
 pub struct PluginKind {
@@ -51,7 +53,12 @@ struct ParamSlot {
 }
 
 fn cstring(s: &str) -> Result<CString, NodeError> {
-    CString::new(s).map_err(|_| NodeError::msg(format!("`{}` contains a NUL character", s.replace('\0', "\\0"))))
+    CString::new(s).map_err(|_| {
+        NodeError::msg(format!(
+            "`{}` contains a NUL character",
+            s.replace('\0', "\\0")
+        ))
+    })
 }
 
 impl ParamSlot {
@@ -60,10 +67,17 @@ impl ParamSlot {
             None => (abi::PARAM_UNSET, 0, 0.0, "null".to_string()),
             Some(Value::Bool(b)) => (abi::PARAM_BOOL, *b as i64, *b as i64 as f64, b.to_string()),
             Some(Value::Number(n)) if matches!(ty, ParamType::Int { .. }) => {
-                let i = n.as_i64().ok_or_else(|| NodeError::msg(format!("param `{name}` must be an integer")))?;
+                let i = n
+                    .as_i64()
+                    .ok_or_else(|| NodeError::msg(format!("param `{name}` must be an integer")))?;
                 (abi::PARAM_INT, i, i as f64, n.to_string())
             }
-            Some(Value::Number(n)) => (abi::PARAM_FLOAT, 0, n.as_f64().unwrap_or(f64::NAN), n.to_string()),
+            Some(Value::Number(n)) => (
+                abi::PARAM_FLOAT,
+                0,
+                n.as_f64().unwrap_or(f64::NAN),
+                n.to_string(),
+            ),
             Some(Value::String(s)) => (abi::PARAM_STRING, 0, 0.0, s.clone()),
             Some(other) => (abi::PARAM_LIST, 0, 0.0, other.to_string()),
         };
@@ -132,34 +146,58 @@ fn code_of(t: StreamType) -> u32 {
 impl CallState {
     fn alloc(&mut self, port: u32, desc: &abi::VfVolume) -> Result<*mut c_void, String> {
         let port = port as usize;
-        let (name, declared) = self
-            .out_types
-            .get(port)
-            .cloned()
-            .ok_or_else(|| format!("output {port} does not exist (the kind declares {})", self.out_types.len()))?;
+        let (name, declared) = self.out_types.get(port).cloned().ok_or_else(|| {
+            format!(
+                "output {port} does not exist (the kind declares {})",
+                self.out_types.len()
+            )
+        })?;
         if self.outputs[port].is_some() {
             return Err(format!("output `{name}` was allocated twice"));
         }
-        let ty = stream_of(desc.stream_type)
-            .ok_or_else(|| format!("output `{name}`: unknown stream type code {}", desc.stream_type))?;
+        let ty = stream_of(desc.stream_type).ok_or_else(|| {
+            format!(
+                "output `{name}`: unknown stream type code {}",
+                desc.stream_type
+            )
+        })?;
         if declared.is_some_and(|d| d != ty) {
-            return Err(format!("output `{name}` is declared {}, the plugin allocated {ty}", declared.expect("some")));
+            return Err(format!(
+                "output `{name}` is declared {}, the plugin allocated {ty}",
+                declared.expect("some")
+            ));
         }
-        let want_dtype = if ty == StreamType::Label { abi::DTYPE_U8 } else { abi::DTYPE_F32 };
+        let want_dtype = if ty == StreamType::Label {
+            abi::DTYPE_U8
+        } else {
+            abi::DTYPE_F32
+        };
         if desc.dtype != want_dtype {
-            return Err(format!("output `{name}`: a {ty} volume needs dtype {want_dtype}, got {}", desc.dtype));
+            return Err(format!(
+                "output `{name}`: a {ty} volume needs dtype {want_dtype}, got {}",
+                desc.dtype
+            ));
         }
         let [nk, c, nj, ni] = desc.shape;
         if nk == 0 || c == 0 || nj == 0 || ni == 0 || (ty != StreamType::Prob && c != 1) {
-            return Err(format!("output `{name}`: bad shape {:?} for a {ty} volume", desc.shape));
+            return Err(format!(
+                "output `{name}`: bad shape {:?} for a {ty} volume",
+                desc.shape
+            ));
         }
-        if !desc.spacing.iter().all(|s| s.is_finite() && *s > 0.0) || !desc.affine.iter().all(|a| a.is_finite()) {
-            return Err(format!("output `{name}`: spacing and affine must be finite (spacing > 0)"));
+        if !desc.spacing.iter().all(|s| s.is_finite() && *s > 0.0)
+            || !desc.affine.iter().all(|a| a.is_finite())
+        {
+            return Err(format!(
+                "output `{name}`: spacing and affine must be finite (spacing > 0)"
+            ));
         }
         let len = desc
             .shape
             .iter()
-            .try_fold(1usize, |a, &d| usize::try_from(d).ok().and_then(|d| a.checked_mul(d)))
+            .try_fold(1usize, |a, &d| {
+                usize::try_from(d).ok().and_then(|d| a.checked_mul(d))
+            })
             .ok_or_else(|| format!("output `{name}`: shape {:?} is too large", desc.shape))?;
         let oom = |_| format!("output `{name}`: cannot allocate {len} voxels");
         let mut buf = if ty == StreamType::Label {
@@ -185,7 +223,11 @@ impl CallState {
     }
 }
 
-unsafe extern "C" fn host_alloc(ctx: *mut c_void, port: u32, desc: *const abi::VfVolume) -> *mut c_void {
+unsafe extern "C" fn host_alloc(
+    ctx: *mut c_void,
+    port: u32,
+    desc: *const abi::VfVolume,
+) -> *mut c_void {
     let r = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `ctx` is the `CallState` of the running call; `desc` is the plugin's struct.
         let state = &mut *(ctx as *mut CallState);
@@ -220,16 +262,30 @@ fn raw_volume(v: &Volume) -> (abi::VfVolume, Option<OutBuf>) {
     let h = &v.header;
     let mut r = abi::VfVolume::empty();
     r.stream_type = code_of(h.stream_type);
-    r.shape = [h.shape[0] as u64, h.channels as u64, h.shape[1] as u64, h.shape[2] as u64];
+    r.shape = [
+        h.shape[0] as u64,
+        h.channels as u64,
+        h.shape[1] as u64,
+        h.shape[2] as u64,
+    ];
     r.spacing = h.spacing;
     for (n, a) in h.affine.iter().flatten().enumerate() {
         r.affine[n] = *a;
     }
     // Gathered volumes are in standard layout; a copy covers any other case.
     let mut copy = match &v.data {
-        VolumeData::Label(a) => a.as_slice().is_none().then(|| OutBuf::U8(a.iter().copied().collect())),
-        VolumeData::Image(a) => a.as_slice().is_none().then(|| OutBuf::F32(a.iter().copied().collect())),
-        VolumeData::Prob(a) => a.as_slice().is_none().then(|| OutBuf::F32(a.iter().copied().collect())),
+        VolumeData::Label(a) => a
+            .as_slice()
+            .is_none()
+            .then(|| OutBuf::U8(a.iter().copied().collect())),
+        VolumeData::Image(a) => a
+            .as_slice()
+            .is_none()
+            .then(|| OutBuf::F32(a.iter().copied().collect())),
+        VolumeData::Prob(a) => a
+            .as_slice()
+            .is_none()
+            .then(|| OutBuf::F32(a.iter().copied().collect())),
     };
     let (ptr, len) = match (&v.data, &mut copy) {
         (_, Some(OutBuf::U8(c))) => (c.as_mut_ptr() as *mut c_void, c.len()),
@@ -238,7 +294,11 @@ fn raw_volume(v: &Volume) -> (abi::VfVolume, Option<OutBuf>) {
         (VolumeData::Image(a), None) => (a.as_ptr() as *mut c_void, a.len()),
         (VolumeData::Prob(a), None) => (a.as_ptr() as *mut c_void, a.len()),
     };
-    r.dtype = if h.stream_type == StreamType::Label { abi::DTYPE_U8 } else { abi::DTYPE_F32 };
+    r.dtype = if h.stream_type == StreamType::Label {
+        abi::DTYPE_U8
+    } else {
+        abi::DTYPE_F32
+    };
     r.data = ptr;
     r.len = len as u64;
     (r, copy)
@@ -327,13 +387,20 @@ impl Node for PluginNode {
         };
         let status = self.call(&raw, &mut state);
         drop(copies);
-        let message = state.error.take();
+        // A refused allocation explains a failure better than the plugin's own message.
+        let message = match (state.error.take(), &state.refused) {
+            (Some(m), Some(r)) if status != abi::STATUS_OK => {
+                Some(format!("{m} (the host refused: {r})"))
+            }
+            (None, Some(r)) if status != abi::STATUS_OK => Some(format!("the host refused: {r}")),
+            (m, _) => m,
+        };
         match status {
             abi::STATUS_OK => {}
             abi::STATUS_ERROR => {
-                return Err(NodeError::msg(
-                    message.unwrap_or_else(|| format!("plugin {} failed without a message", self.library_name())),
-                ))
+                return Err(NodeError::msg(message.unwrap_or_else(|| {
+                    format!("plugin {} failed without a message", self.library_name())
+                })))
             }
             abi::STATUS_PANIC => {
                 let m = message.unwrap_or_default();
@@ -352,7 +419,10 @@ impl Node for PluginNode {
             }
         }
         if let Some(r) = state.refused.take() {
-            return Err(NodeError::msg(format!("plugin {}: {r}", self.library_name())));
+            return Err(NodeError::msg(format!(
+                "plugin {}: {r}",
+                self.library_name()
+            )));
         }
         let mut outs = Vec::new();
         for (n, o) in state.outputs.into_iter().enumerate() {
@@ -374,7 +444,11 @@ impl Node for PluginNode {
 }
 
 /// Wraps an output buffer as a volume; metadata travels on from the first input.
-fn volume_from(d: &abi::VfVolume, buf: OutBuf, first: Option<&Volume>) -> Result<Volume, NodeError> {
+fn volume_from(
+    d: &abi::VfVolume,
+    buf: OutBuf,
+    first: Option<&Volume>,
+) -> Result<Volume, NodeError> {
     let ty = stream_of(d.stream_type).expect("checked at allocation");
     let [nk, c, nj, ni] = d.shape.map(|v| v as usize);
     let mut header = Header::new(ty, [nk, nj, ni], d.spacing);
@@ -382,11 +456,19 @@ fn volume_from(d: &abi::VfVolume, buf: OutBuf, first: Option<&Volume>) -> Result
     for (n, a) in d.affine.iter().enumerate() {
         header.affine[n / 4][n % 4] = *a;
     }
-    let bad = |e: ndarray::ShapeError| NodeError::msg(format!("output buffer does not fit its shape: {e}"));
+    let bad = |e: ndarray::ShapeError| {
+        NodeError::msg(format!("output buffer does not fit its shape: {e}"))
+    };
     let data = match (ty, buf) {
-        (StreamType::Label, OutBuf::U8(v)) => VolumeData::Label(Array3::from_shape_vec((nk, nj, ni), v).map_err(bad)?),
-        (StreamType::Image, OutBuf::F32(v)) => VolumeData::Image(Array3::from_shape_vec((nk, nj, ni), v).map_err(bad)?),
-        (StreamType::Prob, OutBuf::F32(v)) => VolumeData::Prob(Array4::from_shape_vec((nk, c, nj, ni), v).map_err(bad)?),
+        (StreamType::Label, OutBuf::U8(v)) => {
+            VolumeData::Label(Array3::from_shape_vec((nk, nj, ni), v).map_err(bad)?)
+        }
+        (StreamType::Image, OutBuf::F32(v)) => {
+            VolumeData::Image(Array3::from_shape_vec((nk, nj, ni), v).map_err(bad)?)
+        }
+        (StreamType::Prob, OutBuf::F32(v)) => {
+            VolumeData::Prob(Array4::from_shape_vec((nk, c, nj, ni), v).map_err(bad)?)
+        }
         _ => unreachable!("dtype checked at allocation"),
     };
     let mut vol = Volume::new(header, data);

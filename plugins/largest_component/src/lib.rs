@@ -44,7 +44,9 @@ const KEPT: u8 = 2;
 /// 26-connected component) or `KEPT`.
 pub fn largest_component(shape: [usize; 3], foreground: impl Fn(usize) -> bool) -> Vec<u8> {
     let n = shape.iter().product::<usize>();
-    let mut state: Vec<u8> = (0..n).map(|v| if foreground(v) { OTHER } else { BACKGROUND }).collect();
+    let mut state: Vec<u8> = (0..n)
+        .map(|v| if foreground(v) { OTHER } else { BACKGROUND })
+        .collect();
     // Pass 1: size of every component (VISITED marks voxels already counted).
     const VISITED: u8 = 3;
     let mut queue = Vec::new();
@@ -72,7 +74,14 @@ pub fn largest_component(shape: [usize; 3], foreground: impl Fn(usize) -> bool) 
 
 /// Breadth-first fill of the 26-connected `from` region containing `seed` with `to`; returns
 /// its size.
-fn flood(shape: [usize; 3], state: &mut [u8], seed: usize, from: u8, to: u8, queue: &mut Vec<usize>) -> usize {
+fn flood(
+    shape: [usize; 3],
+    state: &mut [u8],
+    seed: usize,
+    from: u8,
+    to: u8,
+    queue: &mut Vec<usize>,
+) -> usize {
     let [nk, nj, ni] = shape;
     queue.clear();
     queue.push(seed);
@@ -108,7 +117,10 @@ mod tests {
         let idx = |k: usize, j: usize, i: usize| (k * 5 + j) * 5 + i;
         let fg = [idx(0, 0, 0), idx(1, 1, 1), idx(2, 2, 2), idx(4, 4, 0)];
         let s = largest_component([5, 5, 5], |n| fg.contains(&n));
-        assert_eq!([s[fg[0]], s[fg[1]], s[fg[2]], s[fg[3]]], [KEPT, KEPT, KEPT, OTHER]);
+        assert_eq!(
+            [s[fg[0]], s[fg[1]], s[fg[2]], s[fg[3]]],
+            [KEPT, KEPT, KEPT, OTHER]
+        );
         assert_eq!(s[idx(0, 0, 1)], BACKGROUND);
     }
 

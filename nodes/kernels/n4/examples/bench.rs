@@ -8,11 +8,13 @@
 //!   --bins 200 --fwhm 0.15 --wiener 0.01 --threads N
 //!   --out-corrected FILE.f32 --out-log-bias FILE.f32 --out-mask FILE.u8
 //!   --correct-all        divide outside the mask too (as n4.py writes its output)
+//!   --origin X,Y,Z --direction D0,..,D8   ITK geometry (sitk GetOrigin/GetDirection): shrink
+//!                        with SimpleITK's sampling phase (itk_shrink_offsets); default centred
 //! Prints one JSON line with timings and iterations.
 
 use ndarray::{Array3, Zip};
 use std::time::Instant;
-use voxflow_n4::{n4, otsu_mask, N4Params};
+use voxflow_n4::{itk_shrink_offsets, n4_with_offsets, otsu_mask, shrink_axis, N4Params};
 
 fn parse_list<T: std::str::FromStr>(s: &str) -> Vec<T>
 where
@@ -48,6 +50,8 @@ fn main() {
     let mut mask_arg = "otsu".to_string();
     let (mut out_c, mut out_b, mut out_m) = (None, None, None);
     let mut correct_all = false;
+    let mut origin: Option<Vec<f64>> = None;
+    let mut direction: Option<Vec<f64>> = None;
     let mut i = 2;
     while i < args.len() {
         let v = args.get(i + 1).cloned().unwrap_or_default();
@@ -57,6 +61,8 @@ fn main() {
                 spacing = [s[0], s[1], s[2]];
             }
             "--mask" => mask_arg = v,
+            "--origin" => origin = Some(parse_list(&v)),
+            "--direction" => direction = Some(parse_list(&v)),
             "--shrink" => p.shrink = v.parse().unwrap(),
             "--iters" => p.iterations = parse_list(&v),
             "--conv" => p.convergence = v.parse().unwrap(),
@@ -94,7 +100,18 @@ fn main() {
         Array3::from_shape_vec(image.raw_dim(), b.iter().map(|&x| x != 0).collect()).unwrap()
     };
     let t2 = Instant::now();
-    let out = match n4(image.view(), mask.view(), spacing, &p) {
+    let dims = [shape[0], shape[1], shape[2]];
+    let offsets = match (&origin, &direction) {
+        (Some(o), Some(d)) => itk_shrink_offsets(
+            dims,
+            p.shrink,
+            spacing,
+            [o[0], o[1], o[2]],
+            std::array::from_fn(|x| d[x]),
+        ),
+        _ => dims.map(|n| shrink_axis(n, p.shrink.max(1)).1),
+    };
+    let out = match n4_with_offsets(image.view(), mask.view(), spacing, &p, offsets) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("{e}");
@@ -120,7 +137,7 @@ fn main() {
     }
     let t4 = Instant::now();
     println!(
-        "{{\"shape\": {:?}, \"mask_voxels\": {}, \"read_s\": {:.3}, \"otsu_s\": {:.3}, \"n4_s\": {:.3}, \"write_s\": {:.3}, \"total_s\": {:.3}, \"iterations_run\": {:?}, \"final_convergence\": {:?}, \"threads\": {}}}",
+        "{{\"shape\": {:?}, \"mask_voxels\": {}, \"read_s\": {:.3}, \"otsu_s\": {:.3}, \"n4_s\": {:.3}, \"write_s\": {:.3}, \"total_s\": {:.3}, \"iterations_run\": {:?}, \"final_convergence\": {:?}, \"threads\": {}, \"shrink_offsets\": {:?}}}",
         shape,
         mask.iter().filter(|&&m| m).count(),
         (t1 - t0).as_secs_f64(),
@@ -130,6 +147,7 @@ fn main() {
         (t4 - t0).as_secs_f64(),
         out.iterations_run,
         out.final_convergence,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        offsets
     );
 }

@@ -4,7 +4,8 @@
 //!
 //! Volumes are `(nk, nj, ni)` arrays in C order. Algorithm:
 //! 1. shrink image and mask by subsampling (ITK `ShrinkImageFilter`: every `shrink`-th voxel,
-//!    grid centres aligned);
+//!    grid centres aligned; where the centred start is a half integer ITK's choice depends on
+//!    the image geometry, see [`itk_shrink_offsets`] and [`n4_with_offsets`]);
 //! 2. in the log domain over the mask, per iteration: sharpen the histogram
 //!    ([`sharpen::sharpen`]), fit the residual `log - sharpened` with a one-level B-spline
 //!    ([`bspline::fit`]) on the current control lattice, add the lattice to the total and
@@ -204,13 +205,100 @@ fn convergence_measure(a: &[f64], b: &[f64]) -> f64 {
     (sigma / (n - 1.0)).sqrt() / mu
 }
 
-/// Runs N4 on `image` over `mask` (both full resolution). `spacing` (`[dk, dj, di]` mm) is
-/// validated only: the algorithm is index based, as ITK's.
+/// Index of the first voxel `sitk.Shrink` samples on each axis, `(k, j, i)`, reproducing ITK's
+/// `ShrinkImageFilter` arithmetic: it maps the shrunk image's origin back through the input's
+/// physical geometry and rounds half up. For an axis where the centred offset is a half
+/// integer (`(n - 1) / 2 - (m - 1) / 2 * f`, e.g. 1.5 for n = 256, f = 4), the rounding error of
+/// that double arithmetic decides between the two neighbours, so oblique images (direction not
+/// identity) may sample one voxel earlier than [`shrink_axis`]. N4's result depends on this
+/// sampling phase, so matching SimpleITK on such images needs these offsets
+/// ([`n4_with_offsets`]).
+///
+/// `shape` and `spacing` are in array order `(k, j, i)`; `origin` is the physical position
+/// `(x, y, z)` of voxel 0 and `direction` ITK's 3x3 direction matrix, row-major (rows =
+/// physical x, y, z; columns = index axes i, j, k), as `sitk.Image.GetDirection()` returns it.
+pub fn itk_shrink_offsets(
+    shape: [usize; 3],
+    shrink: usize,
+    spacing: [f64; 3],
+    origin: [f64; 3],
+    direction: [f64; 9],
+) -> [usize; 3] {
+    // ITK index order (i, j, k)
+    let size = [shape[2], shape[1], shape[0]];
+    let sp = [spacing[2], spacing[1], spacing[0]];
+    let f = shrink.max(1);
+    let d = |r: usize, c: usize| direction[r * 3 + c];
+    let m_in: [[f64; 3]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| d(r, c) * sp[c]));
+    let m_out: [[f64; 3]; 3] =
+        std::array::from_fn(|r| std::array::from_fn(|c| d(r, c) * (sp[c] * f as f64)));
+    let in_c: [f64; 3] = std::array::from_fn(|a| (size[a] as f64 - 1.0) / 2.0);
+    let out_c: [f64; 3] = std::array::from_fn(|a| ((size[a] / f).max(1) as f64 - 1.0) / 2.0);
+    // TransformContinuousIndexToPhysicalPoint (both with the input origin)
+    let to_phys = |m: &[[f64; 3]; 3], idx: &[f64; 3]| -> [f64; 3] {
+        std::array::from_fn(|r| {
+            let mut s = 0.0;
+            for c in 0..3 {
+                s += m[r][c] * idx[c];
+            }
+            s + origin[r]
+        })
+    };
+    let pin = to_phys(&m_in, &in_c);
+    let pout = to_phys(&m_out, &out_c);
+    let out_origin: [f64; 3] = std::array::from_fn(|r| origin[r] + (pin[r] - pout[r]));
+    let inv = inverse3(&m_in);
+    let mut off = [0usize; 3];
+    for a in 0..3 {
+        let mut s = 0.0;
+        for c in 0..3 {
+            s += inv[a][c] * (out_origin[c] - origin[c]);
+        }
+        // RoundHalfIntegerUp, then clamped at 0 as ITK does
+        off[a] = (s + 0.5).floor().max(0.0) as usize;
+    }
+    [off[2], off[1], off[0]]
+}
+
+fn inverse3(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let [[a, b, c], [d, e, f], [g, h, i]] = *m;
+    let (ca, cb, cc) = (e * i - f * h, -(d * i - f * g), d * h - e * g);
+    let det = a * ca + b * cb + c * cc;
+    [
+        [ca / det, -(b * i - c * h) / det, (b * f - c * e) / det],
+        [cb / det, (a * i - c * g) / det, -(a * f - c * d) / det],
+        [cc / det, -(a * h - b * g) / det, (a * e - b * d) / det],
+    ]
+}
+
+/// Runs N4 on `image` over `mask` (both full resolution), shrinking with the centred sampling
+/// phase of [`shrink_axis`] (= SimpleITK's for images with an identity direction). `spacing`
+/// (`[dk, dj, di]` mm) is validated only: the algorithm is index based, as ITK's.
 pub fn n4(
     image: ArrayView3<f32>,
     mask: ArrayView3<bool>,
     spacing: [f64; 3],
     params: &N4Params,
+) -> Result<N4Output, N4Error> {
+    let (nk, nj, ni) = image.dim();
+    let s = params.shrink.max(1);
+    let offsets = [
+        shrink_axis(nk, s).1,
+        shrink_axis(nj, s).1,
+        shrink_axis(ni, s).1,
+    ];
+    n4_with_offsets(image, mask, spacing, params, offsets)
+}
+
+/// [`n4`] with explicit first sampled voxel per axis `(k, j, i)` of the shrunk grid (voxel
+/// `x` of the shrunk grid is input voxel `x * shrink + offset`); use [`itk_shrink_offsets`] to
+/// reproduce SimpleITK on oblique images. The shrunk size stays `floor(n / shrink)`.
+pub fn n4_with_offsets(
+    image: ArrayView3<f32>,
+    mask: ArrayView3<bool>,
+    spacing: [f64; 3],
+    params: &N4Params,
+    offsets: [usize; 3],
 ) -> Result<N4Output, N4Error> {
     check_params(params, spacing)?;
     let (nk, nj, ni) = image.dim();
@@ -253,8 +341,20 @@ pub fn n4(
 
     // shrunk grid and the masked points on it (buffer order)
     let s = params.shrink;
-    let ax = [shrink_axis(nk, s), shrink_axis(nj, s), shrink_axis(ni, s)];
+    let ax = [
+        (shrink_axis(nk, s).0, offsets[0]),
+        (shrink_axis(nj, s).0, offsets[1]),
+        (shrink_axis(ni, s).0, offsets[2]),
+    ];
     let grid = [ax[0].0, ax[1].0, ax[2].0];
+    for (a, &n) in [nk, nj, ni].iter().enumerate() {
+        if ax[a].1 + (ax[a].0 - 1) * s >= n {
+            return Err(N4Error::InvalidParam(format!(
+                "shrink offset {} on axis {a} samples past the image ({n} voxels, shrink {s})",
+                ax[a].1
+            )));
+        }
+    }
     if grid.iter().any(|&g| g < 2) {
         return Err(N4Error::InvalidParam(format!(
             "the shrunk grid {grid:?} needs >= 2 voxels per axis; lower shrink ({s}) for \

@@ -12,8 +12,9 @@ TMP="${BENCH_TMP:-/tmp/voxflow-cascade-bench}"; mkdir -p "$TMP"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/target-cascade}"
 HERE="$ROOT/nodes/kernels/onnx/bench"
 cd "$ROOT"
-cargo build -q --release --bin voxflow
-BIN="$CARGO_TARGET_DIR/release/voxflow"
+# VOXFLOW_BIN: use an existing binary instead of building one.
+[ -n "${VOXFLOW_BIN:-}" ] || cargo build -q --release --bin voxflow
+BIN="${VOXFLOW_BIN:-$CARGO_TARGET_DIR/release/voxflow}"
 
 LIVER="$TMP/unet256_w$WIDTH.onnx"; LESION="$TMP/unet256_w${WIDTH}_lesion.onnx"
 [ -f "$LIVER" ] || .venv/bin/python "$HERE/make_bench_unet.py" "$TMP" --width "$WIDTH" >/dev/null

@@ -1,0 +1,580 @@
+//! `survival_features`: PyRadiomics 3.0.1 default features of the lesions, of each lesion and
+//! of the liver (kernel: `voxflow_radiomics`).
+
+use ndarray::{s, Array3, ArrayView3, Axis};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use voxflow_metrics::components::{label_components, Connectivity};
+use voxflow_radiomics::{feature_names, features, RadiomicsError, Settings};
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::stream::StreamType;
+use voxflow_runtime::{
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+};
+
+pub struct SurvivalFeatures;
+
+const DOCS: &str = r#"
+Gathers `image` (original intensities: HU for CT, the N4-corrected image for MRI) and `label`
+(0 background, 1 liver, 2 lesion) on the same grid (same shape and affine, else an error) and
+computes the 107 PyRadiomics 3.0.1 default features (shape, firstorder, glcm, gldm, glrlm,
+glszm, ngtdm; fixed bin width 25, 3D, distance 1, 13 directions) of each region, named exactly
+as PyRadiomics (`original_firstorder_Mean`, ...).
+
+Regions (`regions`, in the order given):
+- `lesions`: all voxels with label 2 as one region (what PyRadiomics computes with `label: 2`).
+- `each_lesion`: one region per 26-connected component of label 2, rows `lesion_1`,
+  `lesion_2`, ... (`id` = component number, raster order of the first voxel as
+  `scipy.ndimage.label`).
+- `liver`: label >= 1, i.e. the liver **including** its lesions (as the `metrics` node).
+- `liver_parenchyma`: label == 1 only (what PyRadiomics computes with `label: 1`).
+
+Every row also has `id`, `status`, `voxels`, `volume_ml` (voxels x voxel volume),
+`centroid_mm_x/y/z` (mean voxel index mapped through the header affine: world mm, NIfTI RAS)
+and `note`. `status` is `ok`; `no region` (the region is empty: no features, e.g. a label
+without lesions, or `each_lesion` without any lesion gives one `each_lesion` row);
+`undefined` (one voxel or a region one voxel thick in two axes: PyRadiomics refuses these
+too, so there are no features); or `partial` (no two voxels are 26-neighbours, so the 24
+GLCM features are undefined). Undefined values are empty CSV cells / JSON `null`, never NaN;
+the reason is in `note`.
+
+`csv` gets one row per region; `json` gets `{"settings": ..., "feature_names": [...],
+"regions": [{...}, ...]}` with the same keys per region (`feature_names` gives PyRadiomics'
+order, which JSON readers may not keep).
+"#;
+
+/// Region names accepted in `regions`.
+pub const REGION_KINDS: [&str; 4] = ["lesions", "each_lesion", "liver", "liver_parenchyma"];
+
+/// The default `regions`.
+pub const DEFAULT_REGIONS: [&str; 3] = ["lesions", "each_lesion", "liver"];
+
+/// Row columns before the features.
+pub const LEAD_COLUMNS: [&str; 8] = [
+    "region",
+    "id",
+    "status",
+    "voxels",
+    "volume_ml",
+    "centroid_mm_x",
+    "centroid_mm_y",
+    "centroid_mm_z",
+];
+
+/// Features of one region.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionRow {
+    /// `lesions`, `lesion_N`, `liver`, `liver_parenchyma` (or `each_lesion` when there is none).
+    pub region: String,
+    /// Component number for `lesion_N`.
+    pub id: Option<usize>,
+    /// `ok`, `partial`, `undefined` or `no region`.
+    pub status: &'static str,
+    pub voxels: usize,
+    pub volume_ml: f64,
+    /// World coordinates (mm) of the centroid; `None` for an empty region.
+    pub centroid_mm: Option<[f64; 3]>,
+    /// PyRadiomics names and values (`None` = undefined); empty without features.
+    pub features: Vec<(String, Option<f64>)>,
+    pub note: String,
+}
+
+impl RegionRow {
+    /// A value by column name: a feature, `voxels` or `volume_ml`.
+    pub fn value(&self, name: &str) -> Option<Option<f64>> {
+        match name {
+            "voxels" => Some(Some(self.voxels as f64)),
+            "volume_ml" => Some(Some(self.volume_ml)),
+            _ => self
+                .features
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v),
+        }
+    }
+}
+
+/// Checks `regions`: known names, not empty, no repeats.
+pub fn parse_regions(list: &[String]) -> Result<Vec<String>, String> {
+    if list.is_empty() {
+        return Err("no region given".into());
+    }
+    for (n, r) in list.iter().enumerate() {
+        if !REGION_KINDS.contains(&r.as_str()) {
+            return Err(format!("`{r}` is not one of {}", REGION_KINDS.join(", ")));
+        }
+        if list[..n].contains(r) {
+            return Err(format!("`{r}` is listed twice"));
+        }
+    }
+    Ok(list.to_vec())
+}
+
+fn describe(h: &Header, what: &str) -> String {
+    let src = h
+        .meta
+        .get("source")
+        .and_then(Value::as_str)
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    let [nk, nj, ni] = h.shape;
+    let rows: Vec<String> = h.affine[..3]
+        .iter()
+        .map(|r| format!("[{:.4}, {:.4}, {:.4}, {:.4}]", r[0], r[1], r[2], r[3]))
+        .collect();
+    format!(
+        "{what}{src} (shape i,j,k {ni}x{nj}x{nk}, affine {})",
+        rows.join(" ")
+    )
+}
+
+/// Image and label must be an image and a label stream on the same grid.
+pub fn check_geometry(image: &Header, label: &Header) -> Result<(), String> {
+    if image.stream_type != StreamType::Image {
+        return Err(format!(
+            "`image` is a {} stream; survival features need an image",
+            image.stream_type
+        ));
+    }
+    if label.stream_type != StreamType::Label {
+        return Err(format!(
+            "`label` is a {} stream; survival features need a label volume",
+            label.stream_type
+        ));
+    }
+    if !image.same_geometry(label) {
+        return Err(format!(
+            "image and label have different geometry: {} vs {}",
+            describe(image, "image"),
+            describe(label, "label")
+        ));
+    }
+    Ok(())
+}
+
+/// Voxel count, bounding box (inclusive) and index sums of one region.
+#[derive(Clone, Debug)]
+struct Extent {
+    n: usize,
+    lo: [usize; 3],
+    hi: [usize; 3],
+    sum: [f64; 3],
+}
+
+impl Extent {
+    fn new() -> Self {
+        Extent {
+            n: 0,
+            lo: [usize::MAX; 3],
+            hi: [0; 3],
+            sum: [0.0; 3],
+        }
+    }
+    fn add(&mut self, k: usize, j: usize, i: usize) {
+        self.n += 1;
+        for (a, x) in [k, j, i].into_iter().enumerate() {
+            self.lo[a] = self.lo[a].min(x);
+            self.hi[a] = self.hi[a].max(x);
+            self.sum[a] += x as f64;
+        }
+    }
+    fn merge(mut self, o: &Extent) -> Self {
+        self.n += o.n;
+        for a in 0..3 {
+            self.lo[a] = self.lo[a].min(o.lo[a]);
+            self.hi[a] = self.hi[a].max(o.hi[a]);
+            self.sum[a] += o.sum[a];
+        }
+        self
+    }
+    fn bbox(&self) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3> {
+        s![
+            self.lo[0]..=self.hi[0],
+            self.lo[1]..=self.hi[1],
+            self.lo[2]..=self.hi[2]
+        ]
+    }
+    /// Mean voxel index `(i, j, k)` through the affine.
+    fn centroid_mm(&self, h: &Header) -> [f64; 3] {
+        let n = self.n as f64;
+        let (k, j, i) = (self.sum[0] / n, self.sum[1] / n, self.sum[2] / n);
+        let a = &h.affine;
+        [0, 1, 2].map(|r| a[r][0] * i + a[r][1] * j + a[r][2] * k + a[r][3])
+    }
+}
+
+/// Extent of the voxels where `pred(label)` holds (planes in parallel).
+fn extent(label: &Array3<u8>, pred: impl Fn(u8) -> bool + Sync) -> Extent {
+    (0..label.dim().0)
+        .into_par_iter()
+        .map(|k| {
+            let mut e = Extent::new();
+            for ((j, i), &v) in label.index_axis(Axis(0), k).indexed_iter() {
+                if pred(v) {
+                    e.add(k, j, i);
+                }
+            }
+            e
+        })
+        .reduce(Extent::new, |a, b| a.merge(&b))
+}
+
+/// Extents of components `1..=n` of a component volume.
+fn component_extents(comps: &Array3<u32>, n: usize) -> Vec<Extent> {
+    let mut out = vec![Extent::new(); n];
+    for ((k, j, i), &c) in comps.indexed_iter() {
+        if c > 0 {
+            out[c as usize - 1].add(k, j, i);
+        }
+    }
+    out
+}
+
+fn voxel_ml(h: &Header) -> f64 {
+    h.spacing.iter().product::<f64>() / 1000.0
+}
+
+fn empty_row(region: &str, note: String) -> RegionRow {
+    RegionRow {
+        region: region.into(),
+        id: None,
+        status: "no region",
+        voxels: 0,
+        volume_ml: 0.0,
+        centroid_mm: None,
+        features: vec![],
+        note,
+    }
+}
+
+/// Features of one non-empty region given as a mask over the extent's bounding box.
+fn region_row(
+    region: String,
+    id: Option<usize>,
+    ext: &Extent,
+    image: ArrayView3<f32>,
+    mask: ArrayView3<bool>,
+    h: &Header,
+    settings: &Settings,
+) -> Result<RegionRow, String> {
+    let mut row = RegionRow {
+        region,
+        id,
+        status: "ok",
+        voxels: ext.n,
+        volume_ml: ext.n as f64 * voxel_ml(h),
+        centroid_mm: Some(ext.centroid_mm(h)),
+        features: vec![],
+        note: String::new(),
+    };
+    match features(image, mask, h.spacing, settings) {
+        Ok(f) => {
+            row.features = f
+                .into_iter()
+                .map(|(n, v)| (n, v.is_finite().then_some(v)))
+                .collect();
+            let undefined: Vec<&str> = row
+                .features
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !undefined.is_empty() {
+                row.status = "partial";
+                row.note = if undefined.len() == 24
+                    && undefined.iter().all(|n| n.starts_with("original_glcm_"))
+                {
+                    "GLCM features undefined: no two voxels of the region are 26-neighbours".into()
+                } else {
+                    format!("undefined: {}", undefined.join(" "))
+                };
+            }
+        }
+        Err(e @ (RadiomicsError::SingleVoxel | RadiomicsError::TooFewDimensions { .. })) => {
+            row.status = "undefined";
+            row.note = format!("no features: {e}");
+        }
+        Err(e) => return Err(format!("region {}: {e}", row.region)),
+    }
+    Ok(row)
+}
+
+/// The rows of `regions` (names from [`REGION_KINDS`]) for an image and a label volume.
+pub fn compute(
+    image: &Volume,
+    label: &Volume,
+    regions: &[String],
+    settings: &Settings,
+) -> Result<Vec<RegionRow>, String> {
+    check_geometry(&image.header, &label.header)?;
+    let img = image.image().expect("image volume");
+    let lab = label.label().expect("label volume");
+    let h = &label.header;
+    let mut rows = Vec::new();
+    for region in regions {
+        let pred: fn(u8) -> bool = match region.as_str() {
+            "lesions" => |v| v == 2,
+            "liver" => |v| v >= 1,
+            "liver_parenchyma" => |v| v == 1,
+            "each_lesion" => {
+                rows.extend(each_lesion(img, lab, h, settings)?);
+                continue;
+            }
+            other => return Err(format!("unknown region `{other}`")),
+        };
+        let ext = extent(lab, pred);
+        if ext.n == 0 {
+            let what = match region.as_str() {
+                "lesions" => "the label has no lesion voxel (label 2)",
+                "liver" => "the label has no liver or lesion voxel (label >= 1)",
+                _ => "the label has no liver voxel (label 1)",
+            };
+            rows.push(empty_row(region, format!("no region: {what}")));
+            continue;
+        }
+        let bb = ext.bbox();
+        let mask = lab.slice(bb).mapv(pred);
+        rows.push(region_row(
+            region.clone(),
+            None,
+            &ext,
+            img.slice(bb),
+            mask.view(),
+            h,
+            settings,
+        )?);
+    }
+    Ok(rows)
+}
+
+fn each_lesion(
+    img: &Array3<f32>,
+    lab: &Array3<u8>,
+    h: &Header,
+    settings: &Settings,
+) -> Result<Vec<RegionRow>, String> {
+    let lesion = lab.mapv(|v| v == 2);
+    let (comps, n) = label_components(lesion.view(), Connectivity::TwentySix);
+    if n == 0 {
+        return Ok(vec![empty_row(
+            "each_lesion",
+            "no region: the label has no lesion voxel (label 2)".into(),
+        )]);
+    }
+    component_extents(&comps, n)
+        .par_iter()
+        .enumerate()
+        .map(|(c, ext)| {
+            let id = c + 1;
+            let bb = ext.bbox();
+            let mask = comps.slice(bb).mapv(|v| v as usize == id);
+            region_row(
+                format!("lesion_{id}"),
+                Some(id),
+                ext,
+                img.slice(bb),
+                mask.view(),
+                h,
+                settings,
+            )
+        })
+        .collect()
+}
+
+/// All column names of the CSV, in order.
+pub fn csv_columns() -> Vec<String> {
+    let mut c: Vec<String> = LEAD_COLUMNS.iter().map(|s| s.to_string()).collect();
+    c.extend(feature_names());
+    c.push("note".into());
+    c
+}
+
+fn num(x: f64) -> String {
+    format!("{x}")
+}
+
+/// Quotes a CSV cell when needed (RFC 4180).
+pub fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One line per region after a header line; undefined values are empty cells.
+pub fn to_csv(rows: &[RegionRow]) -> String {
+    let names = feature_names();
+    let mut out = csv_columns().join(",") + "\n";
+    for r in rows {
+        let mut cells = vec![
+            r.region.clone(),
+            r.id.map(|i| i.to_string()).unwrap_or_default(),
+            r.status.to_string(),
+            r.voxels.to_string(),
+            num(r.volume_ml),
+        ];
+        for a in 0..3 {
+            cells.push(r.centroid_mm.map(|c| num(c[a])).unwrap_or_default());
+        }
+        for n in &names {
+            cells.push(r.value(n).flatten().map(num).unwrap_or_default());
+        }
+        cells.push(csv_quote(&r.note));
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn opt(x: Option<f64>) -> Value {
+    x.map(Value::from).unwrap_or(Value::Null)
+}
+
+/// One JSON object per region with the CSV's keys (`centroid_mm` as `[x, y, z]`).
+pub fn row_json(r: &RegionRow) -> Value {
+    let mut m = Map::new();
+    m.insert("region".into(), Value::from(r.region.clone()));
+    m.insert("id".into(), r.id.map(Value::from).unwrap_or(Value::Null));
+    m.insert("status".into(), Value::from(r.status));
+    m.insert("voxels".into(), Value::from(r.voxels));
+    m.insert("volume_ml".into(), Value::from(r.volume_ml));
+    m.insert(
+        "centroid_mm".into(),
+        r.centroid_mm
+            .map(|c| Value::from(c.to_vec()))
+            .unwrap_or(Value::Null),
+    );
+    for (n, v) in &r.features {
+        m.insert(n.clone(), opt(*v));
+    }
+    m.insert("note".into(), Value::from(r.note.clone()));
+    Value::Object(m)
+}
+
+/// `{"settings": {...}, "regions": [...]}`.
+pub fn to_json(rows: &[RegionRow], settings: &Settings) -> Value {
+    serde_json::json!({
+        "settings": { "pyradiomics": "3.0.1 defaults", "binWidth": settings.bin_width },
+        // JSON objects may come out key-sorted; this keeps PyRadiomics' order.
+        "feature_names": feature_names(),
+        "regions": rows.iter().map(row_json).collect::<Vec<_>>(),
+    })
+}
+
+/// Writes `text` to a node output file.
+pub fn write(path: &std::path::Path, text: &str) -> Result<(), NodeError> {
+    std::fs::write(path, text)
+        .map_err(|e| NodeError::msg(format!("cannot write {}: {e}", path.display())))
+}
+
+/// `bin_width` param -> kernel settings.
+pub fn settings(p: &Params) -> Result<Settings, String> {
+    Ok(Settings {
+        bin_width: p.f64("bin_width")?,
+        ..Settings::default()
+    })
+}
+
+/// The `bin_width` param's type.
+pub fn bin_width_type() -> ParamType {
+    ParamType::Float {
+        min: Some(1e-9),
+        max: None,
+    }
+}
+
+impl NodeKind for SurvivalFeatures {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new(
+            "survival_features",
+            "PyRadiomics features of the lesions, each lesion and the liver",
+        )
+        .docs(DOCS)
+        .input(
+            "image",
+            PortType::Fixed(StreamType::Image),
+            "original intensities (HU for CT)",
+        )
+        .input(
+            "label",
+            PortType::Fixed(StreamType::Label),
+            "labels: 1 liver, 2 lesion; same grid",
+        )
+        .param(
+            "regions",
+            ParamType::StrList(Some(REGION_KINDS.iter().map(|s| s.to_string()).collect())),
+            Value::from(DEFAULT_REGIONS.to_vec()),
+            "regions, in output order",
+        )
+        .param(
+            "bin_width",
+            bin_width_type(),
+            25.0,
+            "fixed bin width (PyRadiomics binWidth)",
+        )
+        .optional("json", ParamType::Path, "JSON output file")
+        .optional(
+            "csv",
+            ParamType::Path,
+            "CSV output file, one row per region",
+        )
+    }
+
+    fn check(&self, p: &Params) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        if let Err(e) = p.str_list("regions").and_then(|r| parse_regions(&r)) {
+            errs.push(("regions".into(), e));
+        }
+        if p.get("json").is_none() && p.get("csv").is_none() {
+            errs.push((
+                "json".into(),
+                "set `json` and/or `csv`, else the features go nowhere".into(),
+            ));
+        }
+        errs
+    }
+
+    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let regions = parse_regions(&p.str_list("regions")?)?;
+        let (json, csv) = (p.opt_path("json")?, p.opt_path("csv")?);
+        if json.is_none() && csv.is_none() {
+            return Err(NodeError::msg("set `json` and/or `csv`"));
+        }
+        Ok(Box::new(FeaturesNode {
+            regions,
+            settings: settings(p)?,
+            json,
+            csv,
+        }))
+    }
+}
+
+struct FeaturesNode {
+    regions: Vec<String>,
+    settings: Settings,
+    json: Option<PathBuf>,
+    csv: Option<PathBuf>,
+}
+
+impl Node for FeaturesNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let mut v = ctx.gather_many(&["image", "label"])?;
+        let label = v.pop().expect("two volumes");
+        let image = v.pop().expect("two volumes");
+        let rows = compute(&image, &label, &self.regions, &self.settings)?;
+        for r in &rows {
+            tracing::info!(region = %r.region, status = r.status, voxels = r.voxels, "survival features");
+        }
+        if let Some(path) = &self.json {
+            let text =
+                serde_json::to_string_pretty(&to_json(&rows, &self.settings)).expect("json") + "\n";
+            write(&ctx.output_file(path)?, &text)?;
+        }
+        if let Some(path) = &self.csv {
+            write(&ctx.output_file(path)?, &to_csv(&rows))?;
+        }
+        Ok(())
+    }
+}
