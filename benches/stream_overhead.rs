@@ -1,13 +1,14 @@
-//! Streaming overhead: a chain of cheap nodes through the runtime vs a plain loop over the same
-//! arrays, and peak RSS as the chain grows. Run with `cargo bench --bench stream_overhead`.
+//! Streaming overhead: a chain of cheap nodes through the runtime vs plain loops over the same
+//! slices, and peak RSS as the chain grows. Run with `cargo bench --bench stream_overhead`.
 //!
-//! Each measurement runs in a child process so that peak RSS (VmHWM) is its own.
+//! Each measurement runs in a child process so that peak RSS (VmHWM) and CPU time are its own.
 
 use ndarray::Array2;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
+use voxflow_nodes::preprocess::hu_window::Window;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
 use voxflow_runtime::validate::CheckOptions;
@@ -18,7 +19,26 @@ use voxflow_runtime::{
 
 const SHAPE: (usize, usize, usize) = (129, 512, 512);
 
-/// Streams a volume generated slice by slice (the same values as `volume()`).
+/// Slice k of the synthetic volume; the graph and the loops all call this one function.
+#[inline(never)]
+fn gen_slice(k: usize) -> Array2<f32> {
+    let (_, nj, ni) = SHAPE;
+    Array2::from_shape_fn((nj, ni), |(j, i)| {
+        ((k * 31 + j * 7 + i * 13) % 1400) as f32 - 1000.0
+    })
+}
+
+/// The window of chain step `c`, as the graph's `hu_window` nodes are configured.
+fn window(c: usize) -> Window {
+    Window {
+        min: -100.0 - c as f32,
+        max: 400.0,
+        zero_above: None,
+        unit: false,
+    }
+}
+
+/// Streams the synthetic volume.
 struct Gen;
 impl NodeKind for Gen {
     fn decl(&self) -> NodeDecl {
@@ -37,16 +57,13 @@ impl Node for GenNode {
             Header::new(StreamType::Image, [nk, nj, ni], [1.6, 0.57, 0.57]),
         )?;
         for k in 0..nk {
-            let s = Array2::from_shape_fn((nj, ni), |(j, i)| {
-                ((k * 31 + j * 7 + i * 13) % 1400) as f32 - 1000.0
-            });
-            ctx.send_slice("out", Slice::new(k, SliceData::Image(s)))?;
+            ctx.send_slice("out", Slice::new(k, SliceData::Image(gen_slice(k))))?;
         }
         ctx.end("out")
     }
 }
 
-/// Sums what arrives and drops it.
+/// Reads what arrives and drops it.
 struct Drain;
 impl NodeKind for Drain {
     fn decl(&self) -> NodeDecl {
@@ -69,12 +86,6 @@ impl Node for DrainNode {
     }
 }
 
-/// The cheap node of the chain: a HU window, as the real `hu_window` node applies it.
-fn window(v: f32, n: usize) -> f32 {
-    let lo = -100.0 - n as f32;
-    v.clamp(lo, 400.0)
-}
-
 fn run_chain(n: usize, depth: usize) -> f64 {
     let mut reg = voxflow_nodes::registry();
     reg.add(Arc::new(Gen), "bench").unwrap();
@@ -82,35 +93,58 @@ fn run_chain(n: usize, depth: usize) -> f64 {
     let mut g = String::from("graph: chain\nnodes:\n  src: { kind: gen }\n");
     let mut prev = "src".to_string();
     for c in 0..n {
+        let w = window(c);
         g += &format!(
-            "  w{c}: {{ kind: hu_window, in: {prev}, min: {}, max: 400 }}\n",
-            -100.0 - c as f64
+            "  w{c}: {{ kind: hu_window, in: {prev}, min: {}, max: {} }}\n",
+            w.min, w.max
         );
         prev = format!("w{c}");
     }
     g += &format!("  sink: {{ kind: drain, in: {prev} }}\n");
     let doc = GraphDoc::parse(&g, Path::new("chain.yaml")).unwrap();
     let plan = check(&doc, &reg, &CheckOptions::default()).unwrap();
-    let t = Instant::now();
     let opts = RunOptions {
         queue_depth: depth,
         ..RunOptions::default()
     };
-    execute(&plan, &reg, &opts, &RunStats::new(&plan)).unwrap();
+    let t = Instant::now();
+    let report = execute(&plan, &reg, &opts, &RunStats::new(&plan)).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    // Every window node saw every slice.
+    assert!(report
+        .nodes
+        .iter()
+        .filter(|r| r.kind == "hu_window")
+        .all(|r| r.slices == SHAPE.0));
+    secs
+}
+
+/// The same work as a plain loop: generate each slice, apply the n windows (a new array each,
+/// as the nodes do), drop it.
+fn run_loop(n: usize) -> f64 {
+    let t = Instant::now();
+    let mut acc = 0.0f64;
+    for k in 0..SHAPE.0 {
+        let mut s = gen_slice(k);
+        for c in 0..n {
+            let w = window(c);
+            s = s.mapv(|v| w.apply(v));
+        }
+        acc += s[[0, 0]] as f64;
+    }
+    std::hint::black_box(acc);
     t.elapsed().as_secs_f64()
 }
 
-/// The same work as a plain loop: generate each slice, apply the n windows, drain.
-fn run_loop(n: usize) -> f64 {
-    let (nk, nj, ni) = SHAPE;
+/// The fastest plain loop: one buffer per slice, windows applied in place.
+fn run_loop_in_place(n: usize) -> f64 {
     let t = Instant::now();
     let mut acc = 0.0f64;
-    for k in 0..nk {
-        let mut s = Array2::from_shape_fn((nj, ni), |(j, i)| {
-            ((k * 31 + j * 7 + i * 13) % 1400) as f32 - 1000.0
-        });
+    for k in 0..SHAPE.0 {
+        let mut s = gen_slice(k);
         for c in 0..n {
-            s = s.mapv(|v| window(v, c));
+            let w = window(c);
+            s.mapv_inplace(|v| w.apply(v));
         }
         acc += s[[0, 0]] as f64;
     }
@@ -122,14 +156,13 @@ fn peak_rss_mb() -> f64 {
     voxflow_runtime::exec::peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0
 }
 
-/// User + system CPU seconds of this process (Linux, 10 ms resolution).
+/// User + system CPU seconds of this process, all threads (Linux, 10 ms resolution).
 fn cpu_seconds() -> f64 {
     let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (field(11) + field(12)) / 100.0
 }
 
 fn child(mode: &str, n: usize, depth: usize) -> (f64, f64, f64) {
@@ -143,15 +176,20 @@ fn child(mode: &str, n: usize, depth: usize) -> (f64, f64, f64) {
     (v[0], v[1], v[2])
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(p) = args.iter().position(|a| a == "--child") {
         let n: usize = args[p + 2].parse().unwrap();
         let depth: usize = args[p + 3].parse().unwrap();
-        let secs = if args[p + 1] == "graph" {
-            run_chain(n, depth)
-        } else {
-            run_loop(n)
+        let secs = match args[p + 1].as_str() {
+            "graph" => run_chain(n, depth),
+            "inplace" => run_loop_in_place(n),
+            _ => run_loop(n),
         };
         println!("{secs} {} {}", cpu_seconds(), peak_rss_mb());
         return;
@@ -159,31 +197,30 @@ fn main() {
     println!(
         "streaming overhead: generated 512x512x129 float32 volume -> N hu_window nodes -> drain"
     );
-    println!("median of 5 runs each; CPU = user + system seconds of the whole process");
-    println!("| chain | queue depth | loop wall s | graph wall s | wall ratio | loop CPU s | graph CPU s | CPU ratio | loop peak RSS MB | graph peak RSS MB |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "median of 5 runs each, each in a fresh process; CPU = user + system seconds, all threads"
+    );
+    println!("| chain N | queue depth | loop wall s | in-place loop wall s | graph wall s | graph / loop | graph / in-place | loop CPU s | in-place CPU s | graph CPU s | loop peak RSS MB | graph peak RSS MB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (n, depth) in [(1usize, 4usize), (5, 4), (10, 4), (20, 4), (5, 1), (20, 1)] {
-        let (mut lw, mut gw, mut lc, mut gc) = (vec![], vec![], vec![], vec![]);
-        let (mut lr, mut gr) = (0.0f64, 0.0f64);
+        let mut runs: Vec<[(f64, f64, f64); 3]> = Vec::new();
         for _ in 0..5 {
-            let (w, c, r) = child("loop", n, depth);
-            lw.push(w);
-            lc.push(c);
-            lr = lr.max(r);
-            let (w, c, r) = child("graph", n, depth);
-            gw.push(w);
-            gc.push(c);
-            gr = gr.max(r);
+            runs.push([
+                child("loop", n, depth),
+                child("inplace", n, depth),
+                child("graph", n, depth),
+            ]);
         }
-        let med = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[2]
+        let col = |m: usize, f: fn(&(f64, f64, f64)) -> f64| {
+            median(runs.iter().map(|r| f(&r[m])).collect())
         };
-        let (lw, gw, lc, gc) = (med(&mut lw), med(&mut gw), med(&mut lc), med(&mut gc));
+        let (lw, iw, gw) = (col(0, |r| r.0), col(1, |r| r.0), col(2, |r| r.0));
+        let (lc, ic, gc) = (col(0, |r| r.1), col(1, |r| r.1), col(2, |r| r.1));
+        let (lr, gr) = (col(0, |r| r.2), col(2, |r| r.2));
         println!(
-            "| {n} | {depth} | {lw:.3} | {gw:.3} | {:.2} | {lc:.2} | {gc:.2} | {:.2} | {lr:.0} | {gr:.0} |",
+            "| {n} | {depth} | {lw:.3} | {iw:.3} | {gw:.3} | {:.2} | {:.2} | {lc:.2} | {ic:.2} | {gc:.2} | {lr:.0} | {gr:.0} |",
             gw / lw,
-            gc / lc
+            gw / iw
         );
     }
 }
