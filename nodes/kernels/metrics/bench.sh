@@ -29,8 +29,8 @@ for n, path in (("gt", sys.argv[2]), ("pred", sys.argv[3])):
 sp = [float(z) for z in im.header.get_zooms()[:3]][::-1]
 json.dump({"shape": list(a.shape), "spacing": sp}, open(f"{w}/meta.json", "w"))
 PYEOF
-(cd "$ROOT" && cargo build --release --example bench -p voxflow-metrics -q)
-BIN=$CARGO_TARGET_DIR/release/examples/bench
+(cd "$ROOT" && cargo build --release --example bench_metrics -p voxflow-metrics -q)
+BIN=$CARGO_TARGET_DIR/release/examples/bench_metrics
 
 echo "# $GT vs $PRED; machine: $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for c in "liver 1 --ge" "lesion 2"; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side N4 benchmark: SimpleITK oracle (n4.py) vs voxflow-n4 (examples/bench.rs), same
+# Side-by-side N4 benchmark: SimpleITK oracle (n4.py) vs voxflow-n4 (examples/bench_n4.rs), same
 # input, same params (shrink 4, 4 x 50 iterations, Otsu mask), back to back.
 #
 # usage (from the repository root):
@@ -28,8 +28,8 @@ if [[ -z "$IN" ]]; then
   TRUE=$WORK/synth/mri_bias.nii.gz
 fi
 
-(cd "$ROOT" && cargo build --release --example bench -p voxflow-n4 -q)
-BENCH=$CARGO_TARGET_DIR/release/examples/bench
+(cd "$ROOT" && cargo build --release --example bench_n4 -p voxflow-n4 -q)
+BENCH=$CARGO_TARGET_DIR/release/examples/bench_n4
 
 # NIfTI -> raw f32 (k, j, i) for the Rust bench; prints "shape spacing origin direction" (the
 # geometry makes the Rust bench shrink with SimpleITK's sampling phase, see itk_shrink_offsets)
@@ -52,7 +52,7 @@ echo "== SimpleITK (n4.py) =="
 cat "$WORK/sitk.json"; echo
 grep -E "Elapsed \(wall|Maximum resident" "$WORK/sitk.time"
 
-echo "== voxflow-n4 (examples/bench) =="
+echo "== voxflow-n4 (examples/bench_n4) =="
 /usr/bin/time -v "$BENCH" "$WORK/in.f32" "$SHAPE" --spacing "$SPACING" --origin "$ORIGIN" \
   --direction "$DIRECTION" "${TARGS[@]}" \
   --out-log-bias "$WORK/rs_lb.f32" --out-mask "$WORK/rs_mask.u8" >"$WORK/rs.json" 2>"$WORK/rs.time"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: crf3d.py (pydensecrf) vs voxflow-crf (examples/bench.rs),
+# Side-by-side benchmark: crf3d.py (pydensecrf) vs voxflow-crf (examples/bench_crf.rs),
 # same input, same parameters, run back to back; prints wall time and peak RSS of
 # both (/usr/bin/time -v) and the label agreement. Writes only under $WORK (/tmp).
 #
@@ -18,8 +18,8 @@ mkdir -p "$WORK"
 if [ "$CASE" = full ]; then CT=$DATA/ct.nii.gz; PR=$DATA/prob.nii.gz; else CT=$DATA/${CASE}_ct.nii.gz; PR=$DATA/${CASE}_prob.nii.gz; fi
 ARGS=(--iters 5 --w-pos 3 --sigma-pos 1 --w-bil 5 --sigma-bil 10 --sigma-int 20 "$@")
 
-( cd "$ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-crf} cargo build -q --release --example bench -p voxflow-crf )
-BIN=${CARGO_TARGET_DIR:-/tmp/target-crf}/release/examples/bench
+( cd "$ROOT" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-crf} cargo build -q --release --example bench_crf -p voxflow-crf )
+BIN=${CARGO_TARGET_DIR:-/tmp/target-crf}/release/examples/bench_crf
 "$PY" "$ROOT/nodes/kernels/crf/bench/to_raw.py" inputs "$CT" "$PR" "$WORK/$CASE"
 
 echo "== machine: $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%FT%TZ)"
@@ -29,7 +29,7 @@ echo "== oracle: crf3d.py --backend pydensecrf ${ARGS[*]}"
 grep -E "Elapsed|Maximum resident|User time" "$WORK/$CASE.oracle.time"
 "$PY" "$ROOT/nodes/kernels/crf/bench/to_raw.py" labels "$WORK/$CASE.oracle.nii.gz" "$WORK/$CASE.oracle.u8"
 
-echo "== voxflow-crf: examples/bench ${ARGS[*]} (threads: ${RAYON_NUM_THREADS:-all})"
+echo "== voxflow-crf: examples/bench_crf ${ARGS[*]} (threads: ${RAYON_NUM_THREADS:-all})"
 /usr/bin/time -v "$BIN" "$WORK/$CASE" "${ARGS[@]}" --ref "$WORK/$CASE.oracle.u8" 2> "$WORK/$CASE.rust.time"
 grep -E "Elapsed|Maximum resident|User time" "$WORK/$CASE.rust.time"
 echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"

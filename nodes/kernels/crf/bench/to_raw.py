@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Convert NIfTI inputs of crf3d.py to raw little-endian arrays in voxflow order
-(k, j, i[, c]) for examples/bench.rs. Writes only where told (use /tmp).
+(k, j, i[, c]) for examples/bench_crf.rs. Writes only where told (use /tmp).
 
 usage: to_raw.py inputs IMAGE.nii.gz PROB.nii.gz OUTPREFIX [--hu-window -100 400]
          -> OUTPREFIX.image.f32 (clipped to the window, as crf3d.py), OUTPREFIX.prob.f32,

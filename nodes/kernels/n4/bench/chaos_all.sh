@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # N4 on all CHAOS T2 volumes: SimpleITK oracle (n4.py, default params) vs voxflow-n4
-# (examples/bench, default params) with SimpleITK's shrink sampling phase (--origin/--direction
+# (examples/bench_n4, default params) with SimpleITK's shrink sampling phase (--origin/--direction
 # -> itk_shrink_offsets) and with the plain centred phase (n4()), compared in SimpleITK's Otsu mask.
 #
 # usage (from the repository root): bash nodes/kernels/n4/bench/chaos_all.sh [VOLUME.nii.gz ...]
@@ -15,8 +15,8 @@ DATA=${DATA:-/work/shared/data}
 WORK=${WORK:-/tmp/n4chaos}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-n4}
 mkdir -p "$WORK"
-(cd "$ROOT" && cargo build --release --example bench -p voxflow-n4 -q)
-BENCH=$CARGO_TARGET_DIR/release/examples/bench
+(cd "$ROOT" && cargo build --release --example bench_n4 -p voxflow-n4 -q)
+BENCH=$CARGO_TARGET_DIR/release/examples/bench_n4
 VOLS=("$@"); [[ ${#VOLS[@]} -eq 0 ]] && VOLS=("$DATA"/chaos_mr_t2_*_image.nii.gz)
 echo "machine: $(nproc) cores, load at start: $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 printf "%-16s %8s %-10s %-10s %14s %14s %12s %14s %8s %8s\n" volume mask_vox sitk_off rs_off \

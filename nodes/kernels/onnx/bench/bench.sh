@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Python onnxruntime vs voxflow-onnx (examples/bench.rs) on the same model and input, back to back.
+# Python onnxruntime vs voxflow-onnx (examples/bench_onnx.rs) on the same model and input, back to back.
 # usage (repo root): bash nodes/kernels/onnx/bench/bench.sh MODEL [BATCH] [THREADS] [SLICES]
 # Needs .venv (scripts/setup-ort.sh) and .venv-oracles (nibabel, cv2) for the input step.
 # Input: synthetic CT from ../shared/oracles/make_synthetic.py in /tmp/synth (made if missing).
@@ -17,7 +17,7 @@ import onnx,sys; m={p.key:p.value for p in onnx.load(sys.argv[1], load_external_
 print(*m['voxflow.input_size'].split(','))" "$MODEL")
 INPUT="$TMP/ct_${H}x${W}.f32"
 [ -f "$INPUT" ] || "$ROOT/.venv-oracles/bin/python" "$HERE/prep_input.py" /tmp/synth/ct.nii.gz "$H" "$W" "$INPUT" --slices 64
-(cd "$ROOT" && cargo build -q --release --example bench -p voxflow-onnx)
+(cd "$ROOT" && cargo build -q --release --example bench_onnx -p voxflow-onnx)
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
 run() {
@@ -29,4 +29,4 @@ run() {
     echo "$(cat "$TMP/$name.json") wall=$wall peak_rss_kb=$rss"
 }
 run python-ort "$ROOT/.venv/bin/python" "$HERE/bench_ort.py" "$MODEL" --input "$INPUT" --batch "$BATCH" --threads "$THREADS" --slices "$SLICES"
-run rust-ort "$CARGO_TARGET_DIR/release/examples/bench" "$MODEL" --input "$INPUT" --batch "$BATCH" --threads "$THREADS" --slices "$SLICES"
+run rust-ort "$CARGO_TARGET_DIR/release/examples/bench_onnx" "$MODEL" --input "$INPUT" --batch "$BATCH" --threads "$THREADS" --slices "$SLICES"

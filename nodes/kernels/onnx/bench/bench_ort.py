@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Python onnxruntime side of the benchmark (same loop as examples/bench.rs).
+"""Python onnxruntime side of the benchmark (same loop as examples/bench_onnx.rs).
 
 usage: .venv/bin/python bench_ort.py MODEL --input FILE.f32 [--batch 8] [--threads 2] [--slices 64]
 Reflect-pads by voxflow.padding like FcnSession::run. Prints one JSON line.

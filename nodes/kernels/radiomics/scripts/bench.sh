@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: PyRadiomics 3.0.1 (radiomics_oracle.py) vs voxflow-radiomics
-# (examples/bench.rs) on the same region, back to back, with wall time and peak RSS
+# (examples/bench_radiomics.rs) on the same region, back to back, with wall time and peak RSS
 # from /usr/bin/time -v, then a value comparison (scripts/compare.py).
 #
 # usage (from the repository root):
@@ -20,8 +20,8 @@ mkdir -p "$WORK"
 if [ ! -f "$IMAGE" ] && [ "$IMAGE" = /tmp/synth/ct.nii.gz ]; then
   "$PY" "$ORACLES/make_synthetic.py" /tmp/synth >/dev/null
 fi
-(cd "$ROOT" && cargo build -q --release --example bench -p voxflow-radiomics)
-BENCH=$CARGO_TARGET_DIR/release/examples/bench
+(cd "$ROOT" && cargo build -q --release --example bench_radiomics -p voxflow-radiomics)
+BENCH=$CARGO_TARGET_DIR/release/examples/bench_radiomics
 "$PY" "$(dirname "$0")/nifti_to_raw.py" "$IMAGE" "$LABEL" "$WORK/raw" --label-value "$VALUE" >/dev/null
 
 field() { grep -E "$1" "$2" | sed -E 's/.*: //'; }

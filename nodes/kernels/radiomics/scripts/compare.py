@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compare Rust features (examples/bench.rs --json) with radiomics_oracle.py output.
+"""Compare Rust features (examples/bench_radiomics.rs --json) with radiomics_oracle.py output.
 
 usage: compare.py ORACLE.json RUST.json [--rtol 1e-4 --atol 1e-6]
 Prints the max relative error per feature class and every feature outside tolerance

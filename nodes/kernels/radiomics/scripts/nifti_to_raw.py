@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert IMAGE + LABEL NIfTI to raw inputs for examples/bench.rs (write under /tmp only).
+"""Convert IMAGE + LABEL NIfTI to raw inputs for examples/bench_radiomics.rs (write under /tmp only).
 
 usage: nifti_to_raw.py IMAGE LABEL --label 2 OUTDIR
 Reads with SimpleITK, as PyRadiomics does: array (k, j, i), spacing GetSpacing()[::-1].

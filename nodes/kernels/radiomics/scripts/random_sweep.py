@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Random-volume sweep: PyRadiomics 3.0.1 (in-process extractor, default settings) vs
-examples/bench.rs on N seeded synthetic volumes; writes only under OUT (default /tmp).
+examples/bench_radiomics.rs on N seeded synthetic volumes; writes only under OUT (default /tmp).
 
-usage (repository root, after `cargo build --release --example bench -p voxflow-radiomics`
+usage (repository root, after `cargo build --release --example bench_radiomics -p voxflow-radiomics`
 with CARGO_TARGET_DIR=/tmp/target-radiomics):
     .venv-oracles/bin/python nodes/kernels/radiomics/scripts/random_sweep.py [--n 40] [--out /tmp/rad/sweep]
 Exit status 1 if any case has a feature outside 1e-4 relative / 1e-6 absolute.
@@ -18,7 +18,7 @@ ap.add_argument("--n", type=int, default=40)
 ap.add_argument("--seed", type=int, default=7)
 ap.add_argument("--out", default="/tmp/rad/sweep")
 ap.add_argument("--bench", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "/tmp/target-radiomics"),
-                                                "release/examples/bench"))
+                                                "release/examples/bench_radiomics"))
 a = ap.parse_args()
 radiomics.setVerbosity(logging.ERROR)
 rng = np.random.default_rng(a.seed)

@@ -1,6 +1,6 @@
 //! Benchmark: liver (label >= 1) and lesion (label == 2) metrics on a label-map pair.
 //!
-//! usage: cargo run --release --example bench -p voxflow-metrics -- DIR [REPEATS]
+//! usage: cargo run --release --example bench_metrics -p voxflow-metrics -- DIR [REPEATS]
 //!
 //! DIR holds `gt.u8`, `pred.u8` (raw uint8 labels, C order (k, j, i)) and `meta.json`
 //! (`{"shape": [nk, nj, ni], "spacing": [dk, dj, di]}`), as written by `bench.sh`.

@@ -1,6 +1,6 @@
 //! Throughput of an ONNX model through `FcnSession`: slices/s at a batch size and thread count.
 //!
-//! cargo run --release --example bench -p voxflow-onnx -- MODEL [--batch 8] [--threads 2]
+//! cargo run --release --example bench_onnx -p voxflow-onnx -- MODEL [--batch 8] [--threads 2]
 //!     [--slices 64] [--device cpu|auto|cuda] [--input FILE.f32]
 //!
 //! Input: `--input` = raw little-endian f32 slices at the model's input size (e.g. written by

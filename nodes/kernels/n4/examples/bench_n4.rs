@@ -1,6 +1,6 @@
 //! N4 benchmark / driver on a raw volume.
 //!
-//! usage: cargo run --release --example bench -p voxflow-n4 -- IN.f32 NK,NJ,NI [options]
+//! usage: cargo run --release --example bench_n4 -p voxflow-n4 -- IN.f32 NK,NJ,NI [options]
 //!   IN.f32            raw little-endian f32, C order (k, j, i)
 //!   --spacing DK,DJ,DI   (default 1,1,1; does not change the result)
 //!   --mask FILE.u8|otsu  (default otsu = SimpleITK OtsuThreshold(image, 0, 1, 200))
