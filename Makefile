@@ -16,9 +16,9 @@ setup-training:
 build: setup
 	$(CARGO) build --release --workspace
 
-# The main job: the CT graph on the built-in phantom.
+# The main job: the CT liver -> lesion cascade (+ 3D CRF) on the built-in phantom.
 demo: build
-	$(VOXFLOW) run graphs/ct_preprocess.yaml --set output=$(DEMO_OUT)/ct_preprocessed.nii.gz --report $(DEMO_OUT)/report.json
+	$(VOXFLOW) run graphs/ct_liver_lesion.yaml --set output=$(DEMO_OUT)/ct_liver_lesion.nii.gz --report $(DEMO_OUT)/report.json
 
 # The whole test suite (set VOXFLOW_DATA to the real-scan folder to include those tests).
 test: setup setup-training
