@@ -101,6 +101,43 @@ impl Header {
         self.shape[0]
     }
 
+    /// `Ok` when both streams lie on the same grid, else an error naming both (by `name`, the
+    /// `source` metadata where present, shape and affine).
+    pub fn check_same_geometry(
+        &self,
+        name: &str,
+        other: &Header,
+        other_name: &str,
+    ) -> Result<(), String> {
+        if self.same_geometry(other) {
+            return Ok(());
+        }
+        Err(format!(
+            "{name} and {other_name} have different geometry: {} vs {}",
+            self.describe(name),
+            other.describe(other_name)
+        ))
+    }
+
+    /// `what`, the source where known, shape and affine, for error messages.
+    pub fn describe(&self, what: &str) -> String {
+        let src = self
+            .meta
+            .get("source")
+            .and_then(serde_json::Value::as_str)
+            .map(|s| format!(" {s}"))
+            .unwrap_or_default();
+        let [nk, nj, ni] = self.shape;
+        let rows: Vec<String> = self.affine[..3]
+            .iter()
+            .map(|r| format!("[{:.4}, {:.4}, {:.4}, {:.4}]", r[0], r[1], r[2], r[3]))
+            .collect();
+        format!(
+            "{what}{src} (shape i,j,k {ni}x{nj}x{nk}, affine {})",
+            rows.join(" ")
+        )
+    }
+
     /// True when shape and affine agree within 1e-4 mm.
     pub fn same_geometry(&self, other: &Header) -> bool {
         self.shape == other.shape

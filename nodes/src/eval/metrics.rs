@@ -188,24 +188,6 @@ impl ClassResult {
     }
 }
 
-fn describe(h: &Header, what: &str) -> String {
-    let src = h
-        .meta
-        .get("source")
-        .and_then(Value::as_str)
-        .map(|s| format!(" {s}"))
-        .unwrap_or_default();
-    let [nk, nj, ni] = h.shape;
-    let rows: Vec<String> = h.affine[..3]
-        .iter()
-        .map(|r| format!("[{:.4}, {:.4}, {:.4}, {:.4}]", r[0], r[1], r[2], r[3]))
-        .collect();
-    format!(
-        "{what}{src} (shape i,j,k {ni}x{nj}x{nk}, affine {})",
-        rows.join(" ")
-    )
-}
-
 /// Geometry check: same shape and affine (within 1e-4 mm), both label volumes.
 pub fn check_pair(pred: &Header, truth: &Header) -> Result<(), String> {
     for (h, what) in [(pred, "pred"), (truth, "truth")] {
@@ -216,14 +198,7 @@ pub fn check_pair(pred: &Header, truth: &Header) -> Result<(), String> {
             ));
         }
     }
-    if !pred.same_geometry(truth) {
-        return Err(format!(
-            "pred and truth have different geometry: {} vs {}",
-            describe(pred, "pred"),
-            describe(truth, "truth")
-        ));
-    }
-    Ok(())
+    pred.check_same_geometry("pred", truth, "truth")
 }
 
 fn mask(labels: &Array3<u8>, rule: &Rule) -> Array3<bool> {

@@ -111,24 +111,6 @@ pub fn parse_regions(list: &[String]) -> Result<Vec<String>, String> {
     Ok(list.to_vec())
 }
 
-fn describe(h: &Header, what: &str) -> String {
-    let src = h
-        .meta
-        .get("source")
-        .and_then(Value::as_str)
-        .map(|s| format!(" {s}"))
-        .unwrap_or_default();
-    let [nk, nj, ni] = h.shape;
-    let rows: Vec<String> = h.affine[..3]
-        .iter()
-        .map(|r| format!("[{:.4}, {:.4}, {:.4}, {:.4}]", r[0], r[1], r[2], r[3]))
-        .collect();
-    format!(
-        "{what}{src} (shape i,j,k {ni}x{nj}x{nk}, affine {})",
-        rows.join(" ")
-    )
-}
-
 /// Image and label must be an image and a label stream on the same grid.
 pub fn check_geometry(image: &Header, label: &Header) -> Result<(), String> {
     if image.stream_type != StreamType::Image {
@@ -143,14 +125,7 @@ pub fn check_geometry(image: &Header, label: &Header) -> Result<(), String> {
             label.stream_type
         ));
     }
-    if !image.same_geometry(label) {
-        return Err(format!(
-            "image and label have different geometry: {} vs {}",
-            describe(image, "image"),
-            describe(label, "label")
-        ));
-    }
-    Ok(())
+    image.check_same_geometry("image", label, "label")
 }
 
 /// Voxel count, bounding box (inclusive) and index sums of one region.

@@ -30,76 +30,55 @@ to the lesion model's input size.
 
 impl NodeKind for CropResample {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new(
-            "crop_resample",
-            "Crop each slice to the liver box and resample it for the lesion model",
-        )
-        .docs(DOCS)
-        .input(
-            "image",
-            PortType::Fixed(StreamType::Image),
-            "preprocessed image",
-        )
-        .input(
-            "liver",
-            PortType::Any,
-            "liver probabilities (prob) or a liver label",
-        )
-        .output(
-            "out",
-            PortType::Fixed(StreamType::Image),
-            "liver crops (sparse), `roi` in slice metadata",
-        )
-        .param(
-            "threshold",
-            ParamType::Float {
-                min: Some(0.0),
-                max: Some(1.0),
-            },
-            0.5,
-            "liver probability threshold",
-        )
-        .param(
-            "largest_component",
-            ParamType::Bool,
-            true,
-            "keep only the largest 3D connected component",
-        )
-        .param(
-            "min_box",
-            ParamType::Int {
-                min: Some(1),
-                max: None,
-            },
-            60,
-            "minimum box side in pixels",
-        )
-        .param(
-            "margin_mm",
-            ParamType::Float {
-                min: Some(0.0),
-                max: None,
-            },
-            0.0,
-            "margin added around the liver, mm",
-        )
-        .optional(
-            "size",
-            ParamType::IntList,
-            "crop size [H, W] (or give `model`)",
-        )
-        .optional(
-            "model",
-            ParamType::Path,
-            "lesion model whose input size the crops take",
-        )
-        .optional(
-            "channel",
-            ParamType::Int {
-                min: Some(0),
-                max: None,
-            },
-            "liver channel of a prob input",
+        MaskSpec::declare(
+            NodeDecl::new(
+                "crop_resample",
+                "Crop each slice to the liver box and resample it for the lesion model",
+            )
+            .docs(DOCS)
+            .input(
+                "image",
+                PortType::Fixed(StreamType::Image),
+                "preprocessed image",
+            )
+            .input(
+                "liver",
+                PortType::Any,
+                "liver probabilities (prob) or a liver label",
+            )
+            .output(
+                "out",
+                PortType::Fixed(StreamType::Image),
+                "liver crops (sparse), `roi` in slice metadata",
+            )
+            .param(
+                "min_box",
+                ParamType::Int {
+                    min: Some(1),
+                    max: None,
+                },
+                60,
+                "minimum box side in pixels",
+            )
+            .param(
+                "margin_mm",
+                ParamType::Float {
+                    min: Some(0.0),
+                    max: None,
+                },
+                0.0,
+                "margin added around the liver, mm",
+            )
+            .optional(
+                "size",
+                ParamType::IntList,
+                "crop size [H, W] (or give `model`)",
+            )
+            .optional(
+                "model",
+                ParamType::Path,
+                "lesion model whose input size the crops take",
+            ),
         )
     }
 
@@ -133,11 +112,7 @@ impl NodeKind for CropResample {
             _ => return Err(NodeError::msg("set exactly one of `size` and `model`")),
         };
         Ok(Box::new(CropNode {
-            mask: MaskSpec {
-                threshold: p.f64("threshold")? as f32,
-                largest_component: p.bool("largest_component")?,
-                channel: p.get("channel").map(|_| p.usize("channel")).transpose()?,
-            },
+            mask: MaskSpec::from_params(p)?,
             boxes: BoxSpec {
                 min_box: p.usize("min_box")?,
                 margin_mm: p.f64("margin_mm")?,

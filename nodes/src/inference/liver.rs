@@ -1,8 +1,9 @@
 //! The liver mask shared by `crop_resample` and `paste_back`, and class lookup in stream metadata.
 
 use ndarray::{Array3, Axis};
+use voxflow_runtime::decl::ParamType;
 use voxflow_runtime::stream::{Header, StreamType, VolumeData};
-use voxflow_runtime::Volume;
+use voxflow_runtime::{NodeDecl, Params, Volume};
 
 /// Header metadata key: class names of a prob stream, one per channel (set by `fcn`).
 pub const META_CLASSES: &str = "classes";
@@ -56,6 +57,45 @@ pub struct MaskSpec {
     pub largest_component: bool,
     /// Liver channel of a prob stream (`None`: by class name).
     pub channel: Option<usize>,
+}
+
+impl MaskSpec {
+    /// Declares the params that define the liver mask; `crop_resample` and `paste_back` both use
+    /// this, so their masks are built from the same settings.
+    pub fn declare(d: NodeDecl) -> NodeDecl {
+        d.param(
+            "threshold",
+            ParamType::Float {
+                min: Some(0.0),
+                max: Some(1.0),
+            },
+            0.5,
+            "liver probability threshold",
+        )
+        .param(
+            "largest_component",
+            ParamType::Bool,
+            true,
+            "keep only the largest 3D connected component",
+        )
+        .optional(
+            "channel",
+            ParamType::Int {
+                min: Some(0),
+                max: None,
+            },
+            "liver channel of a prob input",
+        )
+    }
+
+    /// Reads the params declared by [`MaskSpec::declare`].
+    pub fn from_params(p: &Params) -> Result<Self, String> {
+        Ok(MaskSpec {
+            threshold: p.f64("threshold")? as f32,
+            largest_component: p.bool("largest_component")?,
+            channel: p.get("channel").map(|_| p.usize("channel")).transpose()?,
+        })
+    }
 }
 
 /// Liver probability (prob stream: the liver channel; label stream: 1 where the label is

@@ -32,7 +32,7 @@ full slices and combines them with the liver result into one 3-class `prob` stre
 
 impl NodeKind for PasteBack {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new(
+        MaskSpec::declare(NodeDecl::new(
             "paste_back",
             "Map lesion probabilities from liver crops back; combine to background/liver/lesion",
         )
@@ -52,29 +52,6 @@ impl NodeKind for PasteBack {
             PortType::Fixed(StreamType::Prob),
             "3 classes: background, liver, lesion",
         )
-        .param(
-            "threshold",
-            ParamType::Float {
-                min: Some(0.0),
-                max: Some(1.0),
-            },
-            0.5,
-            "liver probability threshold",
-        )
-        .param(
-            "largest_component",
-            ParamType::Bool,
-            true,
-            "keep only the largest 3D connected component",
-        )
-        .optional(
-            "channel",
-            ParamType::Int {
-                min: Some(0),
-                max: None,
-            },
-            "liver channel of a prob input",
-        )
         .optional(
             "lesion_channel",
             ParamType::Int {
@@ -82,17 +59,13 @@ impl NodeKind for PasteBack {
                 max: None,
             },
             "lesion channel of the lesion input",
-        )
+        ))
     }
 
     fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         let opt = |n: &str| p.get(n).map(|_| p.usize(n)).transpose();
         Ok(Box::new(PasteNode {
-            mask: MaskSpec {
-                threshold: p.f64("threshold")? as f32,
-                largest_component: p.bool("largest_component")?,
-                channel: opt("channel")?,
-            },
+            mask: MaskSpec::from_params(p)?,
             lesion_channel: opt("lesion_channel")?,
         }))
     }
