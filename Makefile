@@ -3,7 +3,7 @@ CARGO ?= cargo
 VOXFLOW := target/release/voxflow
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test setup setup-training build docs
+.PHONY: demo test setup setup-training setup-chromium build docs
 
 # Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv.
 setup:
@@ -13,15 +13,20 @@ setup:
 setup-training:
 	bash scripts/setup-training.sh
 
+# Headless Chromium (Debian package `chromium`): the report test opens the HTML report in it.
+setup-chromium:
+	bash scripts/setup-chromium.sh
+
 build: setup
 	$(CARGO) build --release --workspace
 
-# The main job: the CT liver -> lesion cascade (+ 3D CRF) on the built-in phantom.
+# The main job: the CT liver -> lesion cascade (+ 3D CRF) on the built-in phantom; beside the
+# segmentation: its HTML report, overlay PNGs and statistics (docs/REPORTS.md).
 demo: build
 	$(VOXFLOW) run graphs/ct_liver_lesion.yaml --set output=$(DEMO_OUT)/ct_liver_lesion.nii.gz --report $(DEMO_OUT)/report.json
 
 # The whole test suite (set VOXFLOW_DATA to the real-scan folder to include those tests).
-test: setup setup-training
+test: setup setup-training setup-chromium
 	$(CARGO) test --release --workspace
 
 # Regenerate the node reference from the node declarations.

@@ -32,29 +32,36 @@ pub struct EvalArgs {
     /// Graph param that receives the prediction file (a label NIfTI the graph writes).
     #[arg(long, default_value = "output", value_name = "NAME")]
     pred_param: String,
-    /// Manifest column holding the ground-truth label file (also passed to the graph when it
-    /// declares a param of that name).
-    #[arg(long, default_value = "truth", value_name = "NAME")]
-    truth_column: String,
-    /// A class as NAME:RULE (repeatable; default liver:>=1 and lesion:==2).
-    #[arg(long = "class", value_name = "NAME:RULE")]
-    classes: Vec<String>,
-    /// Class with per-lesion detection counts (repeatable; default lesion, if it is a class).
-    #[arg(long = "detect", value_name = "NAME")]
-    detect: Vec<String>,
-    /// Override a graph param for every case: --set name=value (repeatable).
-    #[arg(long = "set", value_name = "NAME=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    case: CaseArgs,
     /// Threads a node may use (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
 }
 
+/// The per-case options `eval` and `batch` share: scoring and graph params.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CaseArgs {
+    /// Manifest column holding the ground-truth label file; when present, each case is scored
+    /// (also passed to the graph when it declares a param of that name).
+    #[arg(long, default_value = "truth", value_name = "NAME")]
+    pub truth_column: String,
+    /// A class as NAME:RULE (repeatable; default liver:>=1 and lesion:==2).
+    #[arg(long = "class", value_name = "NAME:RULE")]
+    pub classes: Vec<String>,
+    /// Class with per-lesion detection counts (repeatable; default lesion, if it is a class).
+    #[arg(long = "detect", value_name = "NAME")]
+    pub detect: Vec<String>,
+    /// Override a graph param for every case: --set name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
 /// One manifest row.
-struct Case {
-    line: usize,
-    id: String,
-    values: Vec<(String, String)>,
+pub(crate) struct Case {
+    pub(crate) line: usize,
+    pub(crate) id: String,
+    pub(crate) values: Vec<(String, String)>,
 }
 
 /// Splits one CSV line (RFC 4180 quotes, no embedded newlines).
@@ -85,7 +92,8 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn read_manifest(path: &Path) -> Result<(Vec<String>, Vec<Case>), String> {
+/// Reads a manifest: the header's columns and one case per row (ids checked and unique).
+pub(crate) fn read_manifest(path: &Path) -> Result<(Vec<String>, Vec<Case>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read manifest {}: {e}", path.display()))?;
     let mut lines = text
@@ -184,9 +192,9 @@ fn run_case(a: &EvalArgs, s: &Setup, case: &Case) -> Result<Vec<ClassResult>, St
     };
     let resolve = |v: &str| s.base.join(v);
     let truth_path = resolve(
-        get(&a.truth_column)
+        get(&a.case.truth_column)
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("no value in column `{}`", a.truth_column))?,
+            .ok_or_else(|| format!("no value in column `{}`", a.case.truth_column))?,
     );
     let pred_path = match &s.doc {
         None => resolve(
@@ -201,7 +209,7 @@ fn run_case(a: &EvalArgs, s: &Setup, case: &Case) -> Result<Vec<ClassResult>, St
             let _ = std::fs::remove_file(&pred);
             let mut set = s.sets.clone();
             for (c, v) in &case.values {
-                if c != &a.truth_column || doc.params.iter().any(|p| &p.name == c) {
+                if c != &a.case.truth_column || doc.params.iter().any(|p| &p.name == c) {
                     set.push((c.clone(), voxflow_runtime::validate::parse_set_value(v)));
                 }
             }
@@ -227,17 +235,72 @@ fn run_case(a: &EvalArgs, s: &Setup, case: &Case) -> Result<Vec<ClassResult>, St
             pred
         }
     };
+    score_files(&pred_path, &truth_path, &s.classes, &s.detect)
+}
+
+/// Reads a predicted and a ground-truth label file and compares them class by class.
+pub(crate) fn score_files(
+    pred_path: &Path,
+    truth_path: &Path,
+    classes: &[ClassSpec],
+    detect: &[String],
+) -> Result<Vec<ClassResult>, String> {
     let (pred, truth) = std::thread::scope(|sc| {
-        let p = sc.spawn(|| read_any(&pred_path, Some(StreamType::Label), None));
-        let t = read_any(&truth_path, Some(StreamType::Label), None);
+        let p = sc.spawn(|| read_any(pred_path, Some(StreamType::Label), None));
+        let t = read_any(truth_path, Some(StreamType::Label), None);
         (p.join().expect("reader thread"), t)
     });
     let (pred, truth) = (pred?, truth?);
-    evaluate(&pred, &truth, &s.classes, &s.detect)
+    evaluate(&pred, &truth, classes, detect)
+}
+
+/// The classes of `--class` (default liver and lesion) and those of `--detect` (default
+/// lesion, if it is a class).
+pub(crate) fn class_specs(
+    classes: &[String],
+    detect: &[String],
+) -> Result<(Vec<ClassSpec>, Vec<String>), String> {
+    let specs: Vec<String> = if classes.is_empty() {
+        DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect()
+    } else {
+        classes.to_vec()
+    };
+    let classes = parse_classes(&specs)?;
+    let detect = if detect.is_empty() {
+        classes
+            .iter()
+            .filter(|c| c.name == "lesion")
+            .map(|c| c.name.clone())
+            .collect()
+    } else {
+        detect.to_vec()
+    };
+    check_detection(&classes, &detect).map_err(|e| format!("--detect: {e}"))?;
+    Ok((classes, detect))
+}
+
+/// Header of the per-case metrics CSV.
+pub(crate) fn csv_header() -> String {
+    format!("id,class,status,{}\n", CSV_COLUMNS.join(","))
+}
+
+/// The metrics CSV rows of one case: one per class, or one `failed` row with the message.
+pub(crate) fn csv_rows(id: &str, r: Result<&[ClassResult], &str>) -> Vec<String> {
+    match r {
+        Ok(r) => r
+            .iter()
+            .map(|c| format!("{id},{},ok,{}", c.name, csv_cells(c).join(",")))
+            .collect(),
+        Err(msg) => {
+            let mut cells = vec![String::new(); CSV_COLUMNS.len()];
+            *cells.last_mut().expect("note column") = csv_quote(msg);
+            vec![format!("{id},,failed,{}", cells.join(","))]
+        }
+    }
 }
 
 /// Mean and population standard deviation (ddof = 0).
-fn mean_std(v: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
     (
@@ -265,10 +328,26 @@ fn summary(
         done.len(),
         failed.len()
     );
-    for (ci, c) in classes.iter().enumerate() {
+    let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+    s.push_str(&metrics_tables(&names, done));
+    if !failed.is_empty() {
+        s.push_str("\n## Failed cases\n\n| case | error |\n| --- | --- |\n");
+        for (id, e) in failed {
+            s.push_str(&format!(
+                "| {id} | {} |\n",
+                e.replace('|', "\\|").replace('\n', " ")
+            ));
+        }
+    }
+    s
+}
+
+/// One Markdown table per class (mean ± std, n, undefined per metric) and its detection counts.
+pub(crate) fn metrics_tables(classes: &[String], done: &[(String, Vec<ClassResult>)]) -> String {
+    let mut s = String::new();
+    for (ci, name) in classes.iter().enumerate() {
         s.push_str(&format!(
-            "\n## {}\n\n| metric | mean ± std | n | undefined |\n| --- | --- | --- | --- |\n",
-            c.name
+            "\n## {name}\n\n| metric | mean ± std | n | undefined |\n| --- | --- | --- | --- |\n"
         ));
         for m in METRIC_NAMES {
             let vals: Vec<f64> = done
@@ -301,35 +380,11 @@ fn summary(
             ));
         }
     }
-    if !failed.is_empty() {
-        s.push_str("\n## Failed cases\n\n| case | error |\n| --- | --- |\n");
-        for (id, e) in failed {
-            s.push_str(&format!(
-                "| {id} | {} |\n",
-                e.replace('|', "\\|").replace('\n', " ")
-            ));
-        }
-    }
     s
 }
 
 pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
-    let specs: Vec<String> = if a.classes.is_empty() {
-        DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect()
-    } else {
-        a.classes.clone()
-    };
-    let classes = parse_classes(&specs)?;
-    let detect = if a.detect.is_empty() {
-        classes
-            .iter()
-            .filter(|c| c.name == "lesion")
-            .map(|c| c.name.clone())
-            .collect()
-    } else {
-        a.detect.clone()
-    };
-    check_detection(&classes, &detect).map_err(|e| format!("--detect: {e}"))?;
+    let (classes, detect) = class_specs(&a.case.classes, &a.case.detect)?;
     let (cols, cases) = read_manifest(&a.manifest)?;
     let need = |c: &str| -> Result<(), String> {
         if cols.iter().any(|x| x == c) {
@@ -342,7 +397,7 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
             ))
         }
     };
-    need(&a.truth_column)?;
+    need(&a.case.truth_column)?;
     let doc = match (&a.graph, a.predictions) {
         (None, false) => {
             return Err("give a segmentation graph, or --predictions to read existing ones".into())
@@ -375,7 +430,7 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         doc,
         reg,
         base,
-        sets: crate::parse_sets(&a.set)?,
+        sets: crate::parse_sets(&a.case.set)?,
         classes,
         detect,
         run,
@@ -404,30 +459,21 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
                     &a.out.join("cases").join(format!("{}.json", case.id)),
                     &text,
                 )?;
-                for c in &r {
-                    rows.push(format!(
-                        "{},{},ok,{}",
-                        case.id,
-                        c.name,
-                        csv_cells(c).join(",")
-                    ));
-                }
+                rows.extend(csv_rows(&case.id, Ok(&r)));
                 done.push((case.id.clone(), r));
             }
             Err(e) => {
                 let _ = std::fs::remove_file(a.out.join("cases").join(format!("{}.json", case.id)));
                 let msg = format!("manifest line {}: {e}", case.line);
                 bar.suspend(|| eprintln!("case {} failed: {msg}", case.id));
-                let mut cells = vec![String::new(); CSV_COLUMNS.len()];
-                *cells.last_mut().expect("note column") = csv_quote(&msg);
-                rows.push(format!("{},,failed,{}", case.id, cells.join(",")));
+                rows.extend(csv_rows(&case.id, Err(&msg)));
                 failed.push((case.id.clone(), msg));
             }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let mut csv = format!("id,class,status,{}\n", CSV_COLUMNS.join(","));
+    let mut csv = csv_header();
     for r in rows {
         csv.push_str(&r);
         csv.push('\n');

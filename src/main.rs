@@ -12,6 +12,7 @@ use voxflow_runtime::{
     check_all_ways, execute, CheckOptions, GraphDoc, Plan, Registry, RunOptions, RunStats,
 };
 
+mod batch;
 mod crf_search;
 mod docs;
 mod eval;
@@ -59,6 +60,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Random search over the dense_crf params on training cases with ground truth.
     CrfSearch(crf_search::CrfSearchArgs),
+    /// Run a graph over a manifest of cases: resumable, parallel, sharded, on Slurm.
+    Batch(batch::BatchArgs),
 }
 
 #[derive(Args)]
@@ -159,6 +162,7 @@ fn load_plugins(cli: &Cli, reg: &mut Registry) -> Result<(), String> {
         Command::Run(a) => Some(&a.graph.graph),
         Command::Check(g) | Command::Graph { graph: g, .. } => Some(&g.graph),
         Command::Eval(a) => a.graph.as_ref(),
+        Command::Batch(a) => a.graph.as_ref(),
         _ => None,
     };
     graph.map_or(Ok(()), |g| voxflow_plugin_host::load_graph_plugins(reg, g))
@@ -214,6 +218,7 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
         Command::Run(a) => run_graph(a, reg, cli.quiet),
         Command::Eval(a) => eval::run(a, reg, cli.quiet),
         Command::CrfSearch(a) => crf_search::run(a, cli.quiet),
+        Command::Batch(a) => batch::run(a, reg, cli.quiet, &cli.plugin),
     }
 }
 

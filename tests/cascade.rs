@@ -33,6 +33,7 @@ fn mask_of(label: &Volume) -> Array3<bool> {
         threshold: 0.5,
         largest_component: true,
         channel: None,
+        close_mm: 0.0,
     };
     liver_mask(label, &spec, "liver").unwrap().1
 }
@@ -387,16 +388,19 @@ fn shipped_graph_checks_and_runs_with_test_models() {
     );
     let l = o.label().unwrap();
     assert!(l.iter().all(|&v| v <= 2));
-    // Liver + lesion is one 26-connected component (largest_component on by default), and
-    // lesion lies inside it by construction.
+    // The cascade's liver + lesion is one 26-connected component (largest_component on by
+    // default); the dense CRF after it may flip a few isolated voxels, no more.
     let fg = Volume::new(
         o.header.clone(),
         voxflow_runtime::VolumeData::Label(l.mapv(|v| u8::from(v > 0))),
     );
-    assert_eq!(
-        mask_of(&fg),
-        l.mapv(|v| v > 0),
-        "foreground is not a single component"
+    let main = mask_of(&fg).iter().filter(|&&x| x).count();
+    let all = l.iter().filter(|&&v| v > 0).count();
+    assert!(main > 0, "no foreground");
+    assert!(
+        (all - main) * 10_000 <= all,
+        "{} of {all} foreground voxels lie outside the largest component",
+        all - main
     );
 }
 

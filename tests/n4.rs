@@ -8,7 +8,7 @@ use std::path::Path;
 use voxflow_nodes::io::nifti_io::write_nifti;
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_nodes::preprocess::mr_normalize::normalize;
-use voxflow_nodes::preprocess::n4::{make_mask, n4_kernel, MaskMode, N4Params};
+use voxflow_nodes::preprocess::n4::{make_mask, n4_kernel, n4_with_offsets, MaskMode, N4Params};
 use voxflow_runtime::{Header, StreamType, VolumeData};
 
 const SPACING: [f64; 3] = [3.0, 1.5, 1.5];
@@ -125,27 +125,47 @@ nodes:
   w2:   { kind: write_volume, in: n4.bias, path: $bias }
 "#;
 
+/// `voxflow` arguments `-q run GRAPH --set key=value ...`.
+fn run_args(g: &Path, sets: &[(&str, String)]) -> Vec<String> {
+    let mut a = vec!["-q".into(), "run".into(), g.display().to_string()];
+    for (k, v) in sets {
+        a.push("--set".into());
+        a.push(format!("{k}={v}"));
+    }
+    a
+}
+
+/// Runs `g` with `sets`, asserting success.
+fn run_ok(g: &Path, sets: &[(&str, String)]) {
+    let a = run_args(g, sets);
+    voxflow_ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Runs `N4_GRAPH` in `d` on `input` with more `sets`; returns (corrected, bias).
+fn run_n4(d: &Path, input: &Path, sets: &[(&str, String)]) -> (Array3<f32>, Array3<f32>) {
+    let g = write_graph(d, "g.yaml", N4_GRAPH);
+    let (out, bias) = (d.join("out.nii.gz"), d.join("bias.nii.gz"));
+    let mut all = vec![
+        ("input", path(input)),
+        ("out", path(&out)),
+        ("bias", path(&bias)),
+    ];
+    all.extend_from_slice(sets);
+    run_ok(&g, &all);
+    (read_image(&out), read_image(&bias))
+}
+
 #[test]
 fn recovers_a_known_smooth_field_and_matches_the_kernel() {
     let d = temp_dir("n4-field");
     let (image, truth, body, organ) = synthetic();
     let input = d.join("in.nii.gz");
     write_image(&input, &image);
-    let g = write_graph(&d, "g.yaml", N4_GRAPH);
-    let (out, bias) = (d.join("out.nii.gz"), d.join("bias.nii.gz"));
-    voxflow_ok(&[
-        "-q",
-        "run",
-        g.to_str().unwrap(),
-        "--set",
-        &format!("input={}", input.display()),
-        "--set",
-        &format!("out={}", out.display()),
-        "--set",
-        &format!("bias={}", bias.display()),
-    ]);
-    let corrected = read_image(&out);
-    let field = read_image(&bias);
+    let (corrected, field) = run_n4(&d, &input, &[]);
 
     // The corrected tissues are flat again (up to a global scale), the input's were not.
     let fat = &body & &organ.mapv(|o| !o);
@@ -207,22 +227,7 @@ fn constant_image_times_a_field_is_flat_again() {
     let all = Array3::from_elem(image.dim(), true);
     let input = d.join("in.nii.gz");
     write_image(&input, &image);
-    let g = write_graph(&d, "g.yaml", N4_GRAPH);
-    let (out, bias) = (d.join("out.nii.gz"), d.join("bias.nii.gz"));
-    voxflow_ok(&[
-        "-q",
-        "run",
-        g.to_str().unwrap(),
-        "--set",
-        &format!("input={}", input.display()),
-        "--set",
-        &format!("out={}", out.display()),
-        "--set",
-        &format!("bias={}", bias.display()),
-        "--set",
-        "mask=none",
-    ]);
-    let (corrected, field) = (read_image(&out), read_image(&bias));
+    let (corrected, field) = run_n4(&d, &input, &[("mask", "none".into())]);
     let (before, after) = (cv(&image, &all), cv(&corrected, &all));
     assert!(after < before / 10.0, "CV {before} -> {after}");
     assert!(corr(&field, &truth, &all) > 0.99);
@@ -252,17 +257,14 @@ nodes:
 "#,
     );
     let out = d.join("out.nii.gz");
-    voxflow_ok(&[
-        "-q",
-        "run",
-        g.to_str().unwrap(),
-        "--set",
-        &format!("input={}", input.display()),
-        "--set",
-        &format!("label={}", labf.display()),
-        "--set",
-        &format!("out={}", out.display()),
-    ]);
+    run_ok(
+        &g,
+        &[
+            ("input", path(&input)),
+            ("label", path(&labf)),
+            ("out", path(&out)),
+        ],
+    );
     let corrected = read_image(&out);
     let fat = &body & &organ.mapv(|o| !o);
     assert!(cv(&corrected, &fat) < cv(&image, &fat) / 5.0);
@@ -289,19 +291,16 @@ fn errors_name_the_node_and_leave_no_output() {
         let input = d.join(format!("{name}.nii.gz"));
         write_image(&input, image);
         let out = d.join(format!("{name}-out.nii.gz"));
-        let o = voxflow(&[
-            "-q",
-            "run",
-            g.to_str().unwrap(),
-            "--set",
-            &format!("input={}", input.display()),
-            "--set",
-            &format!("out={}", out.display()),
-            "--set",
-            &format!("bias={}", d.join(format!("{name}-bias.nii.gz")).display()),
-            "--set",
-            &format!("mask={mask}"),
-        ]);
+        let a = run_args(
+            &g,
+            &[
+                ("input", path(&input)),
+                ("out", path(&out)),
+                ("bias", path(&d.join(format!("{name}-bias.nii.gz")))),
+                ("mask", mask.into()),
+            ],
+        );
+        let o = voxflow(&a.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(!o.status.success(), "{name}: the run should fail");
         assert!(!out.exists(), "{name}: output left behind");
         let tmp = std::fs::read_dir(&d)
@@ -368,17 +367,14 @@ fn mr_normalize_reads_the_raw_image_when_n4_is_off() {
     let mut outs = Vec::new();
     for on in ["true", "false"] {
         let out = d.join(format!("norm-{on}.nii.gz"));
-        voxflow_ok(&[
-            "-q",
-            "run",
-            g.to_str().unwrap(),
-            "--set",
-            &format!("input={}", input.display()),
-            "--set",
-            &format!("output={}", out.display()),
-            "--set",
-            &format!("n4={on}"),
-        ]);
+        run_ok(
+            &g,
+            &[
+                ("input", path(&input)),
+                ("output", path(&out)),
+                ("n4", on.into()),
+            ],
+        );
         outs.push(read_image(&out));
     }
     let raw = normalize(&image, MaskMode::Nonzero, 1.0, 99.0).unwrap().0;
@@ -427,53 +423,65 @@ fn mri_liver_graph_checks_both_ways() {
     }
 }
 
+/// Real CHAOS T2 volumes with the first voxel `sitk.Shrink(image, [4] * 3)` samples per axis
+/// (k, j, i), read off SimpleITK 2.5.7 (column `shrink0` of `scripts/n4_chaos_all.sh`), and
+/// whether that is the centred phase of a grid-aligned image. On 22 and 31 (oblique) the phase
+/// depends on the last bits of the geometry ITK reads from the header (its sform, not the
+/// qform): the node must find it to match SimpleITK.
+const CHAOS_SHRINK_PHASE: [(&str, [usize; 3], bool); 3] = [
+    ("chaos_mr_t2_01_image.nii.gz", [2, 2, 2], true),
+    ("chaos_mr_t2_22_image.nii.gz", [2, 2, 1], false),
+    ("chaos_mr_t2_31_image.nii.gz", [2, 1, 2], false),
+];
+
 #[test]
-fn real_chaos_volume_node_equals_kernel() {
-    let Some(input) = data_file("chaos_mr_t2_01_image.nii.gz") else {
-        return;
-    };
-    let d = temp_dir("n4-chaos");
-    let g = write_graph(&d, "g.yaml", N4_GRAPH);
-    let (out, bias) = (d.join("out.nii.gz"), d.join("bias.nii.gz"));
-    voxflow_ok(&[
-        "-q",
-        "run",
-        g.to_str().unwrap(),
-        "--set",
-        &format!("input={}", input.display()),
-        "--set",
-        &format!("out={}", out.display()),
-        "--set",
-        &format!("bias={}", bias.display()),
-        "--set",
-        "mask=otsu",
-        "--set",
-        "shrink=4",
-    ]);
-    let corrected = read_image(&out);
-    let field = read_image(&bias);
-    let v = read_any(&input, Some(StreamType::Image), None).unwrap();
-    let image = v.image().unwrap();
-    let mask = make_mask(image, MaskMode::Otsu);
-    let direct = n4_kernel(
-        image.view(),
-        mask.view(),
-        v.header.spacing,
-        &N4Params::default(),
-    )
-    .unwrap();
-    let c = corr(&corrected, &direct.corrected, &mask);
-    assert!(c >= 0.999_999, "corr(node, kernel) in the mask = {c}");
-    let max_rel = Zip::from(&field)
-        .and(&direct.bias)
-        .fold(0.0f32, |m, a, b| m.max((a / b - 1.0).abs()));
-    assert!(
-        max_rel < 1e-5,
-        "bias differs from the kernel's by {max_rel} (relative)"
-    );
-    // the field is a real correction, not the identity
-    let spread = field
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(lo, hi), &b| (lo.min(b), hi.max(b)));
-    assert!(spread.1 / spread.0 > 1.05, "bias range {spread:?}");
+fn real_chaos_volumes_node_equals_kernel_at_simpleitk_shrink_phase() {
+    for (name, phase, is_centred) in CHAOS_SHRINK_PHASE {
+        let Some(input) = data_file(name) else {
+            return;
+        };
+        let d = temp_dir(&format!("n4-{name}"));
+        let (corrected, field) = run_n4(
+            &d,
+            &input,
+            &[("mask", "otsu".into()), ("shrink", "4".into())],
+        );
+        let v = read_any(&input, Some(StreamType::Image), None).unwrap();
+        let image = v.image().unwrap();
+        let mask = make_mask(image, MaskMode::Otsu);
+        let p = N4Params::default();
+        let direct =
+            n4_with_offsets(image.view(), mask.view(), v.header.spacing, &p, phase).unwrap();
+        let c = corr(&corrected, &direct.corrected, &mask);
+        assert!(
+            c >= 0.999_999,
+            "{name}: corr(node, kernel) in the mask = {c}"
+        );
+        let rel = |a: &Array3<f32>, b: &Array3<f32>| {
+            Zip::from(a)
+                .and(b)
+                .fold(0.0f32, |m, x, y| m.max((x / y - 1.0).abs()))
+        };
+        let max_rel = rel(&field, &direct.bias);
+        assert!(
+            max_rel < 1e-5,
+            "{name}: bias differs from the kernel's by {max_rel} (relative)"
+        );
+        // the field is a real correction, not the identity
+        let spread = field
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &b| (lo.min(b), hi.max(b)));
+        assert!(spread.1 / spread.0 > 1.05, "{name}: bias range {spread:?}");
+        // the sampling phase matters: the centred one gives another field where it differs
+        let centred = n4_kernel(image.view(), mask.view(), v.header.spacing, &p).unwrap();
+        let r = rel(&field, &centred.bias);
+        assert_eq!(
+            r < 1e-5,
+            is_centred,
+            "{name}: node vs centred phase differ by {r} (relative)"
+        );
+        if !is_centred {
+            assert!(r > 1e-3, "{name}: node vs centred phase differ by only {r}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 """Augmentation as in Christ et al. 2017: elastic deformation, translation, rotation and additive
 Gaussian noise scaled by the slice's standard deviation. One spatial transform (a sampling grid)
 is built per sample and applied to the image (bilinear) and to the label (nearest), so they move
-together. Everything runs on torch tensors, batched.
+together. Everything runs on torch tensors, batched, on the device of the generator (CPU when
+there is none), so a GPU run augments on the GPU.
 """
 import math
 
@@ -9,9 +10,13 @@ import torch
 import torch.nn.functional as F
 
 
-def gaussian_kernel1d(sigma):
+def _device(generator):
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def gaussian_kernel1d(sigma, device=None):
     r = max(1, int(math.ceil(3 * sigma)))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    x = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
 
@@ -19,8 +24,9 @@ def gaussian_kernel1d(sigma):
 def smooth_field(n, h, w, sigma, generator=None):
     """Simard-style elastic displacement: uniform noise in [-1, 1], Gaussian-smoothed (sigma in px)
     and rescaled so its maximum magnitude is 1. Returns [n, 2, h, w] (dx, dy), unitless."""
-    noise = torch.rand((n * 2, 1, h, w), generator=generator) * 2 - 1
-    k = gaussian_kernel1d(sigma)
+    dev = _device(generator)
+    noise = torch.rand((n * 2, 1, h, w), generator=generator, device=dev) * 2 - 1
+    k = gaussian_kernel1d(sigma, dev)
     r = (len(k) - 1) // 2
     f = F.conv2d(F.pad(noise, (r, r, 0, 0), mode="reflect" if r < w else "replicate"), k.view(1, 1, 1, -1))
     f = F.conv2d(F.pad(f, (0, 0, r, r), mode="reflect" if r < h else "replicate"), k.view(1, 1, -1, 1))
@@ -34,10 +40,11 @@ def sampling_grid(n, h, w, rotate_deg=0.0, translate=0.0, elastic_px=0.0, elasti
     [-rotate_deg, rotate_deg] about the centre, translation up to `translate` x size per axis,
     plus an elastic displacement of at most `elastic_px` pixels."""
     g = generator
-    ang = (torch.rand(n, generator=g) * 2 - 1) * math.radians(rotate_deg)
-    t = (torch.rand(n, 2, generator=g) * 2 - 1) * translate * 2  # normalised coords span 2
+    dev = _device(g)
+    ang = (torch.rand(n, generator=g, device=dev) * 2 - 1) * math.radians(rotate_deg)
+    t = (torch.rand(n, 2, generator=g, device=dev) * 2 - 1) * translate * 2  # normalised coords span 2
     cos, sin = torch.cos(ang), torch.sin(ang)
-    theta = torch.zeros(n, 2, 3)
+    theta = torch.zeros(n, 2, 3, device=dev)
     # Rotation in pixel space: correct the aspect of non-square slices.
     theta[:, 0, 0] = cos
     theta[:, 0, 1] = -sin * h / w
@@ -62,7 +69,7 @@ def warp(image, label, grid):
 def add_noise(image, factor, generator=None):
     """Adds Gaussian noise of standard deviation `factor` x each slice's own std."""
     std = image.flatten(1).std(dim=1).view(-1, 1, 1, 1)
-    return image + torch.randn(image.shape, generator=generator) * std * factor
+    return image + torch.randn(image.shape, generator=generator, device=_device(generator)) * std * factor
 
 
 def augment(image, label, cfg, generator=None):
@@ -72,13 +79,14 @@ def augment(image, label, cfg, generator=None):
     p = cfg.get("p", 1.0)
     grid = sampling_grid(n, h, w, cfg.get("rotate_deg", 0.0), cfg.get("translate", 0.0),
                          cfg.get("elastic_px", 0.0), cfg.get("elastic_sigma", 10.0), generator)
-    keep = torch.rand(n, generator=generator) >= p
+    dev = _device(generator)
+    keep = torch.rand(n, generator=generator, device=dev) >= p
     if keep.any():
-        ident = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), (n, 1, h, w), align_corners=False)
+        ident = F.affine_grid(torch.eye(2, 3, device=dev).expand(n, 2, 3), (n, 1, h, w), align_corners=False)
         grid[keep] = ident[keep]
     img, lab = warp(image, label, grid)
     if cfg.get("noise", 0.0) > 0:
         noisy = add_noise(img, cfg["noise"], generator)
-        use = (torch.rand(n, generator=generator) < p).view(-1, 1, 1, 1)
+        use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)
         img = torch.where(use, noisy, img)
     return img, lab

@@ -2,14 +2,17 @@
 """Prepares the compact training set: preprocessing runs through voxflow itself (the same graph
 the inference uses), this script only reads what voxflow wrote and resamples it.
 
-1. `voxflow run graphs/ct_preprocess.yaml --set input=CASE --set output=.cache/train/pre/CASE.nii.gz`
+1. CT: `voxflow run graphs/ct_preprocess.yaml --set input=CASE --set output=.cache/train/pre/CASE.nii.gz`
    (HU window [-100, 400], histogram equalisation 256 bins -> [0, 1]).
+   MR (`--modality mr`, CHAOS cases): `graphs/mri_preprocess.yaml` (N4 unless `--no-n4`,
+   percentile normalisation, equalisation), written to .cache/train/pre_mr_{n4,raw}/.
 2. Whole slices (liver network): each slice resized to SIZE x SIZE exactly as the fcn node does
    (bilinear, align_corners=False, no antialias); labels as one-hot resized the same way, then
    argmax. Stored as uint8 (image * 255 rounded) in .cache/train/slices{SIZE}/CASE.npz.
 3. Liver ROIs (lesion network, `--roi`): per slice with ground-truth liver, the crop of
    `roi_crop` (the crop_resample rule), non-liver pixels set to 0, resized to SIZE x SIZE.
    Stored in .cache/train/roi{SIZE}/CASE.npz.
+MR slices go to .cache/train/mr{SIZE}_{n4,raw}/CASE.npz (same layout as whole CT slices).
 
 Everything here is derived from licensed scans: it lives under the git-ignored .cache/ only.
 """
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CASES_CT = ["ircadb01", "ircadb17"] + [f"btcv{n:04d}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25, 29)]
+CASES_MR = [f"chaos_mr_t2_{n:02d}" for n in (1, 2, 3, 5, 8, 10, 13, 15, 19, 20, 21, 22, 31, 32)]
 
 
 def case_files(data, case):
@@ -95,15 +99,19 @@ def to_u8(x):
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def preprocess(voxflow, data, case, cache):
+def preprocess(voxflow, data, case, cache, mr_variant=None):
+    """Runs the preprocessing graph once per case; `mr_variant` is None (CT), "n4" or "raw"."""
     src, _ = case_files(data, case)
-    out = os.path.join(cache, "pre", f"{case}.nii.gz")
+    graph, sets, sub = "ct_preprocess.yaml", [], "pre"
+    if mr_variant is not None:
+        graph, sets, sub = "mri_preprocess.yaml", ["--set", f"n4={str(mr_variant == 'n4').lower()}"], f"pre_mr_{mr_variant}"
+    out = os.path.join(cache, sub, f"{case}.nii.gz")
     if not os.path.exists(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         t0 = time.time()
-        subprocess.run([voxflow, "-q", "run", os.path.join(ROOT, "graphs", "ct_preprocess.yaml"),
-                        "--set", f"input={src}", "--set", f"output={out}"], check=True)
-        print(f"  voxflow ct_preprocess {case}: {time.time() - t0:.1f} s", flush=True)
+        subprocess.run([voxflow, "-q", "run", os.path.join(ROOT, "graphs", graph),
+                        "--set", f"input={src}", "--set", f"output={out}"] + sets, check=True)
+        print(f"  voxflow {graph} {case}: {time.time() - t0:.1f} s", flush=True)
     return out
 
 
@@ -113,19 +121,25 @@ def main():
     ap.add_argument("--data", default=os.environ.get("VOXFLOW_DATA", os.path.join(ROOT, "..", "shared", "data")))
     ap.add_argument("--cache", default=os.path.join(ROOT, ".cache", "train"))
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--cases", nargs="*", default=CASES_CT)
+    ap.add_argument("--modality", choices=["ct", "mr"], default="ct")
+    ap.add_argument("--no-n4", action="store_true", help="MR: skip N4 (for the with/without-N4 comparison)")
+    ap.add_argument("--cases", nargs="*")
     ap.add_argument("--roi", action="store_true", help="also write the liver ROIs (lesion network)")
     ap.add_argument("--min-box", type=int, default=60)
     a = ap.parse_args()
+    mr_variant = None if a.modality == "ct" else ("raw" if a.no_n4 else "n4")
+    if a.cases is None:
+        a.cases = CASES_CT if mr_variant is None else CASES_MR
     if not os.path.exists(a.voxflow):
         sys.exit(f"prepare: voxflow binary {a.voxflow} not found (build it: CARGO_TARGET_DIR=/tmp/target-training cargo build --release)")
     size = (a.size, a.size)
     for case in a.cases:
-        sl_path = os.path.join(a.cache, f"slices{a.size}", f"{case}.npz")
+        sl_dir = f"slices{a.size}" if mr_variant is None else f"mr{a.size}_{mr_variant}"
+        sl_path = os.path.join(a.cache, sl_dir, f"{case}.npz")
         roi_path = os.path.join(a.cache, f"roi{a.size}", f"{case}.npz")
         if os.path.exists(sl_path) and (not a.roi or os.path.exists(roi_path)):
             continue
-        pre = preprocess(a.voxflow, a.data, case, a.cache)
+        pre = preprocess(a.voxflow, a.data, case, a.cache, mr_variant)
         img = load_kji(pre).astype(np.float32)
         lab = load_kji(case_files(a.data, case)[1]).astype(np.uint8)
         if img.shape != lab.shape:

@@ -55,9 +55,9 @@ def main():
         "augment": {"p": 1.0, "rotate_deg": 10, "translate": 0.05, "elastic_px": 2, "elastic_sigma": 4, "noise": 0.1},
         "seed": 5, "threads": 1, "checkpoint_minutes": 5,
     }
-    T.train(cfg, resume=False, stop_at=None)          # 2 epochs of 3 iterations
+    T.train(cfg, resume=False, minutes=None, device="cpu", cosine=False)  # 2 epochs of 3 iterations
     cfg["epochs"] = 3
-    model = T.train(cfg, resume=True, stop_at=None)   # resumes at epoch 2, runs one more
+    model = T.train(cfg, resume=True, minutes=None, device="cpu", cosine=False)  # resumes at epoch 2, runs one more
     log = open(os.path.join(out, "smoke.tsv")).read().strip().splitlines()
     assert len(log) == 4, f"expected a header and 3 epoch lines in the log, got {log}"
     onnx_path = os.path.join(out, "smoke.onnx")

@@ -6,6 +6,12 @@ written by training/prepare.py, checkpointing as it goes, and exports it to ONNX
   resume:  .venv-train/bin/python training/train.py train training/configs/ct_liver.yaml --resume
   export:  .venv-train/bin/python training/train.py export training/configs/ct_liver.yaml \
                [--checkpoint best|last] [--out models/ct_liver.onnx]
+  GPU:     ... train CONFIG --device cuda --minutes 6 --cosine   (training/gpu_train_all.sh)
+
+On a GPU (`--device cuda`) the config's `gpu:` section overrides its keys (e.g. a larger batch),
+the training set sits on the GPU, augmentation runs there and the forward/backward pass uses
+bfloat16 autocast. `--cosine` decays the learning rate to 0 over the `--minutes` budget (for a
+single time-boxed run; not with `--resume`).
 
 Checkpoints (last.pt every `checkpoint_minutes` and at each epoch's end, best.pt at the best
 validation Dice) go to .cache/train/runs/NAME/ (git-ignored); the per-epoch log (loss,
@@ -75,9 +81,18 @@ class SliceSet:
         return np.bincount(self.lab.ravel(), minlength=classes)[:classes]
 
 
+    def to(self, device):
+        """Keeps a uint8 copy of the slices on `device` for batching."""
+        self.img_t = torch.from_numpy(self.img).to(device)
+        self.lab_t = torch.from_numpy(self.lab).to(device)
+        return self
+
+
 def batch_tensors(ds, idx):
-    img = torch.from_numpy(ds.img[idx].astype(np.float32) / 255.0).unsqueeze(1)
-    lab = torch.from_numpy(ds.lab[idx].astype(np.int64))
+    """float image [n, 1, H, W] in [0, 1] and int64 labels [n, H, W], on the set's device."""
+    ii = torch.as_tensor(np.asarray(idx), device=ds.img_t.device)
+    img = ds.img_t[ii].float().div_(255.0).unsqueeze(1)
+    lab = ds.lab_t[ii].long()
     return img, lab
 
 
@@ -97,7 +112,7 @@ def build_model(cfg):
 
 
 @torch.no_grad()
-def validate(model, ds, stride, batch):
+def validate(model, ds, stride, batch, amp=False):
     """3D Dice of the foreground per held-out case, on the training grid (every `stride`-th slice)."""
     model.eval()
     inter = np.zeros(len(ds.cases))
@@ -106,8 +121,9 @@ def validate(model, ds, stride, batch):
     for s in range(0, len(idx), batch):
         b = idx[s:s + batch]
         img, lab = batch_tensors(ds, b)
-        pred = model(img).argmax(dim=1).numpy() > 0
-        ref = lab.numpy() > 0
+        with torch.autocast(img.device.type, dtype=torch.bfloat16, enabled=amp):
+            pred = model(img).argmax(dim=1).cpu().numpy() > 0
+        ref = lab.cpu().numpy() > 0
         for c in np.unique(ds.case[b]):
             m = ds.case[b] == c
             inter[c] += np.logical_and(pred[m], ref[m]).sum()
@@ -122,34 +138,45 @@ def save_ckpt(path, state):
     os.replace(tmp, path)
 
 
-def train(cfg, resume, stop_at):
+def train(cfg, resume, minutes, device, cosine):
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("train: --device cuda but torch sees no CUDA device")
+        cfg = {**cfg, **cfg.get("gpu", {})}
+        torch.backends.cudnn.benchmark = True
+    amp = dev.type == "cuda"
+    if cosine and (resume or not minutes):
+        sys.exit("train: --cosine needs --minutes and no --resume (it decays over one run's budget)")
+    stop_at = time.time() + minutes * 60 if minutes else None
     torch.set_num_threads(cfg.get("threads", 2))
     seed = cfg.get("seed", 2017)
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
     data = os.path.join(ROOT, cfg["data"])
-    tr = SliceSet(data, cfg["train_cases"])
-    va = SliceSet(data, cfg["val_cases"]) if cfg.get("val_cases") else None
+    tr = SliceSet(data, cfg["train_cases"]).to(dev)
+    va = SliceSet(data, cfg["val_cases"]).to(dev) if cfg.get("val_cases") else None
     classes = len(cfg["classes"])
     w = cfg["loss"].get("weights", "frequency")
     weights = frequency_weights(tr.counts(classes)) if w == "frequency" else np.asarray(w, dtype=np.float64)
-    model = build_model(cfg)
+    model = build_model(cfg).to(dev)
     opt = make_optimizer(cfg, model.parameters())
+    lr0 = [g["lr"] for g in opt.param_groups]
     rd = run_dir(cfg)
     os.makedirs(rd, exist_ok=True)
     os.makedirs(os.path.dirname(log_path(cfg)), exist_ok=True)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=dev).manual_seed(seed)
     rng = np.random.default_rng(seed)
     epoch, it, best, elapsed = 0, 0, -1.0, 0.0
     last = os.path.join(rd, "last.pt")
     if resume:
         if not os.path.exists(last):
             sys.exit(f"train: --resume but no checkpoint {last}")
-        st = torch.load(last, weights_only=False)
+        st = torch.load(last, weights_only=False, map_location=dev)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
+        gen.set_state(st["gen"].cpu())
         rng.bit_generator.state = st["rng"]
         epoch, it, best, elapsed = st["epoch"], st["it"], st["best"], st["elapsed"]
         print(f"resumed {cfg['name']} at epoch {epoch} iteration {it} (best Dice {best:.4f}, {elapsed / 60:.1f} min trained)", flush=True)
@@ -182,26 +209,33 @@ def train(cfg, resume, stop_at):
             pick_fg = rng.random(bs) < fg_frac
             pool_fg, pool_bg = tr.fg, (tr.bg if len(tr.bg) else tr.fg)
             idx = np.where(pick_fg, rng.choice(pool_fg, bs), rng.choice(pool_bg, bs))
+        if cosine:
+            frac = min(1.0, (time.time() - t_start) / (stop_at - t_start))
+            for g, lr in zip(opt.param_groups, lr0):
+                g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * frac))
         img, lab = batch_tensors(tr, idx)
         img, lab = augment(img, lab, cfg.get("augment", {}), gen)
-        loss = balanced_cross_entropy(model.logits(img), lab, weights)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model.logits(img)
+        loss = balanced_cross_entropy(logits.float(), lab, weights)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())
         it += 1
         if it % 10 == 0:
             rate = 10 * bs / max(1e-9, time.time() - getattr(train, "_t10", t_start))
             train._t10 = time.time()
-            print(f"  it {it} loss {np.mean(losses[-10:]):.4f} ({rate:.2f} slices/s)", flush=True)
+            print(f"  it {it} loss {torch.stack(losses[-10:]).mean().item():.4f} ({rate:.2f} slices/s)", flush=True)
         if it % ep_iters == 0:
             epoch += 1
-            dice = validate(model, va, cfg.get("val_stride", 1), bs * 2) if va else []
+            dice = validate(model, va, cfg.get("val_stride", 1), bs * 2, amp) if va else []
             mean = float(np.mean(dice)) if dice else float("nan")
-            minutes = (elapsed + time.time() - t_start) / 60
+            trained = (elapsed + time.time() - t_start) / 60
+            mloss = torch.stack(losses).mean().item()
             with open(log_path(cfg), "a") as f:
-                f.write(f"{epoch}\t{it}\t{minutes:.1f}\t{np.mean(losses):.5f}\t{mean:.4f}\t" + "\t".join(f"{d:.4f}" for d in dice) + "\n")
-            print(f"epoch {epoch}: loss {np.mean(losses):.4f}, val Dice {mean:.4f} {np.round(dice, 4).tolist()}, {minutes:.1f} min", flush=True)
+                f.write(f"{epoch}\t{it}\t{trained:.2f}\t{mloss:.5f}\t{mean:.4f}\t" + "\t".join(f"{d:.4f}" for d in dice) + "\n")
+            print(f"epoch {epoch}: loss {mloss:.4f}, val Dice {mean:.4f} {np.round(dice, 4).tolist()}, {trained:.1f} min", flush=True)
             losses = []
             if dice and mean > best:
                 best = mean
@@ -221,7 +255,7 @@ def export(cfg, which, out):
     ck = os.path.join(run_dir(cfg), f"{which}.pt")
     if not os.path.exists(ck):
         sys.exit(f"export: no checkpoint {ck}")
-    st = torch.load(ck, weights_only=False)
+    st = torch.load(ck, weights_only=False, map_location="cpu")
     model = build_model(cfg)
     model.load_state_dict(st["model"])
     size = cfg["input_size"]
@@ -239,6 +273,8 @@ def main():
     t.add_argument("config")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over --minutes")
     e = sub.add_parser("export")
     e.add_argument("config")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -246,7 +282,7 @@ def main():
     a = ap.parse_args()
     cfg = load_config(a.config)
     if a.cmd == "train":
-        train(cfg, a.resume, time.time() + a.minutes * 60 if a.minutes else None)
+        train(cfg, a.resume, a.minutes, a.device, a.cosine)
     else:
         export(cfg, a.checkpoint, a.out or os.path.join(ROOT, "models", cfg["name"] + ".onnx"))
 

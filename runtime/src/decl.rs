@@ -50,6 +50,8 @@ pub enum ParamType {
     /// A file or folder; relative paths are resolved (graph file folder or current directory).
     /// Values with a scheme such as `phantom:` are kept as they are.
     Path,
+    /// A list of paths, each resolved like [`ParamType::Path`].
+    PathList,
     Enum(Vec<String>),
     FloatList,
     IntList,
@@ -67,6 +69,7 @@ impl ParamType {
             ParamType::Float { min, max } => format!("float{}", range(*min, *max)),
             ParamType::Str => "string".into(),
             ParamType::Path => "path".into(),
+            ParamType::PathList => "list of path".into(),
             ParamType::Enum(v) => v.join(" | "),
             ParamType::FloatList => "list of float".into(),
             ParamType::IntList => "list of int".into(),
@@ -351,6 +354,10 @@ pub fn check_value(ty: &ParamType, v: &Value) -> Result<Value, String> {
         ParamType::IntList => match v.as_array() {
             Some(a) if a.iter().all(|x| x.as_i64().is_some()) => Ok(v.clone()),
             _ => bad("a list of integers"),
+        },
+        ParamType::PathList => match v.as_array() {
+            Some(a) if a.iter().all(Value::is_string) => Ok(v.clone()),
+            _ => bad("a list of paths"),
         },
         ParamType::StrList(choices) => {
             let Some(a) = v.as_array() else {

@@ -1,7 +1,7 @@
 //! Runs a plan: one thread per node, bounded channels on edges, first error cancels all.
 
 use crate::graph::Pos;
-use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, PendingFile};
+use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, PendingFile, RunInfo};
 use crate::registry::Registry;
 use crate::validate::Plan;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -113,6 +113,25 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Per plan node, the nodes it reads from directly or indirectly (ascending).
+fn upstream(plan: &Plan) -> Vec<Vec<usize>> {
+    (0..plan.nodes.len())
+        .map(|n| {
+            let mut seen = vec![false; plan.nodes.len()];
+            let mut todo = vec![n];
+            while let Some(m) = todo.pop() {
+                for (src, _) in plan.nodes[m].inputs.iter().flatten() {
+                    if !seen[*src] {
+                        seen[*src] = true;
+                        todo.push(*src);
+                    }
+                }
+            }
+            (0..seen.len()).filter(|&m| seen[m]).collect()
+        })
+        .collect()
+}
+
 /// Builds every node, runs the graph, and commits output files only if all nodes succeed.
 pub fn execute(
     plan: &Plan,
@@ -144,6 +163,17 @@ pub fn execute(
     let (cancel_tx, cancel_rx) = bounded::<()>(0);
     let cancel_tx: Mutex<Option<Sender<()>>> = Mutex::new(Some(cancel_tx));
     let pending: Arc<Mutex<Vec<PendingFile>>> = Arc::default();
+    let run = Arc::new(RunInfo {
+        graph: plan.graph.clone(),
+        file: plan.file.clone(),
+        nodes: plan
+            .nodes
+            .iter()
+            .zip(&stats.nodes)
+            .map(|(pn, (_, s))| (pn.id.clone(), pn.kind.clone(), s.clone()))
+            .collect(),
+        upstream: upstream(plan),
+    });
     let mut ctxs: Vec<NodeCtx> = plan
         .nodes
         .iter()
@@ -160,6 +190,8 @@ pub fn execute(
                 stats: stats.nodes[n].1.clone(),
                 pending: pending.clone(),
                 threads: env.threads,
+                index: n,
+                run: run.clone(),
             }
         })
         .collect();
@@ -206,9 +238,13 @@ pub fn execute(
                             }
                             cancel_tx.lock().expect("lock").take();
                         }
-                        ctx.stats.finished.store(true, Ordering::Relaxed);
+                        let wall = t.elapsed();
+                        ctx.stats
+                            .wall_ns
+                            .store(wall.as_nanos() as u64, Ordering::Relaxed);
+                        ctx.stats.finished.store(true, Ordering::Release);
                         drop(ctx);
-                        t.elapsed().as_secs_f64() * 1000.0
+                        wall.as_secs_f64() * 1000.0
                     })
                     .expect("spawn node thread")
             })

@@ -14,6 +14,6 @@ pub mod registry;
 pub mod validate;
 
 pub use exec::{execute, RunError, RunOptions, RunReport, RunStats};
-pub use node::{BuildEnv, Node, NodeCtx, NodeError, NodeKind};
+pub use node::{BuildEnv, Node, NodeCtx, NodeError, NodeKind, NodeTiming};
 pub use registry::Registry;
 pub use validate::{check, check_all_ways, CheckOptions, Plan};

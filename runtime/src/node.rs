@@ -72,7 +72,30 @@ pub struct NodeStats {
     /// Nanoseconds spent blocked on channels.
     pub wait_ns: AtomicU64,
     pub max_queue: AtomicUsize,
+    /// Wall time of the node's `run`, set just before `finished`.
+    pub wall_ns: AtomicU64,
     pub finished: AtomicBool,
+}
+
+/// The run as a node sees it: the graph and every node's counters.
+pub(crate) struct RunInfo {
+    pub graph: String,
+    pub file: PathBuf,
+    /// Per plan node: id, kind, counters.
+    pub nodes: Vec<(String, String, Arc<NodeStats>)>,
+    /// Per plan node: the plan nodes it reads from, directly or indirectly.
+    pub upstream: Vec<Vec<usize>>,
+}
+
+/// Timing of a finished node (as in the run report).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeTiming {
+    pub id: String,
+    pub kind: String,
+    pub wall_ms: f64,
+    /// Wall time minus time spent waiting on channels.
+    pub busy_ms: f64,
+    pub slices: usize,
 }
 
 /// A file a node wrote under a temporary name; renamed when the whole graph succeeds.
@@ -98,6 +121,8 @@ pub struct NodeCtx {
     pub(crate) stats: Arc<NodeStats>,
     pub(crate) pending: Arc<Mutex<Vec<PendingFile>>>,
     pub(crate) threads: usize,
+    pub(crate) index: usize,
+    pub(crate) run: Arc<RunInfo>,
 }
 
 impl NodeCtx {
@@ -108,6 +133,46 @@ impl NodeCtx {
     /// Threads this node may use.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+    /// Name of the running graph.
+    pub fn graph_name(&self) -> &str {
+        &self.run.graph
+    }
+    /// The graph file.
+    pub fn graph_file(&self) -> &Path {
+        &self.run.file
+    }
+
+    /// Timings of the nodes that have finished, in graph order. First waits until every node
+    /// upstream of this one has finished, so call it after reading all inputs to their end
+    /// (from a node whose outputs nobody upstream waits for).
+    pub fn finished_nodes(&self) -> Result<Vec<NodeTiming>, NodeError> {
+        let run = &self.run;
+        while !run.upstream[self.index]
+            .iter()
+            .all(|&n| run.nodes[n].2.finished.load(Ordering::Acquire))
+        {
+            match self.cancel.recv_timeout(Duration::from_millis(2)) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                _ => return Err(NodeError::Cancelled),
+            }
+        }
+        Ok(run
+            .nodes
+            .iter()
+            .filter(|(_, _, s)| s.finished.load(Ordering::Acquire))
+            .map(|(id, kind, s)| {
+                let wall_ms = s.wall_ns.load(Ordering::Relaxed) as f64 / 1e6;
+                let wait_ms = s.wait_ns.load(Ordering::Relaxed) as f64 / 1e6;
+                NodeTiming {
+                    id: id.clone(),
+                    kind: kind.clone(),
+                    wall_ms,
+                    busy_ms: (wall_ms - wait_ms).max(0.0),
+                    slices: s.slices_done.load(Ordering::Relaxed),
+                }
+            })
+            .collect())
     }
     fn in_index(&self, port: &str) -> usize {
         self.input_names

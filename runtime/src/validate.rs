@@ -130,22 +130,85 @@ fn substitute(v: &Value, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
     }
 }
 
-fn param_ref(s: &str) -> Option<(String, usize)> {
-    // s starts after '$'
+/// A `$name`, `${name}` or `${name:modifier}` reference; `s` starts after the `$`.
+struct ParamRef {
+    name: String,
+    modifier: Option<String>,
+    /// Length of the reference in `s`.
+    len: usize,
+}
+
+fn param_ref(s: &str) -> Option<ParamRef> {
     if let Some(rest) = s.strip_prefix('{') {
         let end = rest.find('}')?;
-        return Some((rest[..end].to_string(), end + 2));
+        let (name, modifier) = match rest[..end].split_once(':') {
+            Some((n, m)) => (n.to_string(), Some(m.to_string())),
+            None => (rest[..end].to_string(), None),
+        };
+        return Some(ParamRef {
+            name,
+            modifier,
+            len: end + 2,
+        });
     }
     let n: String = s
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
     if n.is_empty() {
-        None
-    } else {
-        let len = n.len();
-        Some((n, len))
+        return None;
     }
+    Some(ParamRef {
+        len: n.len(),
+        name: n,
+        modifier: None,
+    })
+}
+
+/// `path` without the extension of its file name (two for `.gz`: `a/seg.nii.gz` -> `a/seg`).
+pub fn strip_extension(path: &str) -> &str {
+    let name_start = path.rfind('/').map_or(0, |i| i + 1);
+    let mut end = path.len();
+    for _ in 0..2 {
+        let name = &path[name_start..end];
+        match name.rfind('.') {
+            Some(dot) if dot > 0 => {
+                let ext = &name[dot..];
+                end = name_start + dot;
+                if ext != ".gz" {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    &path[..end]
+}
+
+/// Applies `${name:modifier}`: `stem` drops the file extension, `set` is true unless the
+/// value is an empty string.
+fn apply_modifier(name: &str, v: &Value, modifier: Option<&str>) -> Result<Value, String> {
+    match (modifier, v) {
+        (None, _) => Ok(v.clone()),
+        (Some("set"), Value::String(s)) => Ok(Value::Bool(!s.is_empty())),
+        (Some("set"), _) => Ok(Value::Bool(!v.is_null())),
+        (Some("stem"), Value::String(s)) => Ok(Value::String(strip_extension(s).into())),
+        (Some("stem"), _) => Err(format!(
+            "`${{{name}:stem}}` needs a text value, `{name}` is {v}"
+        )),
+        (Some(m), _) => Err(format!(
+            "unknown modifier `{m}` in `${{{name}:{m}}}` (known: stem, set)"
+        )),
+    }
+}
+
+fn lookup<'g>(gp: &'g HashMap<String, Sub>, name: &str) -> Result<&'g Sub, String> {
+    gp.get(name).ok_or_else(|| {
+        format!(
+            "graph param `${name}` is never defined{}",
+            did_you_mean(name, gp.keys().map(String::as_str))
+        )
+    })
 }
 
 fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
@@ -153,14 +216,15 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
         return Ok(Sub::Known(Value::String(s.into()), Origin::Graph));
     }
     // A whole-value reference keeps the param's type.
-    if let Some((name, len)) = param_ref(&s[1..]).filter(|_| s.starts_with('$')) {
-        if len + 1 == s.len() {
-            return gp.get(&name).cloned().ok_or_else(|| {
-                format!(
-                    "graph param `${name}` is never defined{}",
-                    did_you_mean(&name, gp.keys().map(String::as_str))
-                )
-            });
+    if let Some(r) = param_ref(&s[1..]).filter(|_| s.starts_with('$')) {
+        if r.len + 1 == s.len() {
+            return match lookup(gp, &r.name)? {
+                Sub::Known(v, o) => Ok(Sub::Known(
+                    apply_modifier(&r.name, v, r.modifier.as_deref())?,
+                    *o,
+                )),
+                Sub::Unknown => Ok(Sub::Unknown),
+            };
         }
     }
     let mut out = String::new();
@@ -176,32 +240,72 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
             first = false;
             continue;
         }
-        let (name, len) = param_ref(after).ok_or_else(|| {
+        let r = param_ref(after).ok_or_else(|| {
             format!("`$` in `{s}` is not followed by a param name (write `$$` for a dollar sign)")
         })?;
-        match gp.get(&name) {
-            None => {
-                return Err(format!(
-                    "graph param `${name}` is never defined{}",
-                    did_you_mean(&name, gp.keys().map(String::as_str))
-                ))
-            }
-            Some(Sub::Unknown) => return Ok(Sub::Unknown),
-            Some(Sub::Known(v, o)) => {
+        match lookup(gp, &r.name)? {
+            Sub::Unknown => return Ok(Sub::Unknown),
+            Sub::Known(v, o) => {
                 if first && i == 0 && *o == Origin::CommandLine {
                     origin = Origin::CommandLine;
                 }
-                match v {
-                    Value::String(t) => out.push_str(t),
+                match apply_modifier(&r.name, v, r.modifier.as_deref())? {
+                    Value::String(t) => out.push_str(&t),
                     other => out.push_str(&other.to_string()),
                 }
             }
         }
         first = false;
-        rest = &after[len..];
+        rest = &after[r.len..];
     }
     out.push_str(rest);
     Ok(Sub::Known(Value::String(out), origin))
+}
+
+/// A relative path resolved against the graph file's folder or the current directory.
+fn resolve_path(s: &str, origin: Origin, doc: &GraphDoc, opts: &CheckOptions) -> String {
+    if has_scheme(s) || Path::new(s).is_absolute() {
+        return s.to_string();
+    }
+    let base = match origin {
+        Origin::Graph => &doc.dir,
+        Origin::CommandLine => &opts.cwd,
+    };
+    base.join(s).to_string_lossy().into_owned()
+}
+
+/// Substitutes a list of paths and resolves each by where it came from (the graph file or
+/// `--set`), so `[$a, $b]` works when only `a` is set on the command line.
+fn substitute_paths(
+    v: &Value,
+    gp: &HashMap<String, Sub>,
+    doc: &GraphDoc,
+    opts: &CheckOptions,
+) -> Result<Sub, String> {
+    let items: Vec<(Value, Origin)> = match v {
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for it in items {
+                match substitute(it, gp)? {
+                    Sub::Known(v, o) => out.push((v, o)),
+                    Sub::Unknown => return Ok(Sub::Unknown),
+                }
+            }
+            out
+        }
+        _ => match substitute(v, gp)? {
+            Sub::Known(Value::Array(a), o) => a.into_iter().map(|v| (v, o)).collect(),
+            other => return Ok(other),
+        },
+    };
+    let resolved = items
+        .into_iter()
+        .map(|(v, o)| match v {
+            Value::String(s) => Value::String(resolve_path(&s, o, doc, opts)),
+            other => other,
+        })
+        .collect();
+    Ok(Sub::Known(Value::Array(resolved), Origin::Graph))
 }
 
 /// Checks a graph against the registry; on success returns the plan of enabled nodes.
@@ -347,7 +451,12 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                             ),
                         }
                     } else if let Some(pd) = decl.param_decl(key) {
-                        match substitute(&e.value, &gp) {
+                        let sub = if pd.ty == ParamType::PathList {
+                            substitute_paths(&e.value, &gp, doc, opts)
+                        } else {
+                            substitute(&e.value, &gp)
+                        };
+                        match sub {
                             Ok(Sub::Known(v, o)) => match check_value(&pd.ty, &v) {
                                 Ok(v) => {
                                     raw_params.insert(key.to_string(), (v, o, e.value_pos));
@@ -382,14 +491,8 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             match raw_params.remove(&pd.name) {
                 Some((v, origin, _)) => {
                     let v = match (&pd.ty, v) {
-                        (ParamType::Path, Value::String(s))
-                            if !has_scheme(&s) && Path::new(&s).is_relative() =>
-                        {
-                            let base = match origin {
-                                Origin::Graph => &doc.dir,
-                                Origin::CommandLine => &opts.cwd,
-                            };
-                            Value::String(base.join(&s).to_string_lossy().into_owned())
+                        (ParamType::Path, Value::String(s)) => {
+                            Value::String(resolve_path(&s, origin, doc, opts))
                         }
                         (_, v) => v,
                     };
@@ -598,25 +701,30 @@ pub fn check_all_ways(
 ) -> Result<Plan, Diagnostics> {
     let plan = check(doc, reg, opts)?;
     let mut errors = Vec::new();
-    let mut switches: Vec<String> = doc
+    // `enabled: $b` (a bool param) or `enabled: ${p:set}` (any param).
+    let mut switches: Vec<(String, bool)> = doc
         .nodes
         .iter()
         .filter_map(|n| n.entry("enabled"))
         .filter_map(|e| e.value.as_str())
         .filter_map(|s| s.strip_prefix('$'))
-        .map(|s| s.trim_matches(|c| c == '{' || c == '}').to_string())
+        .filter_map(|s| param_ref(s).filter(|r| r.len == s.len()))
+        .map(|r| (r.name, r.modifier.as_deref() == Some("set")))
         .collect();
     switches.sort();
     switches.dedup();
-    for name in switches {
-        let Some(Value::Bool(b)) = plan.params.get(&name) else {
-            continue;
+    for (name, is_set) in switches {
+        let flipped = match (plan.params.get(&name), is_set) {
+            (Some(Value::Bool(b)), false) => Value::Bool(!b),
+            (Some(Value::String(s)), true) if s.is_empty() => Value::String(format!("<{name}>")),
+            (Some(_), true) => Value::String(String::new()),
+            _ => continue,
         };
         let mut o = opts.clone();
-        o.set.push((name.clone(), Value::Bool(!b)));
+        o.set.push((name.clone(), flipped.clone()));
         if let Err(d) = check(doc, reg, &o) {
             for mut e in d.0 {
-                e.message = format!("{} (with {name} = {})", e.message, !b);
+                e.message = format!("{} (with {name} = {flipped})", e.message);
                 errors.push(e);
             }
         }
@@ -625,5 +733,62 @@ pub fn check_all_ways(
         Ok(plan)
     } else {
         Err(Diagnostics(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, Value, Origin)]) -> HashMap<String, Sub> {
+        pairs
+            .iter()
+            .map(|(n, v, o)| (n.to_string(), Sub::Known(v.clone(), *o)))
+            .collect()
+    }
+
+    fn known(s: Result<Sub, String>) -> (Value, Origin) {
+        match s {
+            Ok(Sub::Known(v, o)) => (v, o),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stem_drops_the_extension() {
+        assert_eq!(strip_extension("out/seg.nii.gz"), "out/seg");
+        assert_eq!(strip_extension("seg.nii"), "seg");
+        assert_eq!(strip_extension("a.b/seg"), "a.b/seg");
+        assert_eq!(strip_extension("my.case.nrrd"), "my.case");
+        assert_eq!(strip_extension("x/.hidden"), "x/.hidden");
+        assert_eq!(strip_extension("scan.gz"), "scan");
+    }
+
+    #[test]
+    fn modifiers() {
+        let gp = params(&[
+            ("output", Value::from("out/seg.nii.gz"), Origin::CommandLine),
+            ("truth", Value::from(""), Origin::Graph),
+            ("n", Value::from(3), Origin::Graph),
+        ]);
+        // Text around a modified reference keeps the command-line origin of the value.
+        let (v, o) = known(substitute_str("${output:stem}.html", &gp));
+        assert_eq!((v, o), (Value::from("out/seg.html"), Origin::CommandLine));
+        let (v, _) = known(substitute_str("${output:stem}", &gp));
+        assert_eq!(v, Value::from("out/seg"));
+        assert_eq!(
+            known(substitute_str("${truth:set}", &gp)).0,
+            Value::Bool(false)
+        );
+        assert_eq!(
+            known(substitute_str("${output:set}", &gp)).0,
+            Value::Bool(true)
+        );
+        let e = substitute_str("${output:upper}", &gp).unwrap_err();
+        assert!(e.contains("unknown modifier `upper`"), "{e}");
+        let e = substitute_str("${n:stem}.x", &gp).unwrap_err();
+        assert!(e.contains("needs a text value"), "{e}");
+        let e = substitute_str("${outptu:stem}", &gp).unwrap_err();
+        assert!(e.contains("did you mean `output`"), "{e}");
     }
 }

@@ -15,7 +15,10 @@ to the lesion model's input size.
 
 - Liver mask: `liver` probability > `threshold` (prob stream: the channel of class `liver`, or
   `channel`; label stream: every non-zero voxel is liver), then the largest 26-connected 3D
-  component when `largest_component` is on.
+  component when `largest_component` is on, then, with `close_mm` > 0, each slice's mask closed
+  (dilated, then eroded) with a disk of that radius in mm: lesions at the liver's edge that the
+  liver model left out (a concavity in its mask) come back inside, at the cost of a few percent
+  of extra area.
 - Box, per slice with liver: the bounding box of the mask, grown by `margin_mm` on each side
   (converted with the slice spacing, rounded up to whole pixels), widened symmetrically to at
   least `min_box` pixels per side, then shifted (not shrunk) to lie inside the slice; a slice

@@ -18,7 +18,8 @@ full slices and combines them with the liver result into one 3-class `prob` stre
 `background, liver, lesion`.
 
 - The liver mask is computed from `liver` exactly as `crop_resample` does (same `threshold`,
-  `largest_component`, `channel` params and defaults; set them the same in both nodes).
+  `largest_component`, `channel`, `close_mm` params and defaults; set them the same in both
+  nodes). Voxels the closing adds count as liver (or lesion) like the rest of the mask.
 - Each lesion slice must carry the `roi` box of `crop_resample`; its lesion channel (class
   `lesion`, or `lesion_channel`) is resized (bilinear) to the box size and placed in the box.
 - Inside the liver mask the liver decision is final: `(0, 1 - q, q)` with `q` the lesion

@@ -156,6 +156,7 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
     let (dr, dc) = (ps[0], ps[1]);
     let mut voxels = Array3::<f32>::zeros((n, rows, cols));
     let mut slices = Vec::with_capacity(n);
+    let mut instances = Vec::with_capacity(n);
     for (k, i) in inst.iter().enumerate() {
         let r: usize = i
             .obj
@@ -189,10 +190,12 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
             .as_slice_mut()
             .expect("contiguous")
             .copy_from_slice(&v[..rows * cols]);
-        slices.push((
-            text(&i.obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
-            i.path.clone(),
-        ));
+        let uid = text(&i.obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
+        instances.push(serde_json::json!({
+            "SOPInstanceUID": uid,
+            "ImagePositionPatient": i.position,
+        }));
+        slices.push((uid, i.path.clone()));
     }
     // LPS affine, then RAS (flip x and y), as NIfTI converters do.
     let p0 = inst[0].position;
@@ -237,11 +240,25 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
         ("SeriesInstanceUID", tags::SERIES_INSTANCE_UID),
         ("FrameOfReferenceUID", tags::FRAME_OF_REFERENCE_UID),
         ("SOPClassUID", tags::SOP_CLASS_UID),
+        ("StudyDescription", tags::STUDY_DESCRIPTION),
+        (
+            "PositionReferenceIndicator",
+            tags::POSITION_REFERENCE_INDICATOR,
+        ),
     ] {
         if let Some(v) = text(first, tag) {
             meta.insert(key.into(), v.into());
         }
     }
+    // Geometry and per-slice identifiers (slice k order), for outputs that reference the source.
+    meta.insert("ImageOrientationPatient".into(), o.to_vec().into());
+    meta.insert("PixelSpacing".into(), vec![dr, dc].into());
+    meta.insert("Rows".into(), rows.into());
+    meta.insert("Columns".into(), cols.into());
+    if let Some(t) = floats(first, tags::SLICE_THICKNESS).and_then(|v| v.first().copied()) {
+        meta.insert("SliceThickness".into(), t.into());
+    }
+    meta.insert("instances".into(), instances.into());
     header.meta.insert(
         "dicom".into(),
         serde_json::Value::Object(meta.into_iter().collect()),

@@ -223,17 +223,20 @@ pub fn read_nifti(path: &Path, want: Option<StreamType>) -> Result<NiftiVolume, 
     let mut header = Header::new(ty, shape, [vs[2], vs[1], vs[0]]);
     header.affine = affine;
     header.channels = channels;
-    if h.qform_code > 0 {
-        // The raw qform, for nodes that must reproduce ITK's reading of the file bit for bit.
-        header.meta.insert(
-            "nifti_qform".into(),
-            serde_json::json!({
-                "quatern": [h.quatern_b, h.quatern_c, h.quatern_d],
-                "offset": [h.quatern_x, h.quatern_y, h.quatern_z],
-                "pixdim": [h.pixdim[0], h.pixdim[1], h.pixdim[2], h.pixdim[3]],
-            }),
-        );
-    }
+    // The raw orientation fields, for nodes that must reproduce ITK's reading of the file bit for
+    // bit (`n4`: voxflow_n4::NiftiXform).
+    header.meta.insert(
+        "nifti_xform".into(),
+        serde_json::json!({
+            "qform_code": h.qform_code,
+            "sform_code": h.sform_code,
+            "quatern": [h.quatern_b, h.quatern_c, h.quatern_d],
+            "qoffset": [h.quatern_x, h.quatern_y, h.quatern_z],
+            "srow": [h.srow_x, h.srow_y, h.srow_z],
+            "pixdim": [h.pixdim[0], h.pixdim[1], h.pixdim[2], h.pixdim[3]],
+            "xyzt_units": h.xyzt_units,
+        }),
+    );
     Ok(NiftiVolume {
         header,
         data,

@@ -19,7 +19,8 @@ Reads a volume and streams it slice by slice (`k` = slice index).
   `series` picks one; the error lists them), sorted by ImagePositionPatient along the slice
   normal, rescaled with RescaleSlope/Intercept, and checked for uniform spacing. The affine is
   built as NIfTI converters do (DICOM LPS flipped to RAS). Voxel `(i, j, k)` = (column, row,
-  slice). Patient and study identifiers travel in the stream metadata.
+  slice). Patient and study identifiers, orientation, spacing and each slice's SOP Instance UID
+  and ImagePositionPatient travel in the stream metadata (`dicom`; used by `write_dicom_seg`).
 - `phantom:` a synthetic abdominal CT (see `phantom:small`, `phantom:NIxNJxNK`, `,seed=N`);
   with `as: label` it gives the phantom's ground truth.
 

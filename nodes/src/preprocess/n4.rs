@@ -7,8 +7,10 @@ use voxflow_runtime::{
     BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice,
 };
 
+use serde::Deserialize;
 pub use voxflow_n4::{
-    itk_shrink_offsets, n4 as n4_kernel, n4_with_offsets, otsu_mask, N4Output, N4Params,
+    itk_shrink_offsets, n4 as n4_kernel, n4_with_offsets, otsu_mask, ItkGeometry, N4Output,
+    N4Params, NiftiXform,
 };
 
 pub struct N4;
@@ -237,13 +239,13 @@ impl Node for N4Node {
                 None => make_mask(image, self.mask),
             };
             // Sample the shrunk grid where SimpleITK's Shrink does (it depends on the geometry).
-            let (origin, direction, spacing) = itk_geometry(&vol.header);
+            let g = itk_geometry(&vol.header);
             let offsets = itk_shrink_offsets(
                 vol.header.shape,
                 self.params.shrink,
-                spacing,
-                origin,
-                direction,
+                [g.spacing[2], g.spacing[1], g.spacing[0]],
+                g.origin,
+                g.direction,
             );
             n4_with_offsets(
                 image.view(),
@@ -258,86 +260,34 @@ impl Node for N4Node {
     }
 }
 
-/// ITK's LPS origin, row-major direction matrix (columns = axes i, j, k) and spacing `(k, j, i)`
-/// as SimpleITK derives them when reading the file: from the raw NIfTI qform when the header
-/// carries it (the float parameters widened to double, as nifti1_io does), else from the affine.
-fn itk_geometry(h: &Header) -> ([f64; 3], [f64; 9], [f64; 3]) {
+/// The image geometry SimpleITK reads from the file the volume came from: from the NIfTI header
+/// fields `read_volume` records (`nifti_xform`, ITK's sform/qform choice), while they still
+/// describe the volume's grid (a node that crops or resamples passes the metadata on unchanged),
+/// else from the volume's affine.
+fn itk_geometry(h: &Header) -> ItkGeometry {
     let flip = [-1.0, -1.0, 1.0];
-    let num = |v: &serde_json::Value, i: usize| v.get(i).and_then(serde_json::Value::as_f64);
-    if let Some(q) = h.meta.get("nifti_qform") {
-        let (qt, off, pd) = (&q["quatern"], &q["offset"], &q["pixdim"]);
-        if let (
-            Some(b),
-            Some(c),
-            Some(d),
-            Some(x),
-            Some(y),
-            Some(z),
-            Some(qfac),
-            Some(dx),
-            Some(dy),
-            Some(dz),
-        ) = (
-            num(qt, 0),
-            num(qt, 1),
-            num(qt, 2),
-            num(off, 0),
-            num(off, 1),
-            num(off, 2),
-            num(pd, 0),
-            num(pd, 1),
-            num(pd, 2),
-            num(pd, 3),
-        ) {
-            let mut a = 1.0 - (b * b + c * c + d * d);
-            let (mut b, mut c, mut d) = (b, c, d);
-            if a < 1.0e-7 {
-                let s = 1.0 / (b * b + c * c + d * d).sqrt();
-                b *= s;
-                c *= s;
-                d *= s;
-                a = 0.0;
-            } else {
-                a = a.sqrt();
-            }
-            let qfac = if qfac < 0.0 { -1.0 } else { 1.0 };
-            let r = [
-                [
-                    a * a + b * b - c * c - d * d,
-                    2.0 * (b * c - a * d),
-                    2.0 * (b * d + a * c),
-                ],
-                [
-                    2.0 * (b * c + a * d),
-                    a * a + c * c - b * b - d * d,
-                    2.0 * (c * d - a * b),
-                ],
-                [
-                    2.0 * (b * d - a * c),
-                    2.0 * (c * d + a * b),
-                    a * a + d * d - c * c - b * b,
-                ],
-            ];
-            // qto_xyz as nifti_quatern_to_dmat44 builds it, then unit columns as ITK takes them.
-            let scale = [dx, dy, qfac * dz];
-            let m: [[f64; 3]; 3] =
-                std::array::from_fn(|row| std::array::from_fn(|col| r[row][col] * scale[col]));
-            let mut dir = [0.0; 9];
-            for col in 0..3 {
-                let norm = (0..3)
-                    .map(|row| m[row][col] * m[row][col])
-                    .sum::<f64>()
-                    .sqrt();
-                for row in 0..3 {
-                    dir[row * 3 + col] = flip[row] * m[row][col] / norm;
-                }
-            }
-            return ([flip[0] * x, flip[1] * y, flip[2] * z], dir, [dz, dy, dx]);
-        }
+    let from_file = h
+        .meta
+        .get("nifti_xform")
+        .and_then(|v| NiftiXform::deserialize(v).ok())
+        .and_then(|x| x.itk_geometry().ok())
+        .filter(|g| {
+            (0..3).all(|r| {
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+                close(flip[r] * g.origin[r], h.affine[r][3])
+                    && (0..3).all(|c| {
+                        close(
+                            flip[r] * g.direction[r * 3 + c] * g.spacing[c],
+                            h.affine[r][c],
+                        )
+                    })
+            })
+        });
+    if let Some(g) = from_file {
+        return g;
     }
     let a = &h.affine;
-    let origin = [flip[0] * a[0][3], flip[1] * a[1][3], flip[2] * a[2][3]];
-    let mut d = [0.0; 9];
+    let mut direction = [0.0; 9];
     for c in 0..3 {
         let norm = (0..3)
             .map(|r| a[r][c] * a[r][c])
@@ -345,10 +295,14 @@ fn itk_geometry(h: &Header) -> ([f64; 3], [f64; 9], [f64; 3]) {
             .sqrt()
             .max(f64::MIN_POSITIVE);
         for r in 0..3 {
-            d[r * 3 + c] = flip[r] * a[r][c] / norm;
+            direction[r * 3 + c] = flip[r] * a[r][c] / norm;
         }
     }
-    (origin, d, h.spacing)
+    ItkGeometry {
+        origin: std::array::from_fn(|r| flip[r] * a[r][3]),
+        direction,
+        spacing: [h.spacing[2], h.spacing[1], h.spacing[0]],
+    }
 }
 
 /// Streams the corrected image on `out` and the field on `bias`, slice by slice interleaved, for
@@ -385,4 +339,60 @@ fn emit_pair(
         ctx.end("bias")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxflow_runtime::StreamType;
+
+    /// A header as `read_volume` leaves it for a NIfTI file with this sform (code 1) and pixdim.
+    fn header(srow: [[f32; 4]; 3], pixdim: [f32; 4]) -> Header {
+        let mut h = Header::new(StreamType::Image, [4, 6, 8], [1.0; 3]);
+        for (a, s) in h.affine.iter_mut().zip(&srow) {
+            for (x, &v) in a.iter_mut().zip(s) {
+                *x = v as f64;
+            }
+        }
+        h.spacing = [2, 1, 0].map(|c| {
+            (0..3)
+                .map(|r| h.affine[r][c] * h.affine[r][c])
+                .sum::<f64>()
+                .sqrt()
+        });
+        let x = NiftiXform {
+            qform_code: 0,
+            sform_code: 1,
+            quatern: [0.0; 3],
+            qoffset: [0.0; 3],
+            srow,
+            pixdim,
+            xyzt_units: 2,
+        };
+        h.meta
+            .insert("nifti_xform".into(), serde_json::to_value(x).unwrap());
+        h
+    }
+
+    #[test]
+    fn geometry_comes_from_the_header_fields_while_they_match_the_grid() {
+        // pixdim says 7.7000003 where the sform's column is 7.7: ITK takes pixdim
+        let dz = 7.700_000_3f32;
+        let srow = [
+            [-1.25, 0.0, 0.0, 10.5],
+            [0.0, -1.25, 0.0, -20.25],
+            [0.0, 0.0, 7.7, 30.0],
+        ];
+        let h = header(srow, [1.0, 1.25, 1.25, dz]);
+        let g = itk_geometry(&h);
+        assert_eq!(g.spacing, [1.25, 1.25, dz as f64]);
+        assert_eq!(g.origin, [-10.5, 20.25, 30.0]);
+        assert_eq!(g.direction, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+        // A node moved the grid (e.g. a crop) but passed the metadata on: use the affine.
+        let mut moved = h.clone();
+        moved.affine[0][3] += 5.0;
+        let g = itk_geometry(&moved);
+        assert_eq!(g.origin, [-15.5, 20.25, 30.0]);
+        assert_eq!(g.spacing, [1.25, 1.25, 7.7f32 as f64]);
+    }
 }

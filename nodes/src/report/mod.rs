@@ -1,9 +1,20 @@
-//! report nodes.
+//! report nodes: overlay images, the HTML case report, case statistics, DICOM SEG.
+
+pub mod dicom_seg;
+pub mod overlay;
+#[allow(clippy::module_inception)]
+pub mod report;
+pub mod stats;
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;
 
 /// The node kinds of this family.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
-    vec![]
+    vec![
+        Arc::new(overlay::Overlay),
+        Arc::new(report::Report),
+        Arc::new(stats::Stats),
+        Arc::new(dicom_seg::WriteDicomSeg),
+    ]
 }

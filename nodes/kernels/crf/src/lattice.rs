@@ -6,12 +6,11 @@
 //! with `k` approximately `exp(-|f_i - f_j|^2 / 2)` (features already divided
 //! by their standard deviations). The `i = j` term is included.
 //!
-//! Memory: instead of storing the `D+1` vertex offsets and barycentric
-//! weights of every point (as densecrf does), only the index of the
-//! remainder-0 vertex is stored (4 bytes per point). The barycentric weights
-//! are recomputed from the features on the fly, and vertex `r+1` is reached
-//! from vertex `r` through the blur-neighbour table (it is the `n2`
-//! neighbour along the axis whose rank is `D - r`).
+//! Every point's `D+1` vertex ids and barycentric weights are stored
+//! ([`PointTable`], `8 (D + 1)` bytes per point, as densecrf), so repeated
+//! splats and slices read them instead of searching the simplex again. The
+//! blur walks 1-D chains through a table of `+axis` neighbours per vertex
+//! ([`LatticeGraph`]).
 
 use rayon::prelude::*;
 use std::ops::Range;
@@ -234,18 +233,11 @@ impl HashTable {
     }
 }
 
-/// Vertex indices and barycentric weights of one point.
-#[derive(Clone, Copy)]
-pub struct Located {
-    v: [u32; MAXD + 1],
-    b: [f32; MAXD + 2],
-}
-
 /// Raw pointer shared between rayon tasks that write disjoint elements.
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
 // SAFETY: only used where every task writes a disjoint set of elements
-// (see `splat_into` and `blur`).
+// (see `PointTable::splat_into` and `LatticeGraph::blur`).
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
@@ -261,15 +253,16 @@ pub fn vertex_reach(d: usize) -> f32 {
     diam2.sqrt() / ((2.0f32 / 3.0).sqrt() * d1)
 }
 
-/// A permutohedral lattice over `n` points whose `D`-dimensional features
-/// are produced on demand by `feat.get(i)` (features in units of the kernel's
-/// standard deviation). `D` must be 1..=4.
-pub struct Lattice<const D: usize, F> {
-    feat: F,
-    n: usize,
-    sf: [f32; MAXD],
-    /// Vertex-0 lattice index of every point.
-    v0: Vec<u32>,
+/// A permutohedral lattice over `n` points: its vertex graph and every
+/// point's vertices and barycentric weights. `D` must be 1..=4.
+pub struct Lattice<const D: usize> {
+    graph: LatticeGraph<D>,
+    pts: PointTable<D>,
+}
+
+/// The vertices of a lattice and their neighbours along the `D + 1` axes:
+/// what the blur needs.
+pub struct LatticeGraph<const D: usize> {
     /// `n2[i * (D+1) + j]`: neighbour of vertex `i` one step along `+axis j`
     /// (key + 1 everywhere, - D on coordinate j); `NONE` if absent.
     n2: Vec<u32>,
@@ -279,9 +272,11 @@ pub struct Lattice<const D: usize, F> {
     m: usize,
 }
 
-impl<const D: usize, F: Features<D>> Lattice<D, F> {
-    /// Builds the lattice serially (one hash table over all points).
-    pub fn new(n: usize, feat: F) -> Self {
+impl<const D: usize> Lattice<D> {
+    /// Builds the lattice serially (one hash table over all points) from the
+    /// points' features (`feat.get(i)`, in units of the kernel's standard
+    /// deviation).
+    pub fn new<F: Features<D>>(n: usize, feat: F) -> Self {
         Self::with_slabs(n, feat, std::slice::from_ref(&(0..n)))
     }
 
@@ -292,7 +287,7 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
     /// `3 * vertex_reach(D)` thick in feature units). Each slab gets its own
     /// hash table; vertices are numbered slab by slab; the tables are dropped
     /// at the end.
-    pub fn with_slabs(n: usize, feat: F, slabs: &[Range<usize>]) -> Self {
+    pub fn with_slabs<F: Features<D>>(n: usize, feat: F, slabs: &[Range<usize>]) -> Self {
         assert!((1..=MAXD).contains(&D), "lattice dimension must be 1..=4");
         assert!(n < u32::MAX as usize, "too many points");
         assert!(
@@ -303,28 +298,36 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
         );
         let sf = scale_factors::<D>();
         let t0 = std::time::Instant::now();
-        let mut v0 = vec![0u32; n];
-        // 1. local tables and local vertex-0 ids
-        let mut parts: Vec<&mut [u32]> = Vec::with_capacity(slabs.len());
-        let mut rest = &mut v0[..];
+        let d1 = D + 1;
+        let mut ids = vec![0u32; n * d1];
+        let mut w = vec![0f32; n * d1];
+        // 1. local tables, local vertex ids and barycentric weights
+        let mut parts: Vec<(&mut [u32], &mut [f32])> = Vec::with_capacity(slabs.len());
+        let (mut ri, mut rw) = (&mut ids[..], &mut w[..]);
         for r in slabs {
-            let (a, b) = rest.split_at_mut(r.len());
-            parts.push(a);
-            rest = b;
+            let (a, b) = ri.split_at_mut(r.len() * d1);
+            let (c, d) = rw.split_at_mut(r.len() * d1);
+            parts.push((a, c));
+            (ri, rw) = (b, d);
         }
-        let build = |out: &mut [u32], r: &Range<usize>, hint: usize| {
+        let build = |(oi, ow): (&mut [u32], &mut [f32]), r: &Range<usize>, hint: usize| {
             let mut ht = HashTable::new(hint);
-            // direct-mapped cache of recently seen simplices -> vertex-0 id
+            // direct-mapped cache of recently seen simplices -> vertex ids
             const CACHE: usize = 4096;
-            let mut cache = vec![(u64::MAX, 0u32, 0u32); CACHE];
+            let mut cache = vec![(u64::MAX, 0u32, [0u32; MAXD + 1]); CACHE];
             // batches of B points: compute all keys and prefetch their table
             // slots, then insert in point order (same ids as one at a time)
             const B: usize = 16;
             let mut keys = [[0u64; MAXD + 1]; B];
             let mut tag = [(0u64, 0u32, 0usize); B];
-            for (ob, start) in out.chunks_mut(B).zip(r.clone().step_by(B)) {
-                for (x, o) in ob.iter_mut().enumerate() {
+            for ((bi, bw), start) in oi
+                .chunks_mut(B * d1)
+                .zip(ow.chunks_mut(B * d1))
+                .zip(r.clone().step_by(B))
+            {
+                for (x, wv) in bw.chunks_exact_mut(d1).enumerate() {
                     let s = simplex::<D>(&feat.get(start + x), &sf);
+                    wv.copy_from_slice(&s.bary[..d1]);
                     let k0 = pack::<D>(&s.rem0);
                     let rc = s.rank[..=D].iter().fold(0u32, |a, &x| (a << 3) | x as u32);
                     let slot = ((k0 ^ rc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52)
@@ -332,7 +335,7 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
                         & (CACHE - 1);
                     tag[x] = (k0, rc, slot);
                     if cache[slot].0 == k0 && cache[slot].1 == rc {
-                        *o = cache[slot].2;
+                        bi[x * d1..][..d1].copy_from_slice(&cache[slot].2[..d1]);
                         tag[x].2 = usize::MAX; // done
                         continue;
                     }
@@ -351,24 +354,22 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
                         prefetch(&ht.table[ht.slot(keys[x][rr])]);
                     }
                 }
-                for (x, o) in ob.iter_mut().enumerate() {
+                for (x, iv) in bi.chunks_exact_mut(d1).enumerate() {
                     let (k0, rc, slot) = tag[x];
                     if slot == usize::MAX {
                         continue;
                     }
                     if cache[slot].0 == k0 && cache[slot].1 == rc {
-                        *o = cache[slot].2; // inserted earlier in this batch
+                        // inserted earlier in this batch
+                        iv.copy_from_slice(&cache[slot].2[..d1]);
                         continue;
                     }
-                    let mut first = 0;
+                    let mut v = [0u32; MAXD + 1];
                     for rr in 0..=D {
-                        let id = ht.insert(keys[x][rr]);
-                        if rr == 0 {
-                            first = id;
-                        }
+                        v[rr] = ht.insert(keys[x][rr]);
                     }
-                    *o = first;
-                    cache[slot] = (k0, rc, first);
+                    iv.copy_from_slice(&v[..d1]);
+                    cache[slot] = (k0, rc, v);
                 }
             }
             ht
@@ -491,11 +492,11 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
             }
         });
         drop(tables);
-        // 4. local -> global vertex-0 ids
+        // 4. local -> global vertex ids
         let mut parts: Vec<&mut [u32]> = Vec::with_capacity(slabs.len());
-        let mut rest = &mut v0[..];
+        let mut rest = &mut ids[..];
         for r in slabs {
-            let (a, b) = rest.split_at_mut(r.len());
+            let (a, b) = rest.split_at_mut(r.len() * d1);
             parts.push(a);
             rest = b;
         }
@@ -532,141 +533,96 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
             );
         }
         Lattice {
-            feat,
-            n,
-            sf,
-            v0,
-            n2,
-            has_pred,
-            m,
+            graph: LatticeGraph { n2, has_pred, m },
+            pts: PointTable { m, ids, w },
         }
     }
 
     /// Number of points.
     pub fn len(&self) -> usize {
-        self.n
+        self.pts.len()
     }
 
     /// True if there are no points.
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.pts.is_empty()
     }
 
     /// Number of lattice vertices.
     pub fn num_vertices(&self) -> usize {
+        self.graph.m
+    }
+
+    /// The vertex graph (for the blur) and the point table (for splat and
+    /// slice).
+    pub fn into_parts(self) -> (LatticeGraph<D>, PointTable<D>) {
+        (self.graph, self.pts)
+    }
+
+    /// Full filter: splat, blur, slice (serial splat). `input` and the
+    /// result are `n x c` row-major.
+    pub fn filter(&self, input: &[f32], c: usize) -> Vec<f32> {
+        let n = self.len();
+        assert_eq!(input.len(), n * c);
+        let mut vals = self.graph.new_values(c);
+        for i in 0..n {
+            self.pts.splat(i, &mut vals, c, &input[i * c..(i + 1) * c]);
+        }
+        self.graph.blur(&mut vals, c);
+        let mut out = vec![0f32; n * c];
+        out.par_chunks_mut(c * 1024)
+            .enumerate()
+            .for_each(|(ci, ch)| {
+                for (o, oc) in ch.chunks_exact_mut(c).enumerate() {
+                    self.pts.slice(ci * 1024 + o, &vals, c, oc);
+                }
+            });
+        out
+    }
+}
+
+/// densecrf's slice scale `1 / (1 + 2^-D)`.
+fn slice_alpha(d: usize) -> f32 {
+    1.0f32 / (1.0 + 2f32.powi(-(d as i32)))
+}
+
+/// `out = alpha * sum_r w_r values[v_r]` (densecrf's arithmetic).
+#[inline(always)]
+fn slice_one<const D: usize>(
+    v: &[u32],
+    w: &[f32],
+    alpha: f32,
+    values: &[f32],
+    c: usize,
+    out: &mut [f32],
+) {
+    out[..c].iter_mut().for_each(|x| *x = 0.0);
+    for r in 0..=D {
+        let o = v[r] as usize * c;
+        if c <= 2 {
+            // densecrf's scalar path: (w * v) * alpha
+            for k in 0..c {
+                out[k] += w[r] * values[o + k] * alpha;
+            }
+        } else {
+            let wa = w[r] * alpha;
+            for k in 0..c {
+                out[k] += wa * values[o + k];
+            }
+        }
+    }
+}
+
+impl<const D: usize> LatticeGraph<D> {
+    /// Number of lattice vertices.
+    pub fn num_vertices(&self) -> usize {
         self.m
-    }
-
-    /// Bytes held by the lattice (excluding the feature source).
-    pub fn memory_bytes(&self) -> usize {
-        self.v0.len() * 4 + self.n2.len() * 4 + self.has_pred.len()
-    }
-
-    /// Vertex indices and barycentric weights of point `i`.
-    #[inline(always)]
-    fn vertices(&self, i: usize) -> ([u32; MAXD + 1], [f32; MAXD + 2]) {
-        let s = simplex::<D>(&self.feat.get(i), &self.sf);
-        let mut axis_of = [0usize; MAXD + 1];
-        for c in 0..=D {
-            axis_of[s.rank[c] as usize] = c;
-        }
-        if let Some(&a) = self.v0.get(i + 16) {
-            prefetch(&self.n2[a as usize * (D + 1)]);
-        }
-        let mut v = [0u32; MAXD + 1];
-        v[0] = self.v0[i];
-        for r in 0..D {
-            // vertex r+1 = n2 neighbour of vertex r along the axis of rank D-r
-            v[r + 1] = self.n2[v[r] as usize * (D + 1) + axis_of[D - r]];
-        }
-        (v, s.bary)
     }
 
     /// A zeroed vertex buffer for `c` values per vertex.
     pub fn new_values(&self, c: usize) -> Vec<f32> {
         vec![0f32; self.m * c]
     }
-
-    /// Splats `c` values per point (`vals(i, out)` fills point `i`'s values)
-    /// into `values` (`m * c`, overwritten).
-    ///
-    /// `groups`: point ranges; the ranges of one group run in parallel, groups
-    /// one after the other. Ranges of one group must not share lattice
-    /// vertices (e.g. z-slabs of a grid separated by more than
-    /// `2 * vertex_reach(D)` in feature units); `None` runs serially. With
-    /// `Some` and a small lattice (`8 m threads <= n`) the groups are ignored:
-    /// tasks splat into private buffers that are then summed.
-    pub fn splat_into<V>(
-        &self,
-        values: &mut [f32],
-        c: usize,
-        groups: Option<&[Vec<Range<usize>>]>,
-        vals: V,
-    ) where
-        V: Fn(usize, &mut [f32]) + Sync,
-    {
-        assert_eq!(values.len(), self.m * c);
-        assert!(c <= 16, "at most 16 values per point");
-        values.par_iter_mut().for_each(|x| *x = 0.0);
-        let ptr = SharedMut(values.as_mut_ptr());
-        let run = |range: Range<usize>| {
-            let p = ptr;
-            let mut tmp = [0f32; 16];
-            for i in range {
-                vals(i, &mut tmp[..c]);
-                let (v, b) = self.vertices(i);
-                for r in 0..=D {
-                    let o = v[r] as usize * c;
-                    let w = b[r];
-                    for k in 0..c {
-                        // SAFETY: o + k < m * c; ranges running concurrently
-                        // touch disjoint vertices (contract of `groups`).
-                        unsafe { *p.0.add(o + k) += w * tmp[k] };
-                    }
-                }
-            }
-        };
-        let threads = rayon::current_num_threads();
-        match groups {
-            None => run(0..self.n),
-            // small lattice: private buffers per task, summed (no ordering constraint)
-            Some(_) if threads > 1 && self.m * threads * 8 <= self.n => {
-                let chunk = self.n.div_ceil(threads * 4).max(1);
-                let acc = (0..self.n.div_ceil(chunk))
-                    .into_par_iter()
-                    .fold(
-                        || vec![0f32; self.m * c],
-                        |mut buf, t| {
-                            let mut tmp = [0f32; 16];
-                            for i in t * chunk..((t + 1) * chunk).min(self.n) {
-                                vals(i, &mut tmp[..c]);
-                                let (v, b) = self.vertices(i);
-                                for r in 0..=D {
-                                    let o = v[r] as usize * c;
-                                    for k in 0..c {
-                                        buf[o + k] += b[r] * tmp[k];
-                                    }
-                                }
-                            }
-                            buf
-                        },
-                    )
-                    .reduce_with(|mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
-                        a
-                    });
-                if let Some(a) = acc {
-                    values.copy_from_slice(&a);
-                }
-            }
-            Some(gs) => {
-                for g in gs {
-                    g.par_iter().for_each(|r| run(r.clone()));
-                }
-            }
-        }
-    }
-
     /// Blurs a vertex buffer in place along the `D+1` lattice axes in order
     /// 0..=D with the kernel `[0.5, 1, 0.5]` (missing neighbours count as 0).
     pub fn blur(&self, values: &mut [f32], c: usize) {
@@ -732,72 +688,141 @@ impl<const D: usize, F: Features<D>> Lattice<D, F> {
                 });
         }
     }
+}
 
-    /// Vertices and barycentric weights of point `i` (for a slice followed
-    /// by a splat of the same point).
-    #[inline(always)]
-    pub fn locate(&self, i: usize) -> Located {
-        let (v, b) = self.vertices(i);
-        Located { v, b }
+/// Vertex ids and barycentric weights of every point of a lattice:
+/// `8 (D + 1)` bytes per point, so that splats and slices skip the simplex
+/// search.
+pub struct PointTable<const D: usize> {
+    m: usize,
+    ids: Vec<u32>,
+    w: Vec<f32>,
+}
+
+impl<const D: usize> PointTable<D> {
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.ids.len() / (D + 1)
     }
 
-    /// Slices point `i` from a blurred vertex buffer: `out = alpha * sum_r w_r v_r`.
-    #[inline(always)]
-    pub fn slice_point(&self, i: usize, values: &[f32], c: usize, out: &mut [f32]) {
-        self.slice_located(&self.locate(i), values, c, out);
+    /// True if there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 
-    /// [`Self::slice_point`] for an already located point.
-    #[inline(always)]
-    pub fn slice_located(&self, loc: &Located, values: &[f32], c: usize, out: &mut [f32]) {
-        let alpha = 1.0f32 / (1.0 + 2f32.powi(-(D as i32)));
-        out[..c].iter_mut().for_each(|x| *x = 0.0);
-        for r in 0..=D {
-            let o = loc.v[r] as usize * c;
-            if c <= 2 {
-                // densecrf's scalar path: (w * v) * alpha
-                for k in 0..c {
-                    out[k] += loc.b[r] * values[o + k] * alpha;
-                }
-            } else {
-                let w = loc.b[r] * alpha;
-                for k in 0..c {
-                    out[k] += w * values[o + k];
-                }
-            }
-        }
-    }
-
-    /// Adds `vals` (c values) of a located point into a vertex buffer.
-    #[inline(always)]
-    pub fn splat_located(&self, loc: &Located, buf: &mut [f32], c: usize, vals: &[f32]) {
-        for r in 0..=D {
-            let o = loc.v[r] as usize * c;
-            for k in 0..c {
-                buf[o + k] += loc.b[r] * vals[k];
-            }
-        }
-    }
-
-    /// Full filter: splat (serial), blur, slice. `input` and the result are
-    /// `n x c` row-major.
-    pub fn filter(&self, input: &[f32], c: usize) -> Vec<f32> {
-        assert_eq!(input.len(), self.n * c);
-        let mut vals = self.new_values(c);
-        self.splat_into(&mut vals, c, None, |i, o| {
-            o.copy_from_slice(&input[i * c..(i + 1) * c])
+    /// Multiplies the weights of point `i` by `f(i)`: splats then add
+    /// `f(i) * value` and slices return `f(i) *` the slice.
+    pub fn scale_weights(&mut self, f: impl Fn(usize) -> f32 + Sync) {
+        self.w.par_chunks_mut(D + 1).enumerate().for_each(|(i, w)| {
+            let s = f(i);
+            w.iter_mut().for_each(|x| *x *= s);
         });
-        self.blur(&mut vals, c);
-        let mut out = vec![0f32; self.n * c];
-        out.par_chunks_mut(c * 1024)
-            .enumerate()
-            .for_each(|(ci, ch)| {
-                for (o, oc) in ch.chunks_exact_mut(c).enumerate() {
-                    self.slice_point(ci * 1024 + o, &vals, c, oc);
+    }
+
+    /// Slices point `i` from a blurred vertex buffer:
+    /// `out = alpha * sum_r w_r values[v_r]` (`alpha = 1 / (1 + 2^-D)`, as densecrf).
+    #[inline(always)]
+    pub fn slice(&self, i: usize, values: &[f32], c: usize, out: &mut [f32]) {
+        slice_one::<D>(
+            &self.ids[i * (D + 1)..][..=D],
+            &self.w[i * (D + 1)..][..=D],
+            slice_alpha(D),
+            values,
+            c,
+            out,
+        );
+    }
+
+    /// Adds `w_r * vals` of point `i` to its vertices in `buf` (`m * c`).
+    #[inline(always)]
+    pub fn splat(&self, i: usize, buf: &mut [f32], c: usize, vals: &[f32]) {
+        assert_eq!(buf.len(), self.m * c);
+        // SAFETY: `buf` holds m * c values and every vertex id is < m.
+        unsafe { self.splat_ptr(i, buf.as_mut_ptr(), c, vals) }
+    }
+
+    /// [`Self::splat`] through a pointer to an `m * c` buffer.
+    ///
+    /// # Safety
+    /// `buf` must point to `m * c` values that no other thread accesses at
+    /// point `i`'s vertices meanwhile.
+    #[inline(always)]
+    unsafe fn splat_ptr(&self, i: usize, buf: *mut f32, c: usize, vals: &[f32]) {
+        let ids = &self.ids[i * (D + 1)..][..=D];
+        let w = &self.w[i * (D + 1)..][..=D];
+        for r in 0..=D {
+            let o = ids[r] as usize * c;
+            debug_assert!(o + c <= self.m * c);
+            for k in 0..c {
+                *buf.add(o + k) += w[r] * vals[k];
+            }
+        }
+    }
+
+    /// Splats `c` values per point (`vals(i, out)` fills point `i`'s values)
+    /// into `values` (`m * c`, overwritten).
+    ///
+    /// `groups`: point ranges; the ranges of one group run in parallel, groups
+    /// one after the other. Ranges of one group must not share lattice
+    /// vertices (e.g. z-slabs of a grid separated by more than
+    /// `2 * vertex_reach(D)` in feature units). With a small lattice
+    /// (`8 m threads <= n`) the groups are ignored: tasks splat into private
+    /// buffers that are then summed.
+    pub fn splat_into<V>(&self, values: &mut [f32], c: usize, groups: &[Vec<Range<usize>>], vals: V)
+    where
+        V: Fn(usize, &mut [f32]) + Sync,
+    {
+        assert_eq!(values.len(), self.m * c);
+        assert!(c <= 16, "at most 16 values per point");
+        let n = self.len();
+        values.par_iter_mut().for_each(|x| *x = 0.0);
+        let threads = rayon::current_num_threads();
+        if threads > 1 && self.m * threads * 8 <= n {
+            // small lattice: private buffers per part, summed in part order
+            let part = n.div_ceil(threads * 4);
+            let bufs: Vec<Vec<f32>> = (0..n.div_ceil(part))
+                .into_par_iter()
+                .map(|t| {
+                    let mut buf = vec![0f32; self.m * c];
+                    let mut tmp = [0f32; 16];
+                    for i in t * part..((t + 1) * part).min(n) {
+                        vals(i, &mut tmp[..c]);
+                        self.splat(i, &mut buf, c, &tmp[..c]);
+                    }
+                    buf
+                })
+                .collect();
+            sum_buffers(&bufs, values);
+            return;
+        }
+        let ptr = SharedMut(values.as_mut_ptr());
+        for g in groups {
+            g.par_iter().for_each(|range| {
+                let p = ptr;
+                let mut tmp = [0f32; 16];
+                for i in range.clone() {
+                    vals(i, &mut tmp[..c]);
+                    // SAFETY: `values` holds m * c values; ranges running
+                    // concurrently touch disjoint vertices (contract of `groups`).
+                    unsafe { self.splat_ptr(i, p.0, c, &tmp[..c]) };
                 }
             });
-        out
+        }
     }
+}
+
+/// `out = sum of bufs` (all of `out`'s length), adding the buffers in their
+/// order so that the result does not depend on thread scheduling.
+pub(crate) fn sum_buffers(bufs: &[Vec<f32>], out: &mut [f32]) {
+    const CH: usize = 4096;
+    out.par_chunks_mut(CH).enumerate().for_each(|(ci, o)| {
+        o.iter_mut().for_each(|x| *x = 0.0);
+        for b in bufs {
+            for (x, y) in o.iter_mut().zip(&b[ci * CH..]) {
+                *x += *y;
+            }
+        }
+    });
 }
 
 /// Filters `values` (`n x c`, row-major) with the permutohedral Gaussian
@@ -808,7 +833,7 @@ pub fn permutohedral_filter(features: &[f32], d: usize, values: &[f32], c: usize
     let n = values.len() / c.max(1);
     assert_eq!(features.len(), n * d);
     fn run<const D: usize>(features: &[f32], n: usize, values: &[f32], c: usize) -> Vec<f32> {
-        let lat = Lattice::<D, _>::new(n, |i: usize| {
+        let lat = Lattice::<D>::new(n, |i: usize| {
             let mut f = [0f32; D];
             f.copy_from_slice(&features[i * D..(i + 1) * D]);
             f

@@ -112,8 +112,8 @@ fn slab_build_equals_serial_build() {
     let slabs: Vec<_> = (0..nk.div_ceil(s))
         .map(|t| t * s * nj * ni..((t + 1) * s).min(nk) * nj * ni)
         .collect();
-    let serial = Lattice::<4, _>::new(n, feat);
-    let slabbed = Lattice::<4, _>::with_slabs(n, feat, &slabs);
+    let serial = Lattice::<4>::new(n, feat);
+    let slabbed = Lattice::<4>::with_slabs(n, feat, &slabs);
     assert_eq!(serial.num_vertices(), slabbed.num_vertices());
     assert_eq!(serial.filter(&v, 2), slabbed.filter(&v, 2));
 }

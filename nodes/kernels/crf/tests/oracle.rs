@@ -114,15 +114,33 @@ fn check(name: &str) {
         agree >= 0.995,
         "label agreement with pydensecrf {agree} < 0.995"
     );
+    // The spatial kernel is the exact Gaussian here and the lattice's
+    // approximation of it in pydensecrf, so the marginals differ slightly:
+    // measured up to 5.3e-5 N per class (0 differences would need the
+    // lattice); the CRF itself moves them by up to 0.2 N (checked below).
     let n = lab.len() as f64;
+    let input_qs: Vec<f64> = (0..3)
+        .map(|c| {
+            fx.prob
+                .index_axis(ndarray::Axis(3), c)
+                .iter()
+                .map(|&v| v as f64)
+                .sum()
+        })
+        .collect();
+    eprintln!("{name}: input marginals {input_qs:?}");
     for c in 0..3 {
         assert!(
-            (qs[c] - want_qs[c]).abs() < 1e-6 * n,
+            (qs[c] - want_qs[c]).abs() < 2e-4 * n,
             "class {c}: Q sum {} vs oracle {}",
             qs[c],
             want_qs[c]
         );
     }
+    assert!(
+        (0..3).any(|c| (input_qs[c] - want_qs[c]).abs() > 0.05 * n),
+        "the CRF barely moves the marginals: {input_qs:?} vs {want_qs:?}"
+    );
 }
 
 #[test]

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod bspline;
+pub mod nifti_geometry;
 pub mod otsu;
 pub mod sharpen;
 
@@ -42,6 +43,7 @@ use ndarray::{Array3, ArrayView3, Zip};
 use rayon::prelude::*;
 use std::fmt;
 
+pub use nifti_geometry::{ItkGeometry, NiftiXform};
 pub use otsu::{otsu_mask, otsu_threshold};
 
 /// N4 parameters (defaults = SimpleITK's / the issue's). Deserialises from JSON with missing

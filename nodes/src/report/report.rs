@@ -1,0 +1,448 @@
+//! `report`: one self-contained HTML page per case: what was run, the liver and lesion
+//! numbers of `stats`, the metrics against a ground truth, the `overlay` images, node timings.
+
+use super::overlay::{self, Class, Drawn, OverlaySpec};
+use super::stats::{case_name, case_stats, CaseStats};
+use crate::eval::metrics::{evaluate, parse_classes, ClassResult, DEFAULT_CLASSES, METRIC_NAMES};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::fmt::Write;
+use std::path::PathBuf;
+use voxflow_onnx::ModelInfo;
+use voxflow_runtime::decl::ParamType;
+use voxflow_runtime::{
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, NodeTiming, Params,
+};
+
+pub struct Report;
+
+const DOCS: &str = r#"
+Gathers `image`, `label` and optionally `truth` (like `overlay`) and writes one HTML file with
+everything embedded (images as `data:` URIs, no external files):
+
+- the case (`case`, default the input file name without extension), the input file with its
+  shape, voxel size and modality (and the DICOM patient, study date and series when the input
+  was a DICOM series), the graph (name, file, SHA-256 of the file, voxflow version) and the
+  version of each model in `models` (ONNX metadata `voxflow.model_version`);
+- liver volume, lesion count and each lesion's volume and largest diameter: the numbers of the
+  `stats` node (same code), rounded;
+- with `truth`: the `metrics` node's table (Dice, VOE, RVD, ASD, MSD, HD95 for liver = label
+  >= 1 and lesion = label 2) and lesion detection counts;
+- the `overlay` images (same params, same code: with equal params they are byte for byte the
+  PNG files `overlay` writes), the largest-area slices first, each with why it was chosen, and
+  a colour legend;
+- per-node wall and busy times of the nodes that had finished when the report was written
+  (the report waits for every node upstream of it, so those are always included).
+
+A short inline script stores each image's decoded width in its `data-width` attribute once
+the page has loaded, so automated checks (`tests/report.rs`, headless Chromium) can see that
+the images render.
+"#;
+
+impl NodeKind for Report {
+    fn decl(&self) -> NodeDecl {
+        let d = NodeDecl::new(
+            "report",
+            "Self-contained HTML report of one case: numbers, metrics, overlay images, timings",
+        )
+        .docs(DOCS);
+        OverlaySpec::declare(overlay::declare_inputs(d))
+            .required("path", ParamType::Path, "output HTML file")
+            .optional(
+                "case",
+                ParamType::Str,
+                "case name (default: the input file name without extension)",
+            )
+            .param(
+                "models",
+                ParamType::PathList,
+                serde_json::Value::Array(vec![]),
+                "ONNX models whose versions the report lists",
+            )
+    }
+
+    fn check(&self, p: &Params) -> Vec<(String, String)> {
+        let mut errs = OverlaySpec::check(p);
+        if let Ok(path) = p.str("path") {
+            if !path.ends_with(".html") {
+                errs.push(("path".into(), format!("`{path}` must end in .html")));
+            }
+        }
+        errs
+    }
+
+    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let models = p
+            .str_list("models")?
+            .iter()
+            .map(|m| ModelInfo::load(m).map_err(|e| NodeError::msg(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Box::new(ReportNode {
+            spec: OverlaySpec::from_params(p)?,
+            path: p.path("path")?,
+            case: p.opt_str("case")?.map(String::from),
+            models,
+        }))
+    }
+}
+
+struct ReportNode {
+    spec: OverlaySpec,
+    path: PathBuf,
+    case: Option<String>,
+    models: Vec<ModelInfo>,
+}
+
+impl Node for ReportNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let (image, label, truth) = overlay::gather_case(ctx)?;
+        let case = case_name(&image.header, self.case.as_deref());
+        let stats = case_stats(label.label().expect("checked"), &label.header, &case);
+        let metrics = match &truth {
+            Some(t) => Some(evaluate(
+                &label,
+                t,
+                &parse_classes(&DEFAULT_CLASSES)?,
+                &["lesion".into()],
+            )?),
+            None => None,
+        };
+        let drawn = overlay::draw(&image, &label, truth.as_ref(), &self.spec)?;
+        let timings = ctx.finished_nodes()?;
+        let graph = GraphInfo {
+            name: ctx.graph_name().to_string(),
+            file: ctx.graph_file().display().to_string(),
+            sha256: std::fs::read(ctx.graph_file())
+                .map(|b| hex(&Sha256::digest(&b)))
+                .unwrap_or_else(|e| format!("unreadable: {e}")),
+        };
+        let html = Page {
+            case: &case,
+            image: &image.header,
+            graph: &graph,
+            models: &self.models,
+            stats: &stats,
+            metrics: metrics.as_deref(),
+            drawn: &drawn,
+            timings: &timings,
+        }
+        .html();
+        let tmp = ctx.output_file(&self.path)?;
+        std::fs::write(&tmp, html)
+            .map_err(|e| NodeError::msg(format!("cannot write {}: {e}", self.path.display())))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The graph that produced a report.
+pub struct GraphInfo {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// Everything a report page shows.
+pub struct Page<'a> {
+    pub case: &'a str,
+    pub image: &'a Header,
+    pub graph: &'a GraphInfo,
+    pub models: &'a [ModelInfo],
+    pub stats: &'a CaseStats,
+    pub metrics: Option<&'a [ClassResult]>,
+    pub drawn: &'a [Drawn],
+    pub timings: &'a [NodeTiming],
+}
+
+/// A lesion volume in mL as the report shows it: two decimals, or two significant digits
+/// (at most four decimals) below 1 mL.
+pub fn fmt_ml(v: f64) -> String {
+    if v >= 1.0 || v == 0.0 {
+        return format!("{v:.2}");
+    }
+    let decimals = (1 - v.log10().floor() as i32).clamp(2, 4) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;\
+color:#222}h1{margin-bottom:0.2em}table{border-collapse:collapse;margin:0.5em 0 1.5em}\
+td,th{border:1px solid #ccc;padding:0.25em 0.6em;text-align:left}td.n{text-align:right}\
+th{background:#f0f0f0}figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}\
+figcaption{font-size:0.9em;max-width:512px}.sw{display:inline-block;width:1em;height:1em;\
+vertical-align:middle;margin:0 0.3em 0 1em;border:1px solid #888}";
+
+fn rgb(c: [u8; 3]) -> String {
+    format!("rgb({},{},{})", c[0], c[1], c[2])
+}
+
+impl Page<'_> {
+    pub fn html(&self) -> String {
+        let mut s = String::new();
+        let title = format!("voxflow report: {}", self.case);
+        let _ = write!(
+            s,
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+            esc(&title),
+            esc(&title)
+        );
+        self.about(&mut s);
+        self.numbers(&mut s);
+        if let Some(m) = self.metrics {
+            metrics_table(&mut s, m);
+        }
+        self.images(&mut s);
+        self.run_table(&mut s);
+        s.push_str(
+            "<script>addEventListener('load',()=>{for(const i of document.images)\
+             i.dataset.width=i.naturalWidth;document.body.dataset.loaded='1'});</script>\n\
+             </body>\n</html>\n",
+        );
+        s
+    }
+
+    fn about(&self, s: &mut String) {
+        let h = self.image;
+        let [nk, nj, ni] = h.shape;
+        let [dk, dj, di] = h.spacing;
+        let source = h
+            .meta
+            .get("source")
+            .and_then(|v| v.as_str())
+            .unwrap_or("(unknown)");
+        let mut rows = vec![
+            ("case", self.case.to_string()),
+            ("input", source.to_string()),
+            (
+                "image",
+                format!(
+                    "{ni} x {nj} x {nk} voxels (i, j, k), {di:.3} x {dj:.3} x {dk:.3} mm{}",
+                    if h.modality.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", h.modality)
+                    }
+                ),
+            ),
+        ];
+        if let Some(d) = h.meta.get("dicom").and_then(|v| v.as_object()) {
+            let f = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+            rows.push((
+                "DICOM",
+                format!(
+                    "patient {}, study date {}, series {}",
+                    f("PatientID"),
+                    f("StudyDate"),
+                    f("SeriesInstanceUID")
+                ),
+            ));
+        }
+        rows.push((
+            "graph",
+            format!(
+                "{} ({}, SHA-256 {})",
+                self.graph.name, self.graph.file, self.graph.sha256
+            ),
+        ));
+        rows.push(("voxflow", env!("CARGO_PKG_VERSION").to_string()));
+        for m in self.models {
+            rows.push((
+                "model",
+                format!(
+                    "{}: version {}, {}, classes {}",
+                    m.path.display(),
+                    m.model_version,
+                    m.modality,
+                    m.classes.join(", ")
+                ),
+            ));
+        }
+        s.push_str("<table id=\"about\">\n");
+        for (k, v) in rows {
+            let _ = writeln!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
+        }
+        s.push_str("</table>\n");
+    }
+
+    fn numbers(&self, s: &mut String) {
+        let st = self.stats;
+        s.push_str("<h2>Liver and lesions</h2>\n<table id=\"summary\">\n");
+        let rows = [
+            (
+                "liver_volume_ml",
+                "liver volume (mL)",
+                format!("{:.1}", st.liver_volume_ml),
+            ),
+            ("lesion_count", "lesions", st.lesions.len().to_string()),
+            (
+                "lesion_total_ml",
+                "total lesion volume (mL)",
+                fmt_ml(st.lesion_total_ml()),
+            ),
+            (
+                "lesion_largest_ml",
+                "largest lesion volume (mL)",
+                fmt_ml(st.lesion_largest_ml()),
+            ),
+            (
+                "lesion_largest_diameter_mm",
+                "largest lesion diameter (mm)",
+                format!("{:.1}", st.lesion_largest_diameter_mm()),
+            ),
+        ];
+        for (id, name, v) in rows {
+            let _ = writeln!(
+                s,
+                "<tr><th>{name}</th><td class=\"n\" id=\"{id}\">{v}</td></tr>"
+            );
+        }
+        s.push_str("</table>\n");
+        if st.lesions.is_empty() {
+            return;
+        }
+        s.push_str(
+            "<table id=\"lesions\">\n<tr><th>lesion</th><th>volume (mL)</th>\
+             <th>largest diameter (mm)</th><th>voxels</th><th>slices</th></tr>\n",
+        );
+        for l in &st.lesions {
+            let _ = writeln!(
+                s,
+                "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1}</td><td class=\"n\">{}</td><td>{}-{}</td></tr>",
+                l.id, fmt_ml(l.volume_ml), l.diameter_mm, l.voxels, l.slices.0, l.slices.1
+            );
+        }
+        s.push_str(
+            "</table>\n<p>Lesions are 26-connected components of label 2; the liver volume \
+             includes them; a diameter is the longest distance between two voxel centres.</p>\n",
+        );
+    }
+
+    fn images(&self, s: &mut String) {
+        s.push_str("<h2>Slices</h2>\n<p>");
+        let legend: Vec<(&str, [u8; 3])> = if self.metrics.is_some() {
+            [
+                (Class::LiverCorrect, "correct liver"),
+                (
+                    Class::LiverWrong,
+                    "wrong liver (false positive or negative)",
+                ),
+                (Class::LesionCorrect, "correct lesion"),
+                (Class::LesionWrong, "wrong lesion"),
+            ]
+            .into_iter()
+            .map(|(c, n)| (n, c.colour()))
+            .collect()
+        } else {
+            vec![
+                ("liver outline", overlay::GREEN),
+                ("lesion outline", overlay::BLUE),
+            ]
+        };
+        for (name, c) in legend {
+            let _ = write!(
+                s,
+                "<span class=\"sw\" style=\"background:{}\"></span>{name}",
+                rgb(c)
+            );
+        }
+        s.push_str(
+            "</p>\n<p>Radiological view: the patient's right on the image's left (letters at \
+             the edges); square pixels. The slices with the largest liver and lesion areas come \
+             first.</p>\n",
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (first, rest): (Vec<&Drawn>, Vec<&Drawn>) =
+            self.drawn.iter().partition(|d| d.picked.largest());
+        for d in first.into_iter().chain(rest) {
+            let why = d.picked.reasons.join(", ");
+            let _ = writeln!(
+                s,
+                "<figure><img src=\"data:image/png;base64,{}\" alt=\"slice {}\"><figcaption>slice {}: {}</figcaption></figure>",
+                b64.encode(&d.png),
+                d.picked.k,
+                d.picked.k,
+                esc(&why)
+            );
+        }
+    }
+
+    fn run_table(&self, s: &mut String) {
+        s.push_str(
+            "<h2>Run</h2>\n<table id=\"timings\">\n<tr><th>node</th><th>kind</th>\
+             <th>wall (s)</th><th>busy (s)</th><th>slices</th></tr>\n",
+        );
+        for t in self.timings {
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td><td class=\"n\">{}</td></tr>",
+                esc(&t.id),
+                esc(&t.kind),
+                t.wall_ms / 1000.0,
+                t.busy_ms / 1000.0,
+                t.slices
+            );
+        }
+        s.push_str("</table>\n");
+    }
+}
+
+fn metrics_table(s: &mut String, results: &[ClassResult]) {
+    s.push_str("<h2>Against the ground truth</h2>\n<table id=\"metrics\">\n<tr><th>class</th>");
+    for n in METRIC_NAMES {
+        let _ = write!(s, "<th>{n}</th>");
+    }
+    s.push_str("<th>note</th></tr>\n");
+    for r in results {
+        let _ = write!(s, "<tr><td>{}</td>", esc(&r.name));
+        for n in METRIC_NAMES {
+            match r.metric(n) {
+                Ok(v) => {
+                    let _ = write!(s, "<td class=\"n\">{v:.3}</td>");
+                }
+                Err(_) => s.push_str("<td class=\"n\">-</td>"),
+            }
+        }
+        let _ = writeln!(s, "<td>{}</td></tr>", esc(&r.note()));
+    }
+    s.push_str("</table>\n");
+    for r in results {
+        if let Some(d) = &r.detection {
+            let _ = writeln!(
+                s,
+                "<p id=\"detection\">{}: {} of {} true lesions detected, {} missed, {} predicted lesions overlap no true lesion.</p>",
+                esc(&r.name),
+                d.true_positive,
+                d.truth_lesions,
+                d.missed,
+                d.false_positive
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_format_and_escaping() {
+        assert_eq!(fmt_ml(84.567), "84.57");
+        assert_eq!(fmt_ml(0.0), "0.00");
+        assert_eq!(fmt_ml(0.5), "0.50");
+        assert_eq!(fmt_ml(0.0353), "0.035");
+        assert_eq!(fmt_ml(0.000883), "0.0009");
+        assert_eq!(
+            esc("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+}
