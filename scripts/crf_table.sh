@@ -20,8 +20,9 @@
 #      derived from the scans: never commit it).
 # Deterministic: same binary, models, data, env -> same table.
 set -euo pipefail
+DATA=$(realpath "${VOXFLOW_DATA:?set VOXFLOW_DATA to the folder with ircadb01_ct.nii.gz etc.}")
+[ -z "${VOXFLOW:-}" ] || VOXFLOW=$(realpath "$VOXFLOW")
 cd "$(dirname "$0")/.."
-DATA=${VOXFLOW_DATA:?set VOXFLOW_DATA to the folder with ircadb01_ct.nii.gz etc.}
 VOXFLOW=${VOXFLOW:-target/release/voxflow}
 TRIALS=${TRIALS:-30}
 SEED=${SEED:-1}

@@ -19,7 +19,7 @@ with `d` the distance in mm and `dI` the intensity difference of `image`. Filter
 bilateral kernel with the 4D permutohedral lattice (as pydensecrf), the spatial kernel as an
 exact separable Gaussian on the voxel grid (truncated at 4 sigma) instead of pydensecrf's
 lattice approximation of it. Kernel: crate `voxflow-crf`; its labels agree with pydensecrf
-(`crf3d.py`) on >= 99.97 % of the voxels of its test volumes.
+(`crf3d.py`) on >= 99.86 % of the voxels of its test volumes (kernel REPORT.md).
 
 **Units.** Positions are in mm (the header spacing), so a graph means the same at any voxel
 size. The defaults are the authors' code (saratan: pos std 1.5 px, weight 3; bilateral std
