@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# N4 speed, side by side in one run: the oracle /work/shared/oracles/n4.py (SimpleITK 2.5.7) and
+# N4 speed, side by side in one run: the oracle ../shared/oracles/n4.py (SimpleITK 2.5.7) and
 # `voxflow run` of read_volume -> n4 -> write_volume (corrected, bias), same input, default
 # params (shrink 4, 4 x 50 iterations, convergence 0.001, Otsu mask), alternated REPS times.
 # Both read the .nii.gz and write the corrected image and the field as .nii.gz. Wall time and
@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VF=${VF:-${CARGO_TARGET_DIR:-$ROOT/target}/release/voxflow}
 PY=${PY:-$ROOT/.venv-oracles/bin/python}
-ORACLES=${ORACLES:-/work/shared/oracles}
+ORACLES=${ORACLES:-$ROOT/../shared/oracles}
 WORK=${WORK:-/tmp/n4-bench}
 REPS=${REPS:-3}
 THREADS=${THREADS:-0}
@@ -32,15 +32,6 @@ if [[ -z "$IN" ]]; then
   IN=$WORK/synth/mri.nii.gz
   TRUE=$WORK/synth/mri_bias.nii.gz
 fi
-cat >"$WORK/g.yaml" <<'G'
-graph: n4-bench
-params: { input: {}, out: {}, bias: {} }
-nodes:
-  img:  { kind: read_volume, path: $input }
-  n4:   { kind: n4, in: img }
-  w1:   { kind: write_volume, in: n4, path: $out }
-  w2:   { kind: write_volume, in: n4.bias, path: $bias }
-G
 TV=(); [[ "$THREADS" != 0 ]] && TV=(--threads "$THREADS")
 wall_rss() { # "wall_s rss_MiB" from a /usr/bin/time -v log
   awk '/Elapsed \(wall/ {n = split($NF, t, ":"); s = t[n] + (n > 1 ? 60 * t[n-1] : 0) + (n > 2 ? 3600 * t[n-2] : 0)}
@@ -52,7 +43,7 @@ for r in $(seq 1 "$REPS"); do
   L=$(cut -d' ' -f1 /proc/loadavg)
   /usr/bin/time -v "$PY" "$ORACLES/n4.py" "$IN" "$WORK/sitk.nii.gz" --log-bias "$WORK/sitk_lb.nii.gz" \
     --threads "$THREADS" >"$WORK/sitk.json" 2>"$WORK/sitk.time"
-  /usr/bin/time -v "$VF" -q run "$WORK/g.yaml" --set input="$IN" --set out="$WORK/vf.nii.gz" \
+  /usr/bin/time -v "$VF" -q run "$ROOT/scripts/n4_graph.yaml" --set input="$IN" --set out="$WORK/vf.nii.gz" \
     --set bias="$WORK/vf_bias.nii.gz" --report "$WORK/report.json" "${TV[@]}" 2>"$WORK/vf.time"
   read -r SW SR < <(wall_rss "$WORK/sitk.time")
   read -r VW VR < <(wall_rss "$WORK/vf.time")

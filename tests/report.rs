@@ -320,6 +320,24 @@ fn check_page(dir: &Path, stem: &str, case: &str) -> Rendered {
     page
 }
 
+/// The CT graph on `phantom:small` in `dir`, output `seg.nii.gz`, with one more `--set`.
+fn run_phantom(dir: &Path, set: &str) {
+    voxflow_in(
+        dir,
+        &[
+            "run",
+            &graph("ct_liver_lesion.yaml"),
+            "-q",
+            "--set",
+            "input=phantom:small",
+            "--set",
+            "output=seg.nii.gz",
+            "--set",
+            set,
+        ],
+    );
+}
+
 /// Pixels of a clear hue: green, blue.
 fn count_hues(px: &[[u8; 3]]) -> (usize, usize) {
     let green = px
@@ -344,20 +362,7 @@ fn phantom_report_from_the_ct_graph() {
         dir.join("lesion.onnx"),
     )
     .unwrap();
-    voxflow_in(
-        &dir,
-        &[
-            "run",
-            &graph("ct_liver_lesion.yaml"),
-            "-q",
-            "--set",
-            "input=phantom:small",
-            "--set",
-            "output=seg.nii.gz",
-            "--set",
-            "lesion_model=lesion.onnx",
-        ],
-    );
+    run_phantom(&dir, "lesion_model=lesion.onnx");
     for f in ["seg.nii.gz", "seg.html", "seg.stats.json", "seg_overlays"] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
@@ -464,20 +469,7 @@ fn real_case_with_truth() {
 #[test]
 fn report_switch_and_truth_switch() {
     let dir = temp_dir("report-off");
-    voxflow_in(
-        &dir,
-        &[
-            "run",
-            &graph("ct_liver_lesion.yaml"),
-            "-q",
-            "--set",
-            "input=phantom:small",
-            "--set",
-            "output=seg.nii.gz",
-            "--set",
-            "report=false",
-        ],
-    );
+    run_phantom(&dir, "report=false");
     let mut left: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

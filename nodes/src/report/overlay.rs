@@ -770,6 +770,34 @@ mod tests {
         assert!(r > 200 && g < 50 && b < 50);
     }
 
+    /// Array rows down and columns across the screen, no flips.
+    const PLAIN: View = View {
+        transpose: false,
+        flip_x: false,
+        flip_y: false,
+        edges: ['R', 'L', 'A', 'P'],
+    };
+
+    /// `render` with the grey window [0, 1].
+    fn paint(
+        img: &Array2<f32>,
+        p: &Array2<u8>,
+        t: Option<&Array2<u8>>,
+        spacing: [f64; 2],
+        view: &View,
+        sp: &OverlaySpec,
+    ) -> Rgb {
+        render(
+            img.view(),
+            p.view(),
+            t.map(|t| t.view()),
+            spacing,
+            view,
+            (0.0, 1.0),
+            sp,
+        )
+    }
+
     /// Four 10x10 squares, one per class, on a black 40x40 slice with 1 mm pixels.
     #[test]
     fn rendered_colours_with_truth() {
@@ -782,22 +810,9 @@ mod tests {
         p.slice_mut(s![20..30, 0..10]).fill(2);
         t.slice_mut(s![20..30, 0..10]).fill(2); // correct lesion
         t.slice_mut(s![20..30, 20..30]).fill(2); // missed lesion
-        let view = View {
-            transpose: false,
-            flip_x: false,
-            flip_y: false,
-            edges: ['R', 'L', 'A', 'P'],
-        };
+        let view = PLAIN;
         let sp = OverlaySpec { size: 40, ..spec() };
-        let out = render(
-            img.view(),
-            p.view(),
-            Some(t.view()),
-            [1.0, 1.0],
-            &view,
-            (0.0, 1.0),
-            &sp,
-        );
+        let out = paint(&img, &p, Some(&t), [1.0, 1.0], &view, &sp);
         assert_eq!((out.width, out.height), (40, 40));
         assert_eq!(out.pixel(5, 5), GREEN);
         assert_eq!(out.pixel(25, 5), YELLOW);
@@ -807,15 +822,7 @@ mod tests {
         // Half opacity blends with the grey value.
         let img = Array2::<f32>::from_elem((40, 40), 1.0);
         let sp = OverlaySpec { alpha: 0.5, ..sp };
-        let out = render(
-            img.view(),
-            p.view(),
-            Some(t.view()),
-            [1.0, 1.0],
-            &view,
-            (0.0, 1.0),
-            &sp,
-        );
+        let out = paint(&img, &p, Some(&t), [1.0, 1.0], &view, &sp);
         assert_eq!(out.pixel(25, 25), [255, 128, 128]);
     }
 
@@ -827,15 +834,7 @@ mod tests {
         p.slice_mut(s![15..25, 15..25]).fill(2);
         let view = view_of(&Header::new(StreamType::Image, [1, 40, 40], [1.0; 3]).affine);
         let sp = OverlaySpec { size: 40, ..spec() };
-        let out = render(
-            img.view(),
-            p.view(),
-            None,
-            [1.0, 1.0],
-            &view,
-            (0.0, 1.0),
-            &sp,
-        );
+        let out = paint(&img, &p, None, [1.0, 1.0], &view, &sp);
         assert_eq!(out.pixel(5, 20), GREEN);
         assert_eq!(out.pixel(10, 20), [0, 0, 0]);
         assert_eq!(out.pixel(15, 20), BLUE);
@@ -887,15 +886,7 @@ mod tests {
             let mut t = Array2::<u8>::zeros((n, n));
             t[[j, i]] = 1;
             let sp = OverlaySpec { size: 64, ..spec() };
-            let out = render(
-                img.view(),
-                p.view(),
-                Some(t.view()),
-                [1.0, 1.0],
-                &view,
-                (0.0, 1.0),
-                &sp,
-            );
+            let out = paint(&img, &p, Some(&t), [1.0, 1.0], &view, &sp);
             assert_eq!(out.pixel(2, 2), GREEN, "{a:?} {view:?}");
             assert_eq!(out.pixel(61, 61), [0, 0, 0], "{a:?}");
         }
@@ -915,22 +906,9 @@ mod tests {
         let img = Array2::<f32>::zeros((40, 20));
         let mut p = Array2::<u8>::zeros((40, 20));
         p.slice_mut(s![10..30, 5..15]).fill(1);
-        let view = View {
-            transpose: false,
-            flip_x: false,
-            flip_y: false,
-            edges: ['R', 'L', 'A', 'P'],
-        };
+        let view = PLAIN;
         let sp = OverlaySpec { size: 80, ..spec() };
-        let out = render(
-            img.view(),
-            p.view(),
-            Some(p.view()),
-            [1.0, 2.0],
-            &view,
-            (0.0, 1.0),
-            &sp,
-        );
+        let out = paint(&img, &p, Some(&p), [1.0, 2.0], &view, &sp);
         assert_eq!((out.width, out.height), (80, 80));
         let green: Vec<(usize, usize)> = (0..80)
             .flat_map(|y| (0..80).map(move |x| (x, y)))
