@@ -3,7 +3,6 @@
 
 use clap::Args;
 use ndarray::{Array3, ArrayView3, Zip};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use voxflow_nodes::io::read_volume::read_any;
@@ -317,30 +316,16 @@ pub fn run(a: CrfSearchArgs, quiet: bool) -> Result<(), String> {
     yaml.push_str(&format!("# one line: {{ kind: dense_crf, {flow} }}\n"));
     yaml.push_str(&body);
     print!("{yaml}");
-    write_atomic(&a.out, yaml.as_bytes())?;
+    crate::atomic::write_atomic(&a.out, yaml.as_bytes())?;
     if let Some(p) = &a.trials_csv {
         let text = format!(
             "trial,w_pos,sigma_pos_mm,w_bil,sigma_bil_mm,sigma_int,iterations,dice_liver,dice_lesion,score\n{}\n",
             rows.join("\n")
         );
-        write_atomic(p, text.as_bytes())?;
+        crate::atomic::write_atomic(p, text.as_bytes())?;
     }
     say(format!("wrote {}", a.out.display()));
     Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(".voxflow-tmp-{}-crf", std::process::id()));
-    let mut f =
-        std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `voxflow eval`: a segmentation graph (or existing predictions) over a manifest of cases,
 //! metrics per case, a per-case CSV and a Markdown summary (mean ± std, as the paper's Table 1).
 
+use crate::atomic::write_atomic;
 use clap::Args;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -158,18 +159,6 @@ pub(crate) fn read_manifest(path: &Path) -> Result<(Vec<String>, Vec<Case>), Str
         return Err(format!("manifest {} has no cases", path.display()));
     }
     Ok((cols, cases))
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".voxflow-tmp-{}-{name}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 struct Setup<'a> {

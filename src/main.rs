@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use voxflow_runtime::{
     check_all_ways, execute, CheckOptions, GraphDoc, Plan, Registry, RunOptions, RunStats,
 };
 
+mod atomic;
 mod batch;
 mod crf_search;
 mod docs;
@@ -243,7 +244,7 @@ fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
     let report = result.map_err(|e| format!("error: {e}"))?;
     if let Some(path) = &a.report {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        write_atomic(path, text.as_bytes())?;
+        atomic::write_atomic(path, text.as_bytes())?;
     }
     if !quiet {
         for o in &report.outputs {
@@ -256,17 +257,6 @@ fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(".voxflow-tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn spawn_progress(
