@@ -55,8 +55,8 @@ fn corr(a: &Array3<f32>, b: &Array3<f32>, m: &Array3<bool>) -> f64 {
     sab / (saa * sbb).sqrt()
 }
 
-/// Standard deviation of the values where `m` is set.
-fn sd(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
+/// Mean and standard deviation of the values where `m` is set.
+fn mean_sd(a: &Array3<f32>, m: &Array3<bool>) -> (f64, f64) {
     let v: Vec<f64> = a
         .iter()
         .zip(m)
@@ -65,18 +65,21 @@ fn sd(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
         .collect();
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()
+    (
+        mean,
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt(),
+    )
+}
+
+/// Standard deviation of the values where `m` is set.
+fn sd(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
+    mean_sd(a, m).1
 }
 
 /// Coefficient of variation of the values where `m` is set.
 fn cv(a: &Array3<f32>, m: &Array3<bool>) -> f64 {
-    let v: Vec<f64> = a
-        .iter()
-        .zip(m)
-        .filter(|(_, &k)| k)
-        .map(|(&x, _)| x as f64)
-        .collect();
-    sd(a, m) / (v.iter().sum::<f64>() / v.len() as f64)
+    let (mean, sd) = mean_sd(a, m);
+    sd / mean
 }
 
 /// Synthetic volume: background 0, a box "body" of 100 holding a box "organ" of 160, times a
