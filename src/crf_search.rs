@@ -5,6 +5,7 @@ use clap::Args;
 use ndarray::{Array3, ArrayView3, Zip};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use voxflow_nodes::io::phantom::{splitmix, SPLITMIX_GAMMA};
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_nodes::refine::dense_crf::{argmax_prob, refine, CrfConfig, CrfParams, CrfRoi};
 use voxflow_runtime::stream::StreamType;
@@ -82,12 +83,9 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        let z = splitmix(self.0);
+        self.0 = self.0.wrapping_add(SPLITMIX_GAMMA);
+        ((z >> 11) as f64) / (1u64 << 53) as f64
     }
     fn uniform(&mut self, lo: f64, hi: f64) -> f32 {
         (lo + (hi - lo) * self.next()) as f32

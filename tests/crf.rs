@@ -6,6 +6,7 @@ use common::{data_file, temp_dir, voxflow, voxflow_ok, write_graph};
 use ndarray::{s, Array3, Array4};
 use std::path::Path;
 use voxflow_nodes::io::nifti_io::write_nifti;
+use voxflow_nodes::io::phantom::{splitmix, SPLITMIX_GAMMA};
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_runtime::stream::{Header, StreamType, Volume, VolumeData};
 
@@ -14,11 +15,8 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        let z = splitmix(self.0);
+        self.0 = self.0.wrapping_add(SPLITMIX_GAMMA);
         ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
     fn normal(&mut self) -> f32 {

@@ -19,8 +19,13 @@ pub struct Phantom {
     lesions: Vec<([f64; 3], f64)>,
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+/// The SplitMix64 increment.
+pub const SPLITMIX_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64 of `x` (Steele et al. 2014): a small, seeded, reproducible hash; step `x` by
+/// [`SPLITMIX_GAMMA`] for a stream.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(SPLITMIX_GAMMA);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
