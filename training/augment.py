@@ -1,7 +1,9 @@
 """Augmentation as in Christ et al. 2017: elastic deformation, translation, rotation and additive
 Gaussian noise scaled by the slice's standard deviation. One spatial transform (a sampling grid)
 is built per sample and applied to the image (bilinear) and to the label (nearest), so they move
-together. Everything runs on torch tensors, batched, on the device of the generator (CPU when
+together. `gamma` (beyond the paper) raises the image, kept in [0, 1], to a random power: MR
+intensities have no fixed scale, and one CHAOS liver is much darker than the rest (docs/RESULTS.md).
+Everything runs on torch tensors, batched, on the device of the generator (CPU when
 there is none), so a GPU run augments on the GPU.
 """
 import math
@@ -72,9 +74,18 @@ def add_noise(image, factor, generator=None):
     return image + torch.randn(image.shape, generator=generator, device=_device(generator)) * std * factor
 
 
+def random_gamma(image, max_gamma, generator=None):
+    """Raises each slice (clamped to [0, 1]) to a power drawn log-uniformly from
+    [1 / max_gamma, max_gamma]; returns the images and the powers."""
+    n = image.shape[0]
+    r = math.log(max_gamma)
+    g = torch.exp((torch.rand(n, generator=generator, device=_device(generator)) * 2 - 1) * r)
+    return image.clamp(0.0, 1.0).pow(g.view(-1, 1, 1, 1)), g
+
+
 def augment(image, label, cfg, generator=None):
     """Applies the augmentation of `cfg` (dict: rotate_deg, translate, elastic_px, elastic_sigma,
-    noise, p) to a batch. Each sample is transformed with probability p."""
+    gamma, noise, p) to a batch. Each sample is transformed with probability p."""
     n, _, h, w = image.shape
     p = cfg.get("p", 1.0)
     grid = sampling_grid(n, h, w, cfg.get("rotate_deg", 0.0), cfg.get("translate", 0.0),
@@ -85,6 +96,10 @@ def augment(image, label, cfg, generator=None):
         ident = F.affine_grid(torch.eye(2, 3, device=dev).expand(n, 2, 3), (n, 1, h, w), align_corners=False)
         grid[keep] = ident[keep]
     img, lab = warp(image, label, grid)
+    if cfg.get("gamma", 1.0) > 1.0:
+        bent, _ = random_gamma(img, cfg["gamma"], generator)
+        use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)
+        img = torch.where(use, bent, img)
     if cfg.get("noise", 0.0) > 0:
         noisy = add_noise(img, cfg["noise"], generator)
         use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)

@@ -119,3 +119,43 @@ def contract_metadata(classes, input_size, preprocess, modality, version):
         "voxflow.preprocess": preprocess,
         "voxflow.modality": modality,
     }
+
+
+def load_onnx_weights(model, path):
+    """Initialises `model` (a UNet) from an ONNX file written by `to_onnx` with the same width,
+    depth and classes. Folded convolutions load as they are; with batch norm the folded bias goes
+    to the batch norm's shift and its scale and running statistics are the identity, so in eval
+    mode `model` computes what the file computes."""
+    inits = {}
+    for t in onnx.load(str(path)).graph.initializer:
+        name = t.name[:-4] if t.name.endswith("_f16") else t.name
+        inits[name] = torch.from_numpy(numpy_helper.to_array(t).astype(np.float32))
+
+    def take(name, dst):
+        if name not in inits:
+            raise ValueError(f"{path}: no weight {name} (not a voxflow U-Net of this depth?)")
+        src = inits.pop(name)
+        if src.shape != dst.shape:
+            raise ValueError(f"{path}: {name} has shape {tuple(src.shape)}, the model needs {tuple(dst.shape)}")
+        dst.copy_(src)
+
+    with torch.no_grad():
+        blocks = [(f"down{i}", b) for i, b in enumerate(model.down)] + [(f"dec{i}", b) for i, b in enumerate(model.up_conv)]
+        for name, b in blocks:
+            for conv, bn, k in ((b.conv1, b.bn1, "conv1"), (b.conv2, b.bn2, "conv2")):
+                take(f"{name}.{k}.w", conv.weight)
+                if bn is None:
+                    take(f"{name}.{k}.b", conv.bias)
+                else:
+                    take(f"{name}.{k}.b", bn.bias)
+                    bn.weight.fill_(1.0)
+                    bn.running_mean.zero_()
+                    bn.running_var.fill_(1.0 - bn.eps)
+        for i, up in enumerate(model.up):
+            take(f"up{i}.w", up.weight)
+            take(f"up{i}.b", up.bias)
+        take("head.w", model.head.weight)
+        take("head.b", model.head.bias)
+    if inits:
+        raise ValueError(f"{path}: weights left over: {sorted(inits)[:4]} (a deeper model?)")
+    return model

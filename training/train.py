@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from augment import augment  # noqa: E402
-from export import contract_metadata, to_onnx  # noqa: E402
+from export import contract_metadata, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
@@ -160,7 +160,11 @@ def train(cfg, resume, minutes, device, cosine):
     classes = len(cfg["classes"])
     w = cfg["loss"].get("weights", "frequency")
     weights = frequency_weights(tr.counts(classes)) if w == "frequency" else np.asarray(w, dtype=np.float64)
-    model = build_model(cfg).to(dev)
+    model = build_model(cfg)
+    if cfg.get("init") and not resume:
+        load_onnx_weights(model, os.path.join(ROOT, cfg["init"]))
+        print(f"{cfg['name']}: initialised from {cfg['init']}", flush=True)
+    model = model.to(dev)
     opt = make_optimizer(cfg, model.parameters())
     lr0 = [g["lr"] for g in opt.param_groups]
     rd = run_dir(cfg)

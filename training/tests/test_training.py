@@ -2,14 +2,15 @@
 import math
 import os
 import sys
+import tempfile
 import unittest
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from augment import add_noise, augment, sampling_grid, smooth_field, warp  # noqa: E402
-from export import fold  # noqa: E402
+from augment import add_noise, augment, random_gamma, sampling_grid, smooth_field, warp  # noqa: E402
+from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from prepare import resize_label, roi_box, roi_crop  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
@@ -68,6 +69,23 @@ class Augmentation(unittest.TestCase):
             got = float((noisy[s] - img[s]).std())
             self.assertAlmostEqual(got / want, 1.0, delta=0.03)
 
+    def test_gamma_is_monotone_in_range_and_spans_both_ways(self):
+        g = torch.Generator().manual_seed(4)
+        img = torch.linspace(0, 1, 101).view(1, 1, 1, 101).repeat(400, 1, 1, 1)
+        out, powers = random_gamma(img, 2.5, g)
+        self.assertTrue(torch.all((powers >= 1 / 2.5) & (powers <= 2.5)))
+        self.assertLess(float(powers.min()), 0.5)
+        self.assertGreater(float(powers.max()), 2.0)
+        self.assertTrue(torch.all((out >= 0) & (out <= 1)))
+        self.assertTrue(torch.all(out[..., 1:] >= out[..., :-1]), "order of intensities kept")
+        want = 0.5 ** powers
+        self.assertLess(float((out[:, 0, 0, 50] - want).abs().max()), 1e-6)
+        lab = blocks()
+        x = lab.float().unsqueeze(1) * 0.5 + 0.25
+        a, la = augment(x, lab, {"p": 1.0, "gamma": 2.5}, torch.Generator().manual_seed(5))
+        self.assertTrue(torch.equal(la, lab), "gamma alone leaves the label alone")
+        self.assertGreater(float((a - x).abs().max()), 0.05)
+
 
 class Loss(unittest.TestCase):
     def test_hand_computed_value(self):
@@ -108,6 +126,30 @@ class Model(unittest.TestCase):
         x = torch.rand(2, 1, 32, 32)
         with torch.no_grad():
             self.assertLess(float((fold(m)(x) - m(x)).abs().max()), 1e-5)
+
+    def test_init_from_onnx_reproduces_the_file(self):
+        torch.manual_seed(1)
+        m = UNet(2, width=4, depth=2)
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.bias.data.uniform_(-0.2, 0.2)
+        m.eval()
+        x = torch.rand(2, 1, 32, 32)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "m.onnx")
+            to_onnx(m, path, contract_metadata(["background", "liver"], [32, 32], "equalize:256", "ct", "1"), [32, 32])
+            for bn in (True, False):
+                fresh = UNet(2, width=4, depth=2, batch_norm=bn)
+                before = float((fresh.eval()(x) - fold(m, half=True)(x)).abs().max())
+                load_onnx_weights(fresh, path)
+                with torch.no_grad():
+                    err = float((fresh.eval()(x) - fold(m, half=True)(x)).abs().max())
+                self.assertLess(err, 1e-5, f"batch_norm={bn}")
+                self.assertGreater(before, 1e-3, "the check must be able to fail")
+            with self.assertRaises(ValueError):
+                load_onnx_weights(UNet(2, width=4, depth=3), path)
 
 
 class Crop(unittest.TestCase):
