@@ -43,11 +43,12 @@ mkdir -p "$OUT"
 # model of the fold that does not contain it.
 manifest() {
   echo "id,input,truth,liver_model"
-  for v in "${FOLD1[@]}"; do
-    echo "$v,$DATA/chaos_mr_t2_${v}_image.nii.gz,$DATA/chaos_mr_t2_${v}_label.nii.gz,$MODELS/mr_liver$1_not_fold1.onnx"
-  done
-  for v in "${FOLD2[@]}"; do
-    echo "$v,$DATA/chaos_mr_t2_${v}_image.nii.gz,$DATA/chaos_mr_t2_${v}_label.nii.gz,$MODELS/mr_liver$1_not_fold2.onnx"
+  local fold v
+  for fold in 1 2; do
+    local -n ids="FOLD$fold"
+    for v in "${ids[@]}"; do
+      echo "$v,$DATA/chaos_mr_t2_${v}_image.nii.gz,$DATA/chaos_mr_t2_${v}_label.nii.gz,$MODELS/mr_liver$1_not_fold$fold.onnx"
+    done
   done
 }
 

@@ -96,12 +96,13 @@ def augment(image, label, cfg, generator=None):
         ident = F.affine_grid(torch.eye(2, 3, device=dev).expand(n, 2, 3), (n, 1, h, w), align_corners=False)
         grid[keep] = ident[keep]
     img, lab = warp(image, label, grid)
+
+    def some(changed, unchanged):  # each sample takes `changed` with probability p
+        use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)
+        return torch.where(use, changed, unchanged)
+
     if cfg.get("gamma", 1.0) > 1.0:
-        bent, _ = random_gamma(img, cfg["gamma"], generator)
-        use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)
-        img = torch.where(use, bent, img)
+        img = some(random_gamma(img, cfg["gamma"], generator)[0], img)
     if cfg.get("noise", 0.0) > 0:
-        noisy = add_noise(img, cfg["noise"], generator)
-        use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)
-        img = torch.where(use, noisy, img)
+        img = some(add_noise(img, cfg["noise"], generator), img)
     return img, lab
