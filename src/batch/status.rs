@@ -268,11 +268,15 @@ impl CaseLock {
     }
 }
 
-/// Removes temporary files a killed run left in a case folder.
+/// Removes temporary files a killed run left in a case folder and its subfolders
+/// (folder outputs such as overlay PNGs write their temporaries beside each file).
 pub fn remove_stale_temps(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".voxflow-tmp-") {
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if is_dir {
+                remove_stale_temps(&e.path());
+            } else if e.file_name().to_string_lossy().starts_with(".voxflow-tmp-") {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -282,6 +286,26 @@ pub fn remove_stale_temps(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temps_are_removed_in_subfolders_too() {
+        let d = std::env::temp_dir().join(format!("voxflow-stale-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("overlays")).unwrap();
+        for f in [
+            ".voxflow-tmp-1-a.nii.gz",
+            "keep.nii.gz",
+            "overlays/.voxflow-tmp-1-slice_003.png",
+            "overlays/slice_002.png",
+        ] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        remove_stale_temps(&d);
+        assert!(!d.join(".voxflow-tmp-1-a.nii.gz").exists());
+        assert!(!d.join("overlays/.voxflow-tmp-1-slice_003.png").exists());
+        assert!(d.join("keep.nii.gz").exists());
+        assert!(d.join("overlays/slice_002.png").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn digest_reuses_unchanged_and_sees_changes() {
