@@ -3,8 +3,6 @@ Gaussian noise scaled by the slice's standard deviation. One spatial transform (
 is built per sample and applied to the image (bilinear) and to the label (nearest), so they move
 together. `gamma` (beyond the paper) raises the image, kept in [0, 1], to a random power: MR
 intensities have no fixed scale, and one CHAOS liver is much darker than the rest (docs/RESULTS.md).
-`organ_scale` (beyond the paper) makes the labelled organ darker or brighter than its surroundings:
-on T2 MR the liver's signal relative to muscle and spleen varies between patients (iron, fat).
 Everything runs on torch tensors, batched, on the device of the generator (CPU when
 there is none), so a GPU run augments on the GPU.
 """
@@ -85,26 +83,9 @@ def random_gamma(image, max_gamma, generator=None):
     return image.clamp(0.0, 1.0).pow(g.view(-1, 1, 1, 1)), g
 
 
-def organ_scale(image, label, max_factor, sigma=2.0, generator=None):
-    """Multiplies each slice's foreground (label >= 1) by a factor drawn log-uniformly from
-    [1 / max_factor, max_factor], blended at the edge through the mask smoothed with a Gaussian of
-    `sigma` px, clamped to [0, 1]. Changes the organ's brightness relative to its surroundings,
-    which a global transform (gamma) cannot. Returns the images and the factors."""
-    n, _, h, w = image.shape
-    dev = _device(generator)
-    r = math.log(max_factor)
-    f = torch.exp((torch.rand(n, generator=generator, device=dev) * 2 - 1) * r).view(-1, 1, 1, 1)
-    m = (label >= 1).float().unsqueeze(1)
-    k = gaussian_kernel1d(sigma, dev)
-    pad = (len(k) - 1) // 2
-    m = F.conv2d(F.pad(m, (pad, pad, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    m = F.conv2d(F.pad(m, (0, 0, pad, pad), mode="replicate"), k.view(1, 1, -1, 1))
-    return (image * (1 + m * (f - 1))).clamp(0.0, 1.0), f.view(-1)
-
-
 def augment(image, label, cfg, generator=None):
     """Applies the augmentation of `cfg` (dict: rotate_deg, translate, elastic_px, elastic_sigma,
-    organ_scale, gamma, noise, p) to a batch. Each sample is transformed with probability p."""
+    gamma, noise, p) to a batch. Each sample is transformed with probability p."""
     n, _, h, w = image.shape
     p = cfg.get("p", 1.0)
     grid = sampling_grid(n, h, w, cfg.get("rotate_deg", 0.0), cfg.get("translate", 0.0),
@@ -120,8 +101,6 @@ def augment(image, label, cfg, generator=None):
         use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)
         return torch.where(use, changed, unchanged)
 
-    if cfg.get("organ_scale", 1.0) > 1.0:
-        img = some(organ_scale(img, lab, cfg["organ_scale"], generator=generator)[0], img)
     if cfg.get("gamma", 1.0) > 1.0:
         img = some(random_gamma(img, cfg["gamma"], generator)[0], img)
     if cfg.get("noise", 0.0) > 0:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from augment import add_noise, augment, organ_scale, random_gamma, sampling_grid, smooth_field, warp  # noqa: E402
+from augment import add_noise, augment, random_gamma, sampling_grid, smooth_field, warp  # noqa: E402
 from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from prepare import resize_label, roi_box, roi_crop  # noqa: E402
@@ -85,26 +85,6 @@ class Augmentation(unittest.TestCase):
         a, la = augment(x, lab, {"p": 1.0, "gamma": 2.5}, torch.Generator().manual_seed(5))
         self.assertTrue(torch.equal(la, lab), "gamma alone leaves the label alone")
         self.assertGreater(float((a - x).abs().max()), 0.05)
-
-    def test_organ_scale_changes_the_organ_not_its_surroundings(self):
-        g = torch.Generator().manual_seed(6)
-        lab = torch.zeros((200, 64, 64), dtype=torch.long)
-        lab[:, 16:48, 16:48] = 1
-        img = torch.full((200, 1, 64, 64), 0.5)
-        out, f = organ_scale(img, lab, 2.0, sigma=2.0, generator=g)
-        self.assertTrue(torch.all((f >= 0.5) & (f <= 2.0)))
-        self.assertLess(float(f.min()), 0.6)
-        self.assertGreater(float(f.max()), 1.6)
-        want = (0.5 * f).clamp(0, 1)
-        self.assertLess(float((out[:, 0, 32, 32] - want).abs().max()), 1e-5, "organ centre scaled")
-        self.assertLess(float((out[:, 0, 2, 2] - 0.5).abs().max()), 1e-6, "far background unchanged")
-        # The edge is blended: one step across the boundary changes by well under the full jump.
-        jump = (out[:, 0, 32, 16] - out[:, 0, 32, 15]).abs() / (want - 0.5).abs().clamp_min(1e-6)
-        self.assertLess(float(jump.max()), 0.5)
-        self.assertTrue(torch.all((out >= 0) & (out <= 1)))
-        a, la = augment(img, lab, {"p": 1.0, "organ_scale": 2.0}, torch.Generator().manual_seed(7))
-        self.assertTrue(torch.equal(la, lab), "organ_scale alone leaves the label alone")
-        self.assertGreater(float((a - img).abs().max()), 0.05)
 
 
 class Loss(unittest.TestCase):
