@@ -178,7 +178,7 @@ fn set_unknown_param_and_missing_value() {
 #[test]
 fn enabled_is_checked_both_ways() {
     // Switching `w` off disables `e` too (it needs w); the graph is valid both ways.
-    let g = "graph: t\nparams:\n  pre: { default: true }\nnodes:\n  ct: { kind: read_volume, path: \"phantom:small\" }\n  w: { kind: hu_window, in: ct, enabled: $pre }\n  e: { kind: equalize, in: w }\n";
+    let g = "graph: t\nparams:\n  pre: { default: true }\nnodes:\n  ct: { kind: read_volume, path: \"phantom:small\" }\n  w: { kind: hu_window, in: ct, enabled: $pre }\n  e: { kind: equalize, in: w }\n  s: { kind: write_volume, in: ct, path: ct.nii.gz }\n";
     assert_eq!(errors(g, &[]), vec![]);
     let doc = GraphDoc::parse(g, std::path::Path::new("t.yaml")).unwrap();
     let reg = voxflow_nodes::registry();
@@ -187,11 +187,31 @@ fn enabled_is_checked_both_ways() {
         ..Default::default()
     };
     let plan = check(&doc, &reg, &off).unwrap();
-    assert_eq!(plan.nodes.len(), 1);
+    assert_eq!(plan.nodes.len(), 2);
     assert_eq!(plan.disabled, vec!["w".to_string(), "e".to_string()]);
     // A bad value that only matters when the switch is flipped is still found.
     let g2 = "graph: t\nparams:\n  pre: { default: true }\nnodes:\n  ct: { kind: read_volume, path: \"phantom:small\" }\n  w: { kind: hu_window, in: ct, enabled: $pre }\n  e: { kind: equalize, in: w, enabled: 3 }\n";
     assert_error(&errors(g2, &[]), 7, "`enabled` must be true or false");
+}
+
+#[test]
+fn nodes_feeding_only_switched_off_nodes_are_switched_off() {
+    // `gt` feeds only `m`; with `m` off nothing reads the truth file, so `gt` is off too, while
+    // `ct` still feeds `s`.
+    let g = "graph: t\nparams:\n  report: { default: true }\nnodes:\n  ct: { kind: read_volume, path: \"phantom:small\", as: label }\n  gt: { kind: read_volume, path: \"phantom:small\", as: label }\n  m: { kind: metrics, pred: ct, truth: gt, json: m.json, enabled: $report }\n  s: { kind: write_volume, in: ct, path: ct.nii.gz }\n";
+    let doc = GraphDoc::parse(g, std::path::Path::new("t.yaml")).unwrap();
+    let reg = voxflow_nodes::registry();
+    let on = check(&doc, &reg, &CheckOptions::default()).unwrap();
+    assert_eq!(on.nodes.len(), 4);
+    assert!(on.disabled.is_empty());
+    let off = CheckOptions {
+        set: vec![("report".into(), false.into())],
+        ..Default::default()
+    };
+    let plan = check(&doc, &reg, &off).unwrap();
+    assert_eq!(plan.disabled, vec!["gt".to_string(), "m".to_string()]);
+    let ids: Vec<&str> = plan.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["ct", "s"]);
 }
 
 #[test]

@@ -633,10 +633,23 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         return Err(Diagnostics(c.errors));
     }
 
-    // Switch off nodes whose required inputs are switched off.
+    // Switch off nodes whose required inputs are switched off, and nodes whose every consumer
+    // is switched off (their output would go nowhere; e.g. a truth reader when no report is made).
     let mut enabled: Vec<bool> = states.iter().map(|s| s.enabled).collect();
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); states.len()];
+    for (n, ins) in resolved.iter().enumerate() {
+        for (src, _) in ins.iter().flatten() {
+            consumers[*src].push(n);
+        }
+    }
     loop {
         let mut changed = false;
+        for n in 0..states.len() {
+            if enabled[n] && !consumers[n].is_empty() && consumers[n].iter().all(|&c| !enabled[c]) {
+                enabled[n] = false;
+                changed = true;
+            }
+        }
         for (n, st) in states.iter().enumerate() {
             if !enabled[n] {
                 continue;
