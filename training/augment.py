@@ -3,6 +3,8 @@ Gaussian noise scaled by the slice's standard deviation. One spatial transform (
 is built per sample and applied to the image (bilinear) and to the label (nearest), so they move
 together. `gamma` (beyond the paper) raises the image, kept in [0, 1], to a random power: MR
 intensities have no fixed scale, and one CHAOS liver is much darker than the rest (docs/RESULTS.md).
+`organ_gamma` (beyond the paper) does the same to the labelled organ alone: on T2 MR, iron darkens
+the liver's tissue while its vessels stay bright.
 Everything runs on torch tensors, batched, on the device of the generator (CPU when
 there is none), so a GPU run augments on the GPU.
 """
@@ -23,16 +25,22 @@ def gaussian_kernel1d(sigma, device=None):
     return k / k.sum()
 
 
+def blur(x, sigma, mode=None):
+    """Separable Gaussian blur of [n, 1, h, w] (sigma in px). Edges: `mode` ("reflect" or
+    "replicate"); by default mirrored, or repeated where the kernel is wider than the image."""
+    _, _, h, w = x.shape
+    k = gaussian_kernel1d(sigma, x.device)
+    r = (len(k) - 1) // 2
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode or ("reflect" if r < w else "replicate")), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode or ("reflect" if r < h else "replicate")), k.view(1, 1, -1, 1))
+
+
 def smooth_field(n, h, w, sigma, generator=None):
     """Simard-style elastic displacement: uniform noise in [-1, 1], Gaussian-smoothed (sigma in px)
     and rescaled so its maximum magnitude is 1. Returns [n, 2, h, w] (dx, dy), unitless."""
     dev = _device(generator)
     noise = torch.rand((n * 2, 1, h, w), generator=generator, device=dev) * 2 - 1
-    k = gaussian_kernel1d(sigma, dev)
-    r = (len(k) - 1) // 2
-    f = F.conv2d(F.pad(noise, (r, r, 0, 0), mode="reflect" if r < w else "replicate"), k.view(1, 1, 1, -1))
-    f = F.conv2d(F.pad(f, (0, 0, r, r), mode="reflect" if r < h else "replicate"), k.view(1, 1, -1, 1))
-    f = f.view(n, 2, h, w)
+    f = blur(noise, sigma).view(n, 2, h, w)
     peak = f.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
     return f / peak
 
@@ -83,9 +91,24 @@ def random_gamma(image, max_gamma, generator=None):
     return image.clamp(0.0, 1.0).pow(g.view(-1, 1, 1, 1)), g
 
 
+def organ_gamma(image, label, max_gamma, sigma=2.0, generator=None):
+    """Raises each slice's foreground (label >= 1) to a power drawn log-uniformly from
+    [1 / max_gamma, max_gamma], blended at the edge through the mask smoothed with a Gaussian of
+    `sigma` px. A power above 1 darkens the organ's mid-grey tissue much more than its brightest
+    pixels, as iron darkens the liver's parenchyma on T2 while its vessels stay bright.
+    Returns the images and the powers."""
+    n = image.shape[0]
+    dev = _device(generator)
+    r = math.log(max_gamma)
+    g = torch.exp((torch.rand(n, generator=generator, device=dev) * 2 - 1) * r).view(-1, 1, 1, 1)
+    m = blur((label >= 1).float().unsqueeze(1), sigma, mode="replicate")
+    x = image.clamp(0.0, 1.0)
+    return x + m * (x.pow(g) - x), g.view(-1)
+
+
 def augment(image, label, cfg, generator=None):
     """Applies the augmentation of `cfg` (dict: rotate_deg, translate, elastic_px, elastic_sigma,
-    gamma, noise, p) to a batch. Each sample is transformed with probability p."""
+    organ_gamma, gamma, noise, p) to a batch. Each sample is transformed with probability p."""
     n, _, h, w = image.shape
     p = cfg.get("p", 1.0)
     grid = sampling_grid(n, h, w, cfg.get("rotate_deg", 0.0), cfg.get("translate", 0.0),
@@ -101,6 +124,8 @@ def augment(image, label, cfg, generator=None):
         use = (torch.rand(n, generator=generator, device=dev) < p).view(-1, 1, 1, 1)
         return torch.where(use, changed, unchanged)
 
+    if cfg.get("organ_gamma", 1.0) > 1.0:
+        img = some(organ_gamma(img, lab, cfg["organ_gamma"], generator=generator)[0], img)
     if cfg.get("gamma", 1.0) > 1.0:
         img = some(random_gamma(img, cfg["gamma"], generator)[0], img)
     if cfg.get("noise", 0.0) > 0:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from augment import add_noise, augment, random_gamma, sampling_grid, smooth_field, warp  # noqa: E402
+from augment import add_noise, augment, organ_gamma, random_gamma, sampling_grid, smooth_field, warp  # noqa: E402
 from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from prepare import resize_label, roi_box, roi_crop  # noqa: E402
@@ -85,6 +85,29 @@ class Augmentation(unittest.TestCase):
         a, la = augment(x, lab, {"p": 1.0, "gamma": 2.5}, torch.Generator().manual_seed(5))
         self.assertTrue(torch.equal(la, lab), "gamma alone leaves the label alone")
         self.assertGreater(float((a - x).abs().max()), 0.05)
+
+    def test_organ_gamma_darkens_the_organ_tissue_not_its_vessels_or_surroundings(self):
+        g = torch.Generator().manual_seed(6)
+        lab = torch.zeros((200, 64, 64), dtype=torch.long)
+        lab[:, 16:48, 16:48] = 1
+        img = torch.full((200, 1, 64, 64), 0.6)
+        img[:, :, 32, 20:44] = 0.95  # a bright vessel through the organ
+        out, pw = organ_gamma(img, lab, 4.0, sigma=2.0, generator=g)
+        self.assertTrue(torch.all((pw >= 0.25) & (pw <= 4.0)))
+        self.assertLess(float(pw.min()), 0.3)
+        self.assertGreater(float(pw.max()), 3.0)
+        self.assertLess(float((out[:, 0, 24, 24] - 0.6 ** pw).abs().max()), 1e-5, "organ tissue")
+        self.assertLess(float((out[:, 0, 32, 32] - 0.95 ** pw).abs().max()), 1e-5, "vessel")
+        self.assertLess(float((out[:, 0, 2, 2] - 0.6).abs().max()), 1e-6, "far background unchanged")
+        dark = pw > 2.0
+        self.assertTrue(bool(dark.any()))
+        drop_tissue = 0.6 - out[dark, 0, 24, 24]
+        drop_vessel = 0.95 - out[dark, 0, 32, 32]
+        self.assertTrue(torch.all(drop_tissue > 2 * drop_vessel), "the vessel stays bright")
+        self.assertTrue(torch.all((out >= 0) & (out <= 1)))
+        a, la = augment(img, lab, {"p": 1.0, "organ_gamma": 4.0}, torch.Generator().manual_seed(7))
+        self.assertTrue(torch.equal(la, lab), "organ_gamma alone leaves the label alone")
+        self.assertGreater(float((a - img).abs().max()), 0.05)
 
 
 class Loss(unittest.TestCase):
