@@ -82,12 +82,16 @@ def add_noise(image, factor, generator=None):
     return image + torch.randn(image.shape, generator=generator, device=_device(generator)) * std * factor
 
 
+def log_uniform(n, hi, generator=None):
+    """`n` numbers drawn log-uniformly from [1 / hi, hi]."""
+    u = torch.rand(n, generator=generator, device=_device(generator))
+    return torch.exp((u * 2 - 1) * math.log(hi))
+
+
 def random_gamma(image, max_gamma, generator=None):
     """Raises each slice (clamped to [0, 1]) to a power drawn log-uniformly from
     [1 / max_gamma, max_gamma]; returns the images and the powers."""
-    n = image.shape[0]
-    r = math.log(max_gamma)
-    g = torch.exp((torch.rand(n, generator=generator, device=_device(generator)) * 2 - 1) * r)
+    g = log_uniform(image.shape[0], max_gamma, generator)
     return image.clamp(0.0, 1.0).pow(g.view(-1, 1, 1, 1)), g
 
 
@@ -97,10 +101,7 @@ def organ_gamma(image, label, max_gamma, sigma=2.0, generator=None):
     `sigma` px. A power above 1 darkens the organ's mid-grey tissue much more than its brightest
     pixels, as iron darkens the liver's parenchyma on T2 while its vessels stay bright.
     Returns the images and the powers."""
-    n = image.shape[0]
-    dev = _device(generator)
-    r = math.log(max_gamma)
-    g = torch.exp((torch.rand(n, generator=generator, device=dev) * 2 - 1) * r).view(-1, 1, 1, 1)
+    g = log_uniform(image.shape[0], max_gamma, generator).view(-1, 1, 1, 1)
     m = blur((label >= 1).float().unsqueeze(1), sigma, mode="replicate")
     x = image.clamp(0.0, 1.0)
     return x + m * (x.pow(g) - x), g.view(-1)
