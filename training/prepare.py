@@ -11,7 +11,8 @@ the inference uses), this script only reads what voxflow wrote and resamples it.
    argmax. Stored as uint8 (image * 255 rounded) in .cache/train/slices{SIZE}/CASE.npz.
 3. Liver ROIs (lesion network, `--roi`): per slice with ground-truth liver, the crop of
    `roi_crop` (the crop_resample rule), non-liver pixels set to 0, resized to SIZE x SIZE.
-   Stored in .cache/train/roi{SIZE}/CASE.npz.
+   Stored in .cache/train/roi{SIZE}/CASE.npz; with `--roi-input window` cut from the windowed
+   volume in [0, 1] instead (ct_preprocess.yaml `windowed`), in .cache/train/roi{SIZE}_window/.
 MR slices go to .cache/train/mr{SIZE}_{n4,raw}/CASE.npz (same layout as whole CT slices).
 
 Everything here is derived from licensed scans: it lives under the git-ignored .cache/ only.
@@ -99,20 +100,26 @@ def to_u8(x):
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def preprocess(voxflow, data, case, cache, mr_variant=None):
-    """Runs the preprocessing graph once per case; `mr_variant` is None (CT), "n4" or "raw"."""
+def preprocess(voxflow, data, case, cache, mr_variant=None, windowed=False):
+    """Runs the preprocessing graph once per case; `mr_variant` is None (CT), "n4" or "raw".
+    Returns the equalised volume's path, or with `windowed` (CT) the windowed one's."""
     src, _ = case_files(data, case)
     graph, sets, sub = "ct_preprocess.yaml", [], "pre"
     if mr_variant is not None:
         graph, sets, sub = "mri_preprocess.yaml", ["--set", f"n4={str(mr_variant == 'n4').lower()}"], f"pre_mr_{mr_variant}"
     out = os.path.join(cache, sub, f"{case}.nii.gz")
-    if not os.path.exists(out):
+    want = out
+    if windowed:
+        want = os.path.join(cache, "pre_window", f"{case}.nii.gz")
+        os.makedirs(os.path.dirname(want), exist_ok=True)
+        sets = ["--set", "windowed=true", "--set", f"windowed_output={want}"]
+    if not os.path.exists(want):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         t0 = time.time()
         subprocess.run([voxflow, "-q", "run", os.path.join(ROOT, "graphs", graph),
                         "--set", f"input={src}", "--set", f"output={out}"] + sets, check=True)
         print(f"  voxflow {graph} {case}: {time.time() - t0:.1f} s", flush=True)
-    return out
+    return want
 
 
 def main():
@@ -126,8 +133,12 @@ def main():
     ap.add_argument("--cases", nargs="*")
     ap.add_argument("--roi", action="store_true", help="also write the liver ROIs (lesion network)")
     ap.add_argument("--min-box", type=int, default=60)
+    ap.add_argument("--roi-input", choices=["equalized", "window"], default="equalized",
+                    help="CT ROIs from the equalised volume or from the windowed one in [0, 1] (roi{SIZE}_window/)")
     a = ap.parse_args()
     mr_variant = None if a.modality == "ct" else ("raw" if a.no_n4 else "n4")
+    if a.roi_input == "window" and (mr_variant is not None or not a.roi):
+        sys.exit("prepare: --roi-input window is for CT ROIs (--roi)")
     if a.cases is None:
         a.cases = CASES_CT if mr_variant is None else CASES_MR
     if not os.path.exists(a.voxflow):
@@ -136,11 +147,15 @@ def main():
     for case in a.cases:
         sl_dir = f"slices{a.size}" if mr_variant is None else f"mr{a.size}_{mr_variant}"
         sl_path = os.path.join(a.cache, sl_dir, f"{case}.npz")
-        roi_path = os.path.join(a.cache, f"roi{a.size}", f"{case}.npz")
+        roi_dir = f"roi{a.size}" + ("_window" if a.roi_input == "window" else "")
+        roi_path = os.path.join(a.cache, roi_dir, f"{case}.npz")
         if os.path.exists(sl_path) and (not a.roi or os.path.exists(roi_path)):
             continue
         pre = preprocess(a.voxflow, a.data, case, a.cache, mr_variant)
         img = load_kji(pre).astype(np.float32)
+        roi_img = img
+        if a.roi_input == "window":
+            roi_img = load_kji(preprocess(a.voxflow, a.data, case, a.cache, windowed=True)).astype(np.float32)
         lab = load_kji(case_files(a.data, case)[1]).astype(np.uint8)
         if img.shape != lab.shape:
             sys.exit(f"prepare: {case}: preprocessed shape {img.shape} != label shape {lab.shape}")
@@ -155,7 +170,7 @@ def main():
             imgs, labs, boxes, ks = [], [], [], []
             for k in range(img.shape[0]):
                 liver = lab[k] >= 1
-                r = roi_crop(img[k], liver, size, a.min_box)
+                r = roi_crop(roi_img[k], liver, size, a.min_box)
                 if r is None:
                     continue
                 crop, box = r
