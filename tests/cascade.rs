@@ -371,7 +371,7 @@ fn shipped_graph_checks_and_runs_with_test_models() {
         set("input", ct.to_str().unwrap()),
         set("output", out.to_str().unwrap()),
         set("liver_model", &model("tiny_fcn.onnx")),
-        set("lesion_model", &model("tiny_lesion.onnx")),
+        set("lesion_model", &model("identity_lesion_level.onnx")),
         set("device", "cpu"),
     ];
     let gf = graph_file();
@@ -485,4 +485,114 @@ fn lesion_model_must_have_a_lesion_class() {
         "{err}"
     );
     assert_nothing_written(&dir, &["g.yaml"]);
+}
+
+#[test]
+fn crop_moves_the_liver_to_the_model_liver_level() {
+    // Crops of the phantom's windowed CT in [0, 1], without a level and at the level of the
+    // model's `liver_level:0.6` step.
+    let dir = temp_dir("cascade-liver-level");
+    let graph = format!(
+        "graph: level\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:small\" }}\n  \
+         lab: {{ kind: read_volume, path: \"phantom:small\", as: label }}\n  \
+         unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
+         plain: {{ kind: crop_resample, image: unit, liver: lab, size: [64, 64] }}\n  \
+         crop: {{ kind: crop_resample, image: unit, liver: lab, model: {m} }}\n  \
+         les: {{ kind: fcn, in: crop, model: {m}, device: cpu }}\n  \
+         s0: {{ kind: write_volume, in: unit, path: unit.nii }}\n  \
+         s1: {{ kind: write_volume, in: plain, path: plain.nii }}\n  \
+         s2: {{ kind: write_volume, in: crop, path: crop.nii }}\n  \
+         s3: {{ kind: write_volume, in: les, path: les.nii }}\n  \
+         s4: {{ kind: write_volume, in: lab, path: lab.nii }}\n",
+        m = model("identity_lesion_level.onnx"),
+    );
+    let g = write_graph(&dir, "g.yaml", &graph);
+    voxflow_ok(&["-q", "run", g.to_str().unwrap()]);
+    let unit = read(&dir.join("unit.nii"), StreamType::Image);
+    let mask = mask_of(&read(&dir.join("lab.nii"), StreamType::Label));
+    let mut liver: Vec<f32> = unit
+        .image()
+        .unwrap()
+        .iter()
+        .zip(mask.iter())
+        .filter_map(|(&v, &m)| m.then_some(v))
+        .collect();
+    let mid = liver.len() / 2;
+    let off = 0.6 - *liver.select_nth_unstable_by(mid, f32::total_cmp).1;
+    let plain = read(&dir.join("plain.nii"), StreamType::Image);
+    let crops = read(&dir.join("crop.nii"), StreamType::Image);
+    let (a, b) = (plain.image().unwrap(), crops.image().unwrap());
+    // Each crop pixel mixes liver pixels (moved by `off`, then clipped to [0, 1]) and masked
+    // zeros, so it moves by a fraction of `off`; inside the liver by all of it.
+    let (mut whole, mut liver_px) = (0, 0);
+    for (&x, &y) in a.iter().zip(b.iter()) {
+        let d = y - x;
+        assert!(
+            d >= off.min(0.0) - 1e-5 && d <= off.max(0.0) + 1e-5,
+            "pixel moved by {d}, offset {off}"
+        );
+        if x > 0.0 {
+            liver_px += 1;
+            whole += ((d - off).abs() < 1e-5) as usize;
+        }
+    }
+    assert!(
+        off.abs() > 0.05 && whole * 2 > liver_px,
+        "offset {off}: {whole} of {liver_px} liver pixels moved by it"
+    );
+    // The lesion model (identity) read the shifted crops.
+    let p = read(&dir.join("les.nii"), StreamType::Prob);
+    let worst = p
+        .prob()
+        .unwrap()
+        .slice(s![.., 1, .., ..])
+        .iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-3,
+        "lesion prob differs from its input by {worst}"
+    );
+}
+
+#[test]
+fn fcn_refuses_a_preprocessing_other_than_the_model_names() {
+    // Both inputs are in [0, 1], so only the recorded steps tell them apart.
+    let cases = [
+        // Equalised crops into the windowed model.
+        (
+            "eq",
+            "identity_lesion_level.onnx",
+            "hu_window:-100,400;equalize:256",
+        ),
+        // Windowed, shifted crops into an equalised-input model.
+        (
+            "unit",
+            "tiny_lesion.onnx",
+            "hu_window:-100,400;scale:0.002,0.2",
+        ),
+    ];
+    for (image, m, chain) in cases {
+        let dir = temp_dir("cascade-wrong-preprocess");
+        let graph = format!(
+            "graph: bad\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:small\" }}\n  \
+             lab: {{ kind: read_volume, path: \"phantom:small\", as: label }}\n  \
+             unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
+             w: {{ kind: hu_window, in: ct }}\n  eq: {{ kind: equalize, in: w }}\n  \
+             crop: {{ kind: crop_resample, image: {image}, liver: lab, model: {m} }}\n  \
+             les: {{ kind: fcn, in: crop, model: {m}, device: cpu }}\n  \
+             save: {{ kind: write_volume, in: les, path: out.nii.gz }}\n",
+            m = model(m)
+        );
+        let g = write_graph(&dir, "g.yaml", &graph);
+        let o = voxflow(&["-q", "run", g.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{image} -> {m} ran");
+        assert!(
+            err.contains("node `les` (fcn)") && err.contains(&format!("preprocessed as `{chain}")),
+            "{err}"
+        );
+        assert_nothing_written(&dir, &["g.yaml"]);
+    }
 }

@@ -261,7 +261,10 @@ fn shipped_graphs_skip_the_seg_of_a_phantom() {
         "--set",
         &format!("liver_model={}", models.join("tiny_fcn.onnx").display()),
         "--set",
-        &format!("lesion_model={}", models.join("tiny_lesion.onnx").display()),
+        &format!(
+            "lesion_model={}",
+            models.join("identity_lesion_level.onnx").display()
+        ),
         "--set",
         "device=cpu",
     ]);

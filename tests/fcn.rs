@@ -215,11 +215,24 @@ fn cuda_without_cuda() {
 
 #[test]
 fn preprocessing_mismatch() {
-    // The model expects hu_window + equalize ([0, 1]); the stream is only windowed ([-100, 400]).
+    // The model expects hu_window + equalize; the stream is only windowed: the steps the
+    // stream records differ from the model's.
+    let m = format!("model: {}, device: cpu", model("tiny_fcn.onnx"));
     expect_failure(
         "prep",
-        &format!("model: {}, device: cpu", model("tiny_fcn.onnx")),
+        &m,
         "pre: { kind: hu_window, in: ct }",
+        &[
+            "tiny_fcn.onnx",
+            "hu_window:-100,400;equalize:256",
+            "preprocessed as `hu_window:-100,400`",
+        ],
+    );
+    // Steps not recorded (`zero_above` is no step of the grammar): the declared range is checked.
+    expect_failure(
+        "prep-range",
+        &m,
+        "pre: { kind: hu_window, in: ct, zero_above: 3000 }",
         &[
             "tiny_fcn.onnx",
             "hu_window:-100,400;equalize:256",

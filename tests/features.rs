@@ -529,7 +529,10 @@ fn survival_graph_runs_with_test_models() {
         format!("features_csv={}", d.join("f.csv").display()),
         format!("features_json={}", d.join("f.json").display()),
         format!("liver_model={}", models.join("tiny_fcn.onnx").display()),
-        format!("lesion_model={}", models.join("tiny_lesion.onnx").display()),
+        format!(
+            "lesion_model={}",
+            models.join("identity_lesion_level.onnx").display()
+        ),
         "device=cpu".into(),
     ];
     let g: PathBuf = root().join("graphs/ct_liver_lesion_survival.yaml");

@@ -2,7 +2,7 @@
 # Trains every model of training/configs in one time-boxed GPU run: all configs at once on one
 # GPU (each its own process), each for MINUTES minutes with a cosine learning-rate decay, then
 # exports the last checkpoints to ONNX. Needs the compact training set of training/prepare.py in
-# .cache/train/{slices128,roi256,mr128_n4,mr128_raw} (about 30 MB).
+# .cache/train/{slices128,roi256_window,mr128_n4,mr128_raw} (about 30 MB).
 #
 #   MINUTES=7 bash training/gpu_train_all.sh            # models -> out/gpu/models/, logs -> models/logs/
 #

@@ -20,6 +20,8 @@ Models (input name "image", output name "prob", batch dimension "N" dynamic):
   tiny_lesion.onnx     tiny_fcn graph with classes "background,lesion" (the cascade's lesion model
                        in tests; the weights are tiny_fcn's, so it fires on bright-ish regions).
   identity_lesion.onnx identity graph with classes "background,lesion" (paste-back exactness test).
+  identity_lesion_level.onnx  identity_lesion with preprocess "hu_window:-100,400;scale:0.002,0.2;
+                       liver_level:0.6" (crop_resample's liver level test).
 """
 import json
 import os
@@ -35,13 +37,14 @@ OPSET = 17
 IR_VERSION = 8
 
 
-def metadata(classes="background,liver", size="64,64", padding="0", drop=()):
+def metadata(classes="background,liver", size="64,64", padding="0", drop=(),
+             preprocess="hu_window:-100,400;equalize:256"):
     props = {
         "voxflow.model_version": "1",
         "voxflow.classes": classes,
         "voxflow.input_size": size,
         "voxflow.padding": padding,
-        "voxflow.preprocess": "hu_window:-100,400;equalize:256",
+        "voxflow.preprocess": preprocess,
         "voxflow.modality": "ct",
     }
     return {k: v for k, v in props.items() if k not in drop}
@@ -140,6 +143,8 @@ def main():
     save(tiny_fcn_graph(np.random.default_rng(20170101)), "tiny_lesion.onnx",
          metadata(classes="background,lesion"))
     save(identity_graph(), "identity_lesion.onnx", metadata(classes="background,lesion"))
+    save(identity_graph(), "identity_lesion_level.onnx",
+         metadata(classes="background,lesion", preprocess="hu_window:-100,400;scale:0.002,0.2;liver_level:0.6"))
 
     # Deterministic input in [0, 1]: a smooth pattern plus seeded noise.
     yy, xx = np.mgrid[0:64, 0:64].astype(np.float32) / 63.0

@@ -13,6 +13,8 @@ the inference uses), this script only reads what voxflow wrote and resamples it.
    `roi_crop` (the crop_resample rule), non-liver pixels set to 0, resized to SIZE x SIZE.
    Stored in .cache/train/roi{SIZE}/CASE.npz; with `--roi-input window` cut from the windowed
    volume in [0, 1] instead (ct_preprocess.yaml `windowed`), in .cache/train/roi{SIZE}_window/.
+   Each ROI file also holds `liver_median`, the median of the ROI input over the case's liver
+   voxels (train.py moves it to a model's `liver_level:V`, as crop_resample does).
 MR slices go to .cache/train/mr{SIZE}_{n4,raw}/CASE.npz (same layout as whole CT slices).
 
 Everything here is derived from licensed scans: it lives under the git-ignored .cache/ only.
@@ -180,8 +182,12 @@ def main():
                 labs.append(resize_label(lesion[None], size, 2)[0])
                 boxes.append(box)
                 ks.append(k)
+            # The liver level of the case (train.py shifts it to a model's `liver_level:V`).
+            liver_median = float(np.median(roi_img[lab >= 1]))
+            print(f"  {case}: median of the ROI input over the liver {liver_median:.4f}", flush=True)
             np.savez_compressed(roi_path + ".tmp.npz", img=np.array(imgs), lab=np.array(labs),
-                                box=np.array(boxes), k=np.array(ks), shape=np.array(img.shape))
+                                box=np.array(boxes), k=np.array(ks), shape=np.array(img.shape),
+                                liver_median=liver_median)
             os.replace(roi_path + ".tmp.npz", roi_path)
         print(f"prepared {case}: {img.shape}", flush=True)
 

@@ -57,17 +57,36 @@ def log_path(cfg):
     return os.path.join(ROOT, cfg.get("log_dir", "models/logs"), cfg["name"] + ".tsv")
 
 
-class SliceSet:
-    """uint8 slices of some cases: img [S, H, W], lab [S, H, W], case index per slice."""
+def liver_level(preprocess):
+    """V of a `liver_level:V` step in a `voxflow.preprocess` string, or None."""
+    for step in preprocess.split(";"):
+        name, _, arg = step.strip().partition(":")
+        if name == "liver_level":
+            return float(arg)
+    return None
 
-    def __init__(self, folder, cases):
+
+def shift_liver(img, median, level):
+    """uint8 ROIs with their liver (non-zero) pixels moved from the case's liver median to
+    `level` (both in [0, 1]), as crop_resample's `liver_level` does before cropping."""
+    out = np.clip(img.astype(np.int16) + int(round((level - median) * 255)), 0, 255).astype(np.uint8)
+    return np.where(img > 0, out, 0).astype(np.uint8)
+
+
+class SliceSet:
+    """uint8 slices of some cases: img [S, H, W], lab [S, H, W], case index per slice. With
+    `level`, each case's liver pixels are shifted to that liver level (`shift_liver`)."""
+
+    def __init__(self, folder, cases, level=None):
         imgs, labs, case_of = [], [], []
         for ci, case in enumerate(cases):
             path = os.path.join(folder, f"{case}.npz")
             if not os.path.exists(path):
                 sys.exit(f"train: {path} missing: run training/prepare.py first")
             z = np.load(path)
-            imgs.append(z["img"])
+            if level is not None and "liver_median" not in z:
+                sys.exit(f"train: {path} has no liver_median (liver_level needs ROIs from prepare.py --roi-input window)")
+            imgs.append(z["img"] if level is None else shift_liver(z["img"], float(z["liver_median"]), level))
             labs.append(z["lab"])
             case_of.append(np.full(len(z["img"]), ci))
         self.cases = cases
@@ -155,8 +174,9 @@ def train(cfg, resume, minutes, device, cosine):
     np.random.seed(seed)
     random.seed(seed)
     data = os.path.join(ROOT, cfg["data"])
-    tr = SliceSet(data, cfg["train_cases"]).to(dev)
-    va = SliceSet(data, cfg["val_cases"]).to(dev) if cfg.get("val_cases") else None
+    level = liver_level(cfg["preprocess"])
+    tr = SliceSet(data, cfg["train_cases"], level).to(dev)
+    va = SliceSet(data, cfg["val_cases"], level).to(dev) if cfg.get("val_cases") else None
     classes = len(cfg["classes"])
     w = cfg["loss"].get("weights", "frequency")
     weights = frequency_weights(tr.counts(classes)) if w == "frequency" else np.asarray(w, dtype=np.float64)

@@ -45,6 +45,11 @@ impl fmt::Display for StreamType {
 /// Free-form metadata that nodes pass on unchanged unless they own a key.
 pub type Meta = BTreeMap<String, serde_json::Value>;
 
+/// Header metadata key: the intensity steps an image stream has been through, as a
+/// `;`-separated string (the `voxflow.preprocess` grammar of docs/MODELS.md). A node that
+/// changes intensities in a way it cannot describe there must remove it.
+pub const META_PREPROCESS: &str = "preprocess";
+
 /// Describes a whole stream; sent once before the first slice.
 ///
 /// Arrays use the layout `(nk, nj, ni)`: axis 0 is the slice index k, axis 1 the row j,

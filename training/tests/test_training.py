@@ -13,6 +13,7 @@ from augment import add_noise, augment, organ_gamma, random_gamma, sampling_grid
 from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from prepare import resize_label, roi_box, roi_crop  # noqa: E402
+from train import liver_level, shift_liver  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
 
@@ -215,6 +216,15 @@ class Crop(unittest.TestCase):
         crop, box = roi_crop(img, liver, (60, 60))
         self.assertEqual(box, (35, 95, 20, 80))  # rows 50..80 widened to 60
         self.assertEqual(float(crop[:10].max()), 0.0)
+
+    def test_liver_level_shift(self):
+        self.assertEqual(liver_level("hu_window:-100,400;scale:0.002,0.2;liver_level:0.413"), 0.413)
+        self.assertIsNone(liver_level("hu_window:-100,400;equalize:256"))
+        roi = np.array([[0, 100, 200], [250, 0, 10]], np.uint8)
+        # Median 0.4, level 0.6: liver pixels +51, clipped; masked zeros stay 0.
+        np.testing.assert_array_equal(shift_liver(roi, 0.4, 0.6), [[0, 151, 251], [255, 0, 61]])
+        np.testing.assert_array_equal(shift_liver(roi, 0.4, 0.4), roi)
+        np.testing.assert_array_equal(shift_liver(roi, 0.5, 0.1), [[0, 0, 98], [148, 0, 0]])
 
     def test_resize_label_keeps_classes(self):
         lab = np.zeros((1, 64, 64), np.uint8)

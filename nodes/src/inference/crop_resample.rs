@@ -2,7 +2,8 @@
 
 use super::liver::{check_liver_header, liver_mask, MaskSpec, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, ArrayView2};
-use voxflow_onnx::{resize_bilinear, ModelInfo};
+use std::borrow::Cow;
+use voxflow_onnx::{resize_bilinear, ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
@@ -23,6 +24,10 @@ to the lesion model's input size.
   (converted with the slice spacing, rounded up to whole pixels), widened symmetrically to at
   least `min_box` pixels per side, then shifted (not shrunk) to lie inside the slice; a slice
   smaller than `min_box` gives the whole slice. It always contains the slice's mask.
+- Liver level (when `model`'s `voxflow.preprocess` ends in a `liver_level:V` step): the liver
+  pixels are shifted by one offset per volume so that the median of all liver voxels is `V`,
+  then clipped to the input's declared value range. Patients whose livers differ in brightness
+  (contrast phase) reach the lesion model at the same liver level.
 - Crop: image pixels in the box, non-liver pixels set to 0, resized (bilinear,
   `align_corners = false`) to `size` = `[H, W]` or the input size of `model`.
 - Output: a sparse image stream with only the slices that have liver. Slices are `H x W`; each
@@ -80,7 +85,7 @@ impl NodeKind for CropResample {
             .optional(
                 "model",
                 ParamType::Path,
-                "lesion model whose input size the crops take",
+                "lesion model whose input size (and `liver_level` step) the crops take",
             ),
         )
     }
@@ -102,15 +107,19 @@ impl NodeKind for CropResample {
     }
 
     fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let mut liver_level = None;
         let size = match (p.get("size").is_some(), p.opt_path("model")?) {
             (true, None) => match p.usize_list("size")?[..] {
                 [h, w] if h > 0 && w > 0 => (h, w),
                 _ => return Err(NodeError::msg("param `size` must be [H, W] with H, W > 0")),
             },
             (false, Some(m)) => {
-                ModelInfo::load(&m)
-                    .map_err(|e| NodeError::msg(e.to_string()))?
-                    .input_size
+                let info = ModelInfo::load(&m).map_err(|e| NodeError::msg(e.to_string()))?;
+                liver_level = info.preprocess.iter().find_map(|s| match s {
+                    PreprocessStep::LiverLevel { level } => Some(*level),
+                    _ => None,
+                });
+                info.input_size
             }
             _ => return Err(NodeError::msg("set exactly one of `size` and `model`")),
         };
@@ -121,6 +130,7 @@ impl NodeKind for CropResample {
                 margin_mm: p.f64("margin_mm")?,
             },
             size,
+            liver_level,
         }))
     }
 }
@@ -190,10 +200,26 @@ pub fn crop_slice(
     resize_bilinear(c.view(), size.0, size.1)
 }
 
+/// The offset that moves the median of `img` over `mask` to `level` (0 for an empty mask).
+pub fn liver_offset(img: &[f32], mask: &[bool], level: f64) -> f32 {
+    let mut v: Vec<f32> = img
+        .iter()
+        .zip(mask)
+        .filter_map(|(&x, &m)| m.then_some(x))
+        .collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mid = v.len() / 2;
+    let (_, median, _) = v.select_nth_unstable_by(mid, f32::total_cmp);
+    level as f32 - *median
+}
+
 struct CropNode {
     mask: MaskSpec,
     boxes: BoxSpec,
     size: (usize, usize),
+    liver_level: Option<f64>,
 }
 
 impl Node for CropNode {
@@ -203,7 +229,22 @@ impl Node for CropNode {
         let image = vols.pop().expect("two inputs");
         check_liver_header(&liver.header, &image.header, "liver", "image")?;
         let (_, mask) = liver_mask(&liver, &self.mask, "liver")?;
-        let img = image.image().expect("image stream");
+        let mut img = Cow::Borrowed(image.image().expect("image stream"));
+        if let Some(level) = self.liver_level {
+            let (Some(img_s), Some(mask_s)) = (img.as_slice(), mask.as_slice()) else {
+                return Err(NodeError::msg("internal: volumes not contiguous"));
+            };
+            let off = liver_offset(img_s, mask_s, level);
+            let (lo, hi) = image
+                .header
+                .value_range
+                .map_or((f32::MIN, f32::MAX), |(a, b)| (a as f32, b as f32));
+            img.to_mut().zip_mut_with(&mask, |v, &m| {
+                if m {
+                    *v = (*v + off).clamp(lo, hi)
+                }
+            });
+        }
         let [nk, nj, ni] = image.header.shape;
         let sp = [image.header.spacing[1], image.header.spacing[2]];
         let rois: Vec<Option<Roi>> = (0..nk)
@@ -211,6 +252,9 @@ impl Node for CropNode {
             .collect();
 
         let mut h = image.header.clone();
+        if let Some(level) = self.liver_level {
+            crate::preprocess::record_step(&mut h, &format!("liver_level:{level}"), false);
+        }
         h.shape = [nk, self.size.0, self.size.1];
         h.meta.insert(META_FULL_SLICE.into(), vec![nj, ni].into());
         // Masked pixels are 0, so 0 joins the declared range.
@@ -240,6 +284,15 @@ impl Node for CropNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn liver_offset_moves_the_median_of_the_mask() {
+        let img = [0.9, 0.1, 0.4, 0.5, 0.2, 0.7];
+        let mask = [false, true, true, true, false, true];
+        // Liver values 0.1, 0.4, 0.5, 0.7: upper median 0.5.
+        assert!((liver_offset(&img, &mask, 0.6) - 0.1).abs() < 1e-6);
+        assert_eq!(liver_offset(&img, &[false; 6], 0.6), 0.0);
+    }
 
     #[test]
     fn widen_is_symmetric_and_clamped() {

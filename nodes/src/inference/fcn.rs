@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use voxflow_onnx::{Device, FcnSession, ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, META_PREPROCESS,
+};
 
 pub struct Fcn;
 
@@ -120,6 +122,7 @@ pub fn expected_range(steps: &[PreprocessStep]) -> Option<(f64, f64)> {
                 let (x, y) = (a * mul + add, b * mul + add);
                 (x.min(y), x.max(y))
             }),
+            PreprocessStep::LiverLevel { .. } => r,
         };
     }
     r
@@ -133,6 +136,25 @@ pub fn check_preprocessing(info: &ModelInfo, h: &Header) -> Result<(), String> {
             "model {model} is a {} model (voxflow.modality) but the input stream is {}",
             info.modality, h.modality
         ));
+    }
+    // The steps the stream records (hu_window, equalize, ... keep a chain) must be the model's.
+    if let Some(chain) = h.meta.get(META_PREPROCESS).and_then(|v| v.as_str()) {
+        let same = PreprocessStep::parse_list(chain).is_ok_and(|steps| {
+            steps.len() == info.preprocess.len()
+                && steps
+                    .iter()
+                    .zip(&info.preprocess)
+                    .all(|(a, b)| a.matches(b))
+        });
+        if !same {
+            return Err(format!(
+                "model {model} expects input preprocessed as `{}`, but the input stream was \
+                 preprocessed as `{chain}`; connect the preprocessing the model names \
+                 (voxflow.preprocess, docs/MODELS.md)",
+                info.preprocess_raw
+            ));
+        }
+        return Ok(());
     }
     if let (Some((a, b)), Some((x, y))) = (expected_range(&info.preprocess), h.value_range) {
         let close = |u: f64, v: f64| (u - v).abs() <= 1e-6 * (1.0 + u.abs().max(v.abs()));

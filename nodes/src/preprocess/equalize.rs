@@ -83,6 +83,7 @@ impl Node for EqNode {
         let range = h_in.value_range;
         let mut h = (*h_in).clone();
         h.value_range = Some((0.0, 1.0));
+        super::record_step(&mut h, &format!("equalize:{}", self.bins), false);
         ctx.set_total(h.num_slices());
         ctx.send_header("out", h)?;
         while let Some(s) = ctx.next_slice("in")? {

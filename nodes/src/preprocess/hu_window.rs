@@ -2,7 +2,9 @@
 
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{SliceData, StreamType};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, META_PREPROCESS,
+};
 
 pub struct HuWindow;
 
@@ -76,6 +78,16 @@ impl Node for Window {
         } else {
             (self.min as f64, self.max as f64)
         });
+        if self.zero_above.is_some() {
+            h.meta.remove(META_PREPROCESS);
+        } else {
+            let (lo, hi) = (self.min as f64, self.max as f64);
+            super::record_step(&mut h, &format!("hu_window:{lo},{hi}"), true);
+            if self.unit {
+                let step = format!("scale:{},{}", 1.0 / (hi - lo), -lo / (hi - lo));
+                super::record_step(&mut h, &step, false);
+            }
+        }
         ctx.set_total(h.num_slices());
         ctx.send_header("out", h)?;
         while let Some(s) = ctx.next_slice("in")? {

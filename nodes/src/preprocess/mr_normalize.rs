@@ -175,6 +175,8 @@ impl Node for NormNode {
         tracing::debug!(node = ctx.id(), lo, hi, "mr_normalize percentiles");
         let mut h = vol.header.clone();
         h.value_range = Some((0.0, 1.0));
+        let step = format!("mr_norm:{},{}", self.p_low, self.p_high);
+        super::record_step(&mut h, &step, true);
         let mut v = Volume::new(h, VolumeData::Image(out));
         v.slice_meta = vol.slice_meta;
         ctx.emit_volume("out", &v)

@@ -475,6 +475,8 @@ fn volume_from(
     if let Some(f) = first {
         vol.header.modality = f.header.modality.clone();
         vol.header.meta = f.header.meta.clone();
+        // What the plugin did to the intensities is unknown here.
+        vol.header.meta.remove(voxflow_runtime::META_PREPROCESS);
         if f.header.shape[0] == nk {
             vol.slice_meta = f.slice_meta.clone();
         }

@@ -62,9 +62,36 @@ pub enum PreprocessStep {
     Equalize { bins: u32 },
     /// `scale:A,B`: `x * A + B`.
     Scale { mul: f64, add: f64 },
+    /// `liver_level:V`: done by `crop_resample` on the liver crops: intensities inside the liver
+    /// shifted so the median over the volume's liver voxels is `V`, then clipped to the range
+    /// the previous steps produce.
+    LiverLevel { level: f64 },
 }
 
 impl PreprocessStep {
+    /// The same step with the same arguments (numbers equal to a relative 1e-6).
+    pub fn matches(&self, other: &PreprocessStep) -> bool {
+        use PreprocessStep::*;
+        let eq = |u: f64, v: f64| (u - v).abs() <= 1e-6 * (1.0 + u.abs().max(v.abs()));
+        match (self, other) {
+            (HuWindow { lo: a, hi: b }, HuWindow { lo: c, hi: d }) => eq(*a, *c) && eq(*b, *d),
+            (
+                MrNorm {
+                    lo_percentile: a,
+                    hi_percentile: b,
+                },
+                MrNorm {
+                    lo_percentile: c,
+                    hi_percentile: d,
+                },
+            ) => eq(*a, *c) && eq(*b, *d),
+            (Equalize { bins: a }, Equalize { bins: b }) => a == b,
+            (Scale { mul: a, add: b }, Scale { mul: c, add: d }) => eq(*a, *c) && eq(*b, *d),
+            (LiverLevel { level: a }, LiverLevel { level: b }) => eq(*a, *b),
+            _ => false,
+        }
+    }
+
     /// Parses a whole `voxflow.preprocess` value.
     pub fn parse_list(s: &str) -> Result<Vec<PreprocessStep>, String> {
         let s = s.trim();
@@ -135,8 +162,11 @@ impl PreprocessStep {
                     add: v[1],
                 })
             }
+            "liver_level" => Ok(PreprocessStep::LiverLevel {
+                level: want(1)?[0],
+            }),
             other => Err(format!(
-                "unknown step `{other}` (known: hu_window, mr_norm, equalize, scale, none)"
+                "unknown step `{other}` (known: hu_window, mr_norm, equalize, scale, liver_level, none)"
             )),
         }
     }
@@ -338,6 +368,10 @@ mod tests {
         );
         assert_eq!(PreprocessStep::parse_list("none").unwrap(), vec![]);
         assert_eq!(
+            PreprocessStep::parse_list("scale:0.002,0.2;liver_level:0.413").unwrap()[1],
+            PreprocessStep::LiverLevel { level: 0.413 }
+        );
+        assert_eq!(
             PreprocessStep::parse_list("mr_norm:1,99;scale:2,-1").unwrap(),
             vec![
                 PreprocessStep::MrNorm {
@@ -358,6 +392,8 @@ mod tests {
             "blur:3",
             "mr_norm:5,101",
             "scale:a,b",
+            "liver_level:",
+            "liver_level:0.4,0.5",
         ] {
             assert!(PreprocessStep::parse_list(bad).is_err(), "{bad:?} accepted");
         }
