@@ -24,7 +24,7 @@ to the lesion model's input size.
   (converted with the slice spacing, rounded up to whole pixels), widened symmetrically to at
   least `min_box` pixels per side, then shifted (not shrunk) to lie inside the slice; a slice
   smaller than `min_box` gives the whole slice. It always contains the slice's mask.
-- Liver level (when `model`'s `voxflow.preprocess` ends in a `liver_level:V` step): the liver
+- Liver level (when `model`'s `voxflow.preprocess` has a `liver_level:V` step): the liver
   pixels are shifted by one offset per volume so that the median of all liver voxels is `V`,
   then clipped to the input's declared value range. Patients whose livers differ in brightness
   (contrast phase) reach the lesion model at the same liver level.
