@@ -2,7 +2,6 @@
 
 use super::liver::{check_liver_header, liver_mask, MaskSpec, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, ArrayView2};
-use std::borrow::Cow;
 use voxflow_onnx::{resize_bilinear, ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{SliceData, StreamType};
@@ -183,18 +182,30 @@ pub fn slice_box(mask: ArrayView2<bool>, spacing: [f64; 2], spec: BoxSpec) -> Op
     Some([j0, j1, i0, i1])
 }
 
-/// The crop of one slice: image in the box, non-liver pixels 0, resized to `size`.
+/// The liver level's change to the liver pixels: `+ offset`, then clipped to `[lo, hi]`.
+#[derive(Clone, Copy, Debug)]
+pub struct LiverShift {
+    pub offset: f32,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+/// The crop of one slice: image in the box (liver pixels moved by `shift`), non-liver pixels 0,
+/// resized to `size`.
 pub fn crop_slice(
     img: ArrayView2<f32>,
     mask: ArrayView2<bool>,
     roi: Roi,
     size: (usize, usize),
+    shift: Option<LiverShift>,
 ) -> Array2<f32> {
     let [j0, j1, i0, i1] = roi;
     let mut c = img.slice(s![j0..j1, i0..i1]).to_owned();
     c.zip_mut_with(&mask.slice(s![j0..j1, i0..i1]), |v, &m| {
-        if !m {
-            *v = 0.0
+        *v = match (m, shift) {
+            (false, _) => 0.0,
+            (true, None) => *v,
+            (true, Some(t)) => (*v + t.offset).clamp(t.lo, t.hi),
         }
     });
     resize_bilinear(c.view(), size.0, size.1)
@@ -229,22 +240,24 @@ impl Node for CropNode {
         let image = vols.pop().expect("two inputs");
         check_liver_header(&liver.header, &image.header, "liver", "image")?;
         let (_, mask) = liver_mask(&liver, &self.mask, "liver")?;
-        let mut img = Cow::Borrowed(image.image().expect("image stream"));
-        if let Some(level) = self.liver_level {
-            let (Some(img_s), Some(mask_s)) = (img.as_slice(), mask.as_slice()) else {
-                return Err(NodeError::msg("internal: volumes not contiguous"));
-            };
-            let off = liver_offset(img_s, mask_s, level);
-            let (lo, hi) = image
-                .header
-                .value_range
-                .map_or((f32::MIN, f32::MAX), |(a, b)| (a as f32, b as f32));
-            img.to_mut().zip_mut_with(&mask, |v, &m| {
-                if m {
-                    *v = (*v + off).clamp(lo, hi)
-                }
-            });
-        }
+        let img = image.image().expect("image stream");
+        let shift = match self.liver_level {
+            None => None,
+            Some(level) => {
+                let (Some(img_s), Some(mask_s)) = (img.as_slice(), mask.as_slice()) else {
+                    return Err(NodeError::msg("internal: volumes not contiguous"));
+                };
+                let (lo, hi) = image
+                    .header
+                    .value_range
+                    .map_or((f32::MIN, f32::MAX), |(a, b)| (a as f32, b as f32));
+                Some(LiverShift {
+                    offset: liver_offset(img_s, mask_s, level),
+                    lo,
+                    hi,
+                })
+            }
+        };
         let [nk, nj, ni] = image.header.shape;
         let sp = [image.header.spacing[1], image.header.spacing[2]];
         let rois: Vec<Option<Roi>> = (0..nk)
@@ -268,6 +281,7 @@ impl Node for CropNode {
                 mask.slice(s![k, .., ..]),
                 roi,
                 self.size,
+                shift,
             );
             let mut out = Slice::new(k, SliceData::Image(crop));
             if let Some(m) = &image.slice_meta[k] {
