@@ -68,7 +68,9 @@ def liver_level(preprocess):
 
 def shift_liver(img, median, level):
     """uint8 ROIs with their liver (non-zero) pixels moved from the case's liver median to
-    `level` (both in [0, 1]), as crop_resample's `liver_level` does before cropping."""
+    `level` (both in [0, 1]), as crop_resample does for a `liver_level` model. Here edge pixels
+    (a blend of liver and masked 0 after resizing) move by the whole offset; a fold model's own
+    training case is not moved at all."""
     out = np.clip(img.astype(np.int16) + int(round((level - median) * 255)), 0, 255).astype(np.uint8)
     return np.where(img > 0, out, 0).astype(np.uint8)
 
