@@ -47,6 +47,24 @@ fn assert_nothing_written(dir: &Path, keep: &[&str]) {
     assert!(left.is_empty(), "files left in {}: {left:?}", dir.display());
 }
 
+/// A graph on the phantom `spec` (e.g. `small`): nodes `ct` (image) and `lab` (its labels),
+/// then the node lines of `body`.
+fn phantom_graph(spec: &str, body: &str) -> String {
+    format!(
+        "graph: g\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:{spec}\" }}\n  \
+         lab: {{ kind: read_volume, path: \"phantom:{spec}\", as: label }}\n{body}"
+    )
+}
+
+/// Runs `graph` in `dir`; it must fail and write nothing. Returns its stderr.
+fn run_failing(dir: &Path, graph: &str) -> String {
+    let g = write_graph(dir, "g.yaml", graph);
+    let o = voxflow(&["-q", "run", g.to_str().unwrap()]);
+    assert!(!o.status.success(), "ran:\n{graph}");
+    assert_nothing_written(dir, &["g.yaml"]);
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 #[test]
 fn box_geometry_on_a_real_liver() {
     let Some(lp) = data_file(LABEL) else { return };
@@ -447,49 +465,37 @@ fn shipped_graph_without_models_fails_clearly() {
 fn paste_back_needs_crop_metadata() {
     // Lesion probabilities on full slices (no crop_resample): no `full_slice` / `roi`.
     let dir = temp_dir("cascade-nometa");
-    let graph = format!(
-        "graph: bad\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:64x64x8\" }}\n  \
-         lab: {{ kind: read_volume, path: \"phantom:64x64x8\", as: label }}\n  \
-         w: {{ kind: hu_window, in: ct }}\n  eq: {{ kind: equalize, in: w }}\n  \
+    let body = format!(
+        "  w: {{ kind: hu_window, in: ct }}\n  eq: {{ kind: equalize, in: w }}\n  \
          les: {{ kind: fcn, in: eq, model: {m}, device: cpu }}\n  \
          merge: {{ kind: paste_back, liver: lab, lesion: les }}\n  \
          save: {{ kind: write_volume, in: merge, path: out.nii.gz }}\n",
         m = model("tiny_lesion.onnx")
     );
-    let g = write_graph(&dir, "g.yaml", &graph);
-    let o = voxflow(&["-q", "run", g.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let err = run_failing(&dir, &phantom_graph("64x64x8", &body));
     assert!(
         err.contains("node `merge` (paste_back)") && err.contains("full_slice"),
         "{err}"
     );
-    assert_nothing_written(&dir, &["g.yaml"]);
 }
 
 #[test]
 fn lesion_model_must_have_a_lesion_class() {
     // A liver model (classes background, liver) used as the lesion model.
     let dir = temp_dir("cascade-wrongmodel");
-    let graph = format!(
-        "graph: bad\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:small\" }}\n  \
-         lab: {{ kind: read_volume, path: \"phantom:small\", as: label }}\n  \
-         w: {{ kind: hu_window, in: ct }}\n  eq: {{ kind: equalize, in: w }}\n  \
+    let body = format!(
+        "  w: {{ kind: hu_window, in: ct }}\n  eq: {{ kind: equalize, in: w }}\n  \
          crop: {{ kind: crop_resample, image: eq, liver: lab, size: [64, 64] }}\n  \
          les: {{ kind: fcn, in: crop, model: {m}, device: cpu }}\n  \
          merge: {{ kind: paste_back, liver: lab, lesion: les }}\n  \
          save: {{ kind: write_volume, in: merge, path: out.nii.gz }}\n",
         m = model("tiny_fcn.onnx")
     );
-    let g = write_graph(&dir, "g.yaml", &graph);
-    let o = voxflow(&["-q", "run", g.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let err = run_failing(&dir, &phantom_graph("small", &body));
     assert!(
         err.contains("no class `lesion`") && err.contains("liver"),
         "{err}"
     );
-    assert_nothing_written(&dir, &["g.yaml"]);
 }
 
 #[test]
@@ -497,10 +503,8 @@ fn crop_moves_the_liver_to_the_model_liver_level() {
     // Crops of the phantom's windowed CT in [0, 1], without a level and at the level of the
     // model's `liver_level:0.6` step.
     let dir = temp_dir("cascade-liver-level");
-    let graph = format!(
-        "graph: level\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:small\" }}\n  \
-         lab: {{ kind: read_volume, path: \"phantom:small\", as: label }}\n  \
-         unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
+    let body = format!(
+        "  unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
          plain: {{ kind: crop_resample, image: unit, liver: lab, size: [64, 64] }}\n  \
          crop: {{ kind: crop_resample, image: unit, liver: lab, model: {m} }}\n  \
          les: {{ kind: fcn, in: crop, model: {m}, device: cpu }}\n  \
@@ -511,7 +515,7 @@ fn crop_moves_the_liver_to_the_model_liver_level() {
          s4: {{ kind: write_volume, in: lab, path: lab.nii }}\n",
         m = model("identity_lesion_level.onnx"),
     );
-    let g = write_graph(&dir, "g.yaml", &graph);
+    let g = write_graph(&dir, "g.yaml", &phantom_graph("small", &body));
     voxflow_ok(&["-q", "run", g.to_str().unwrap()]);
     let unit = read(&dir.join("unit.nii"), StreamType::Image);
     let mask = mask_of(&read(&dir.join("lab.nii"), StreamType::Label));
@@ -580,24 +584,18 @@ fn fcn_refuses_a_preprocessing_other_than_the_model_names() {
     ];
     for (image, m, chain) in cases {
         let dir = temp_dir("cascade-wrong-preprocess");
-        let graph = format!(
-            "graph: bad\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:small\" }}\n  \
-             lab: {{ kind: read_volume, path: \"phantom:small\", as: label }}\n  \
-             unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
+        let body = format!(
+            "  unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
              w: {{ kind: hu_window, in: ct }}\n  eq: {{ kind: equalize, in: w }}\n  \
              crop: {{ kind: crop_resample, image: {image}, liver: lab, model: {m} }}\n  \
              les: {{ kind: fcn, in: crop, model: {m}, device: cpu }}\n  \
              save: {{ kind: write_volume, in: les, path: out.nii.gz }}\n",
             m = model(m)
         );
-        let g = write_graph(&dir, "g.yaml", &graph);
-        let o = voxflow(&["-q", "run", g.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{image} -> {m} ran");
+        let err = run_failing(&dir, &phantom_graph("small", &body));
         assert!(
             err.contains("node `les` (fcn)") && err.contains(&format!("preprocessed as `{chain}")),
             "{err}"
         );
-        assert_nothing_written(&dir, &["g.yaml"]);
     }
 }
