@@ -33,6 +33,10 @@ fn shape4(v: &serde_json::Value) -> (usize, usize, usize, usize) {
 /// The training venv's python, `None` when VOXFLOW_SKIP_TRAINING=1; panics when it is missing.
 fn training_python() -> Option<PathBuf> {
     if std::env::var_os("VOXFLOW_SKIP_TRAINING").is_some_and(|v| v == "1") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "VOXFLOW_SKIP_TRAINING=1 is not allowed under CI"
+        );
         eprintln!("skipped: VOXFLOW_SKIP_TRAINING=1");
         return None;
     }
