@@ -1,7 +1,8 @@
 //! FCN inference on ONNX Runtime for voxflow (issue 3).
 //!
-//! - [`ort_library`] / [`init`]: find and load `libonnxruntime.so` (from `ORT_DYLIB_PATH`, or the
-//!   project's `.venv` installed by `scripts/setup-ort.sh`), once per process.
+//! - [`ort_library`] / [`init`]: find and load `libonnxruntime.so` (from `ORT_DYLIB_PATH`, the
+//!   Python environment the executable is installed in, or the project's `.venv` installed by
+//!   `scripts/setup-ort.sh`), once per process.
 //! - [`ModelInfo`]: the model contract (`metadata_props` keys, see `docs/MODELS.md`), validated.
 //! - [`FcnSession`]: one session per worker thread; [`FcnSession::run`] maps `[N, 1, H, W]`
 //!   slices at the model's input size to `[N, C, H, W]` probabilities;
@@ -17,7 +18,9 @@ mod model;
 mod resize;
 mod session;
 
-pub use library::{find_in_venv, init, ort_library, resolve_library, ORT_DYLIB_ENV};
+pub use library::{
+    find_in_prefix, find_in_venv, init, ort_library, resolve_library, ORT_DYLIB_ENV,
+};
 pub use model::{
     Modality, ModelInfo, PreprocessStep, KEY_CLASSES, KEY_INPUT_SIZE, KEY_MODALITY,
     KEY_MODEL_VERSION, KEY_PADDING, KEY_PREPROCESS, REQUIRED_KEYS,
@@ -30,8 +33,9 @@ pub use session::{reflect_pad, Device, FcnSession};
 pub enum FcnError {
     /// No ONNX Runtime library was found.
     #[error(
-        "ONNX Runtime library not found (searched .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* in {searched}); \
-         run `bash scripts/setup-ort.sh` from the voxflow repository root, or set ORT_DYLIB_PATH to a libonnxruntime.so (1.31 or newer)"
+        "ONNX Runtime library (libonnxruntime.so*) not found; searched: {searched}. \
+         Install it with `pip install onnxruntime==1.31.1` into the Python environment voxflow is installed in, \
+         or run `bash scripts/setup-ort.sh` from the voxflow repository root, or set ORT_DYLIB_PATH to a libonnxruntime.so (1.31 or newer)"
     )]
     LibraryNotFound { searched: String },
     /// The library exists (or `ORT_DYLIB_PATH` is set) but could not be loaded.

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the voxflow wheel target/wheels/voxflow-VERSION-py3-none-PLATFORM.whl (release build of
+# the `voxflow` executable, the shipped graphs and models, dependency onnxruntime==1.31.1; see
+# pyproject.toml). maturin is installed, pinned, into the project-local virtualenv `.venv-build`.
+# Users: `pip install target/wheels/voxflow-*.whl` (README, "Without Rust: pip").
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv-build"
+MATURIN_VERSION="1.16.0"
+PYTHON="${PYTHON:-python3}"
+
+if [ "$("$VENV/bin/maturin" --version 2>/dev/null)" != "maturin $MATURIN_VERSION" ]; then
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "maturin==$MATURIN_VERSION"
+fi
+
+# Only the wheel built now is left in target/wheels (the test installs `voxflow-*.whl`).
+rm -f "$ROOT"/target/wheels/voxflow-*.whl
+cd "$ROOT"
+"$VENV/bin/maturin" build --release --locked --out "$ROOT/target/wheels" "$@"
+wheel=$(compgen -G "$ROOT/target/wheels/voxflow-*.whl")
+echo "voxflow wheel: $wheel ($(du -h "$wheel" | cut -f1))"
