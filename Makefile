@@ -3,7 +3,7 @@ CARGO ?= cargo
 VOXFLOW := target/release/voxflow
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test setup setup-training setup-chromium build docs
+.PHONY: demo test test-wheel setup setup-training setup-chromium build docs
 
 # Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv.
 setup:
@@ -25,8 +25,12 @@ build: setup
 demo: build
 	$(VOXFLOW) run graphs/ct_liver_lesion.yaml --set output=$(DEMO_OUT)/ct_liver_lesion.nii.gz --report $(DEMO_OUT)/report.json
 
+# The pip route: build the wheel, install it into a fresh virtualenv, segment the phantom with it.
+test-wheel:
+	bash scripts/test-wheel.sh
+
 # The whole test suite (set VOXFLOW_DATA to the real-scan folder to include those tests).
-test: setup setup-training setup-chromium
+test: setup setup-training setup-chromium test-wheel
 	$(CARGO) test --release --workspace
 
 # Regenerate the node reference from the node declarations.
