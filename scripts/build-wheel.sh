@@ -15,6 +15,21 @@ if [ "$("$VENV/bin/maturin" --version 2>/dev/null)" != "maturin $MATURIN_VERSION
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q "maturin==$MATURIN_VERSION"
 fi
 
+# The wheel's data folder (pyproject.toml `data`), installed under <prefix>/share/voxflow/: every
+# graph, the models the graphs name (`../models/NAME.onnx`) and the models' README (licences).
+data="$ROOT/target/wheel-data"
+share="$data/data/share/voxflow"
+rm -rf "$data"
+mkdir -p "$share/models"
+cp -R "$ROOT/graphs" "$share/graphs"
+models=$(grep -rhoE '\.\./models/[A-Za-z0-9_./-]+\.onnx' "$ROOT/graphs" | sort -u)
+[ -n "$models" ] || { echo "build-wheel: the graphs name no model" >&2; exit 1; }
+for m in $models; do
+    mkdir -p "$(dirname "$share/${m#../}")"
+    cp "$ROOT/${m#../}" "$share/${m#../}"
+done
+cp "$ROOT/models/README.md" "$share/models/README.md"
+
 # Only the wheel built now is left in target/wheels (the test installs `voxflow-*.whl`).
 rm -f "$ROOT"/target/wheels/voxflow-*.whl
 cd "$ROOT"

@@ -36,7 +36,7 @@ mkdir "$tmp/elsewhere"
         --set input=phantom:small --set output=seg.nii.gz 2> "$tmp/run.log" \
         || { cat "$tmp/run.log" >&2; echo "test-wheel: the installed voxflow failed" >&2; exit 1; }
 )
-sed "s/\x1b\[[0-9;]*m//g" "$tmp/run.log" | grep -F "loaded ONNX Runtime path=$venv/lib/" >/dev/null \
+sed "s/\x1b\[[0-9;]*m//g" "$tmp/run.log" | grep -F "loaded ONNX Runtime path=$venv/lib/python3" >/dev/null \
     || { cat "$tmp/run.log" >&2; echo "test-wheel: ONNX Runtime was not loaded from $venv" >&2; exit 1; }
 [ -f "$tmp/elsewhere/seg.html" ] || { echo "test-wheel: no report beside the output" >&2; exit 1; }
 

@@ -112,15 +112,13 @@ pub fn find_in_venv(dir: &Path) -> Option<PathBuf> {
 }
 
 /// `prefix/{lib,lib64}/python3*/{site,dist}-packages/onnxruntime/capi/libonnxruntime.so*` of the
-/// Python environment (virtualenv, `--user` base or system prefix) at `prefix`, the
-/// lexicographically last match (the versioned `.so.1.x.y` over a bare `.so`).
+/// Python environment (virtualenv, `--user` base or system prefix) at `prefix`: under `lib` if it
+/// has one (a virtualenv's `lib64` is a link to it), the lexicographically last match (the
+/// versioned `.so.1.x.y` over a bare `.so`).
 pub fn find_in_prefix(prefix: &Path) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = Vec::new();
-    for lib in ["lib", "lib64"] {
-        let Ok(pys) = std::fs::read_dir(prefix.join(lib)) else {
-            continue;
-        };
-        for py in pys.flatten() {
+    ["lib", "lib64"].iter().find_map(|lib| {
+        let mut found: Vec<PathBuf> = Vec::new();
+        for py in std::fs::read_dir(prefix.join(lib)).ok()?.flatten() {
             if !py.file_name().to_string_lossy().starts_with("python3") {
                 continue;
             }
@@ -128,9 +126,9 @@ pub fn find_in_prefix(prefix: &Path) -> Option<PathBuf> {
                 found.extend(libraries_in(&py.path().join(packages).join("onnxruntime")));
             }
         }
-    }
-    found.sort();
-    found.pop()
+        found.sort();
+        found.pop()
+    })
 }
 
 /// The `capi/libonnxruntime.so*` files of the `onnxruntime` package folder `package`.
@@ -311,6 +309,8 @@ mod tests {
         let exe = env.join("bin/voxflow");
         fake_venv(&root, "python3.11", &["libonnxruntime.so.1.31.1"]);
         let lib = fake_library(&env.join("lib/python3.12/site-packages/onnxruntime/capi"));
+        // A virtualenv's lib64 is a link to lib: the path through lib is the one taken.
+        std::os::unix::fs::symlink("lib", env.join("lib64")).unwrap();
         let got = resolve_library(None, Some(exe), &root.join("nowhere"), &[]).unwrap();
         assert_eq!(got, lib);
         // A system or --user prefix (Debian's dist-packages, lib64).
