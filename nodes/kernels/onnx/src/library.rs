@@ -340,7 +340,7 @@ mod tests {
         let got = resolve_library(None, exe.clone(), &root, &[failing.clone(), python]).unwrap();
         assert_eq!(got, lib);
         // Nothing anywhere: the error names every place searched, the interpreter included.
-        let msg = resolve_library(None, exe, &root, &[failing.clone()])
+        let msg = resolve_library(None, exe, &root, std::slice::from_ref(&failing))
             .unwrap_err()
             .to_string();
         assert!(
