@@ -18,6 +18,7 @@ impl NodeKind for WriteVolume {
             )
             .input("in", PortType::Any, "stream to write")
             .required("path", ParamType::Path, "output file, `.nii` or `.nii.gz`")
+            .writes(&["path"])
     }
 
     fn check(&self, params: &Params) -> Vec<(String, String)> {

@@ -695,6 +695,7 @@ impl NodeKind for Overlay {
             ParamType::Path,
             "output folder for the PNG files",
         )
+        .writes(&["dir"])
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {
