@@ -19,8 +19,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use status::{
     digest, input_checksum, known_digests, remove_stale_temps, write_atomic, CaseLock, FileDigest,
-    Fingerprint,
-    GraphVersion, InputDigest, State, Status, Timings,
+    Fingerprint, GraphVersion, InputDigest, State, Status, Timings,
 };
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -408,7 +407,10 @@ fn run_child(
     if !out.status.success() {
         // `voxflow run` ends with 128 + the signal after cleaning up; or the signal ended it.
         let stop_signals = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-        if out.status.signal().is_some_and(|s| stop_signals.contains(&s))
+        if out
+            .status
+            .signal()
+            .is_some_and(|s| stop_signals.contains(&s))
             || out
                 .status
                 .code()

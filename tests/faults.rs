@@ -152,7 +152,10 @@ fn sigint_and_sigterm_stop_the_run_and_leave_nothing() {
         kill(&child, signal);
         let o = child.wait_with_output().unwrap();
         // A hang detector, not a speed test: the nodes check for cancellation between slices.
-        assert!(t.elapsed() < Duration::from_secs(120), "{signal}: no prompt stop");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "{signal}: no prompt stop"
+        );
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(code), "{signal}: {err}");
         assert!(err.contains(&format!("interrupted by {name}")), "{err}");
@@ -194,7 +197,13 @@ fn temporaries_of_a_killed_run_are_removed_by_the_next_run() {
         std::fs::write(res.join(f), b"partial").unwrap();
     }
     let g = write_graph(&d, "copy.yaml", COPY);
-    voxflow_ok(&["-q", "run", s(&g), "--set", &format!("output={}", s(&early))]);
+    voxflow_ok(&[
+        "-q",
+        "run",
+        s(&g),
+        "--set",
+        &format!("output={}", s(&early)),
+    ]);
     assert!(early.exists());
     let mut want: Vec<PathBuf> = keep.iter().map(|f| res.join(f)).collect();
     want.sort();
@@ -234,7 +243,10 @@ fn an_output_that_is_an_input_is_refused_before_the_run() {
         ]);
         let err = assert_clear_error(&o);
         assert!(err.contains("is the same file as the input"), "{err}");
-        assert!(err.contains("node `save`") && err.contains("node `read`"), "{err}");
+        assert!(
+            err.contains("node `save`") && err.contains("node `read`"),
+            "{err}"
+        );
         assert!(err.contains(s(&inp)) && err.contains(s(&out)), "{err}");
         assert_eq!(std::fs::read(&input).unwrap(), bytes, "{inp:?} -> {out:?}");
         assert!(temps(&d).is_empty());
@@ -291,9 +303,8 @@ fn every_written_param_is_a_path_param() {
 #[test]
 fn a_graph_with_more_nodes_than_threads_is_a_clear_error() {
     let d = temp_dir("faults-threads");
-    let mut text = String::from(
-        "graph: wide\nnodes:\n  ct: { kind: read_volume, path: \"phantom:small\" }\n",
-    );
+    let mut text =
+        String::from("graph: wide\nnodes:\n  ct: { kind: read_volume, path: \"phantom:small\" }\n");
     for n in 0..19_998 {
         text.push_str(&format!(
             "  w{n}: {{ kind: hu_window, in: ct, min: -100, max: 400 }}\n"
@@ -350,23 +361,21 @@ fn batch_error_column_is_one_line_and_the_whole_text_is_logged() {
     )
     .unwrap();
     let out = d.join("out");
-    let o = voxflow(&[
-        "-q",
-        "batch",
-        s(&g),
-        "--manifest",
-        s(&m),
-        "--out",
-        s(&out),
-    ]);
+    let o = voxflow(&["-q", "batch", s(&g), "--manifest", s(&m), "--out", s(&out)]);
     assert!(!o.status.success());
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
     let two = lines.iter().find(|l| l.starts_with("two,")).unwrap();
-    assert!(two.contains("param `min`") && two.contains("run.log"), "{two}");
+    assert!(
+        two.contains("param `min`") && two.contains("run.log"),
+        "{two}"
+    );
     let log = std::fs::read_to_string(out.join("two/run.log")).unwrap();
-    assert!(log.contains("param `min`") && log.contains("param `max`"), "{log}");
+    assert!(
+        log.contains("param `min`") && log.contains("param `max`"),
+        "{log}"
+    );
     let gone = lines.iter().find(|l| l.starts_with("gone,")).unwrap();
     assert!(gone.contains("missing.nii.gz"), "{gone}");
     assert!(!out.join("ok/run.log").exists());
@@ -410,10 +419,19 @@ fn model_folder_and_missing_graph_file_are_named() {
 /// root needed where user namespaces are allowed), then lists what is left in DIR.
 fn run_on_small_disk(dir: &Path, size: &str, args: &[&str]) -> (Output, String) {
     std::fs::create_dir_all(dir).unwrap();
-    let script = "mount -t tmpfs -o size=$1 tmpfs \"$2\" || exit 99; shift 2; \"$@\" 2>&1 1>/dev/null; \
+    let script =
+        "mount -t tmpfs -o size=$1 tmpfs \"$2\" || exit 99; shift 2; \"$@\" 2>&1 1>/dev/null; \
                   rc=$?; echo LEFT; find \"$DIR\" -mindepth 1; exit $rc";
     let o = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .args([size, s(dir), env!("CARGO_BIN_EXE_voxflow")])
         .args(args)
         .env("DIR", dir)
@@ -449,7 +467,10 @@ fn a_full_disk_is_named_and_leaves_nothing() {
     let (msg, left) = text.split_once("LEFT\n").unwrap();
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(msg.contains("No space left on device"), "{msg}");
-    assert!(msg.contains(&format!("{}/seg_overlays/", full.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/seg_overlays/", full.display())),
+        "{msg}"
+    );
     assert!(!msg.contains("panicked") && !msg.contains("Os {"), "{msg}");
     assert_eq!(left, "", "left on the full disk");
 }

@@ -1,7 +1,7 @@
 //! Runs a plan: one thread per node, bounded channels on edges, first error cancels all.
 
-use crate::graph::Pos;
 use crate::decl::ParamType;
+use crate::graph::Pos;
 use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, Pending, RunInfo};
 use crate::registry::Registry;
 use crate::validate::Plan;

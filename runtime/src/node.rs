@@ -120,7 +120,8 @@ impl Pending {
             let _ = std::fs::remove_file(&f.tmp);
         }
         // Deepest first, so that a parent is empty when its turn comes.
-        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.components().count()));
         for d in &self.dirs {
             let _ = std::fs::remove_dir(d);
         }
@@ -261,6 +262,12 @@ impl NodeCtx {
     /// Whether any consumer reads this output.
     pub fn output_used(&self, port: &str) -> bool {
         !self.outputs[self.out_index(port)].is_empty()
+    }
+
+    /// Tells a long computation that neither sends nor receives whether the run was cancelled
+    /// (check it between steps; on `true` return [`NodeError::Cancelled`]).
+    pub fn cancel_token(&self) -> CancelToken {
+        CancelToken(self.cancel.clone())
     }
 
     fn check_cancel(&self) -> Result<(), NodeError> {
@@ -508,6 +515,19 @@ impl NodeCtx {
                 dest: dest.to_path_buf(),
             });
         Ok(tmp)
+    }
+}
+
+/// Whether the run a node belongs to was cancelled (another node failed, or a stop signal).
+#[derive(Clone)]
+pub struct CancelToken(Receiver<()>);
+
+impl CancelToken {
+    pub fn is_cancelled(&self) -> bool {
+        !matches!(
+            self.0.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Empty)
+        )
     }
 }
 
