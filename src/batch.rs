@@ -885,3 +885,30 @@ pub fn run(a: BatchArgs, reg: &Registry, quiet: bool, plugins: &[PathBuf]) -> Re
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    #[test]
+    fn a_panic_with_backtrace_is_one_line() {
+        let stderr = "thread 'node-crf' panicked at nodes/src/refine/dense_crf.rs:12:5:\n\
+                      index out of bounds\nstack backtrace:\n   0: rust_begin_unwind\n   \
+                      1: core::panicking::panic_fmt\n\n\
+                      error: node `crf` (dense_crf) at g.yaml:9: panicked: index out of bounds\n";
+        let e = child_error(stderr.as_bytes(), ExitStatus::from_raw(1 << 8));
+        assert_eq!(
+            e,
+            "node `crf` (dense_crf) at g.yaml:9: panicked: index out of bounds \
+             (whole output in run.log)"
+        );
+        // Killed without a word: how it ended.
+        let e = child_error(b"", ExitStatus::from_raw(9));
+        assert_eq!(
+            e,
+            "`voxflow run` killed by signal 9 (SIGKILL; out of memory?)"
+        );
+    }
+}

@@ -473,4 +473,20 @@ fn a_full_disk_is_named_and_leaves_nothing() {
     );
     assert!(!msg.contains("panicked") && !msg.contains("Os {"), "{msg}");
     assert_eq!(left, "", "left on the full disk");
+
+    // A NIfTI output in a folder the run makes: the message names the output, not its
+    // temporary, and the folder goes again.
+    let g = write_graph(&d, "copy.yaml", COPY);
+    let out = full.join("sub/labels.nii.gz");
+    let (o, text) = run_on_small_disk(
+        &full,
+        "8k",
+        &["-q", "run", s(&g), "--set", &format!("output={}", s(&out))],
+    );
+    let (msg, left) = text.split_once("LEFT\n").unwrap();
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert!(msg.contains(&format!("cannot write {}", s(&out))), "{msg}");
+    assert!(!msg.contains("panicked") && !msg.contains(".voxflow-tmp"), "{msg}");
+    assert_eq!(left, "", "left on the full disk");
 }

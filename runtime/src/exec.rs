@@ -84,8 +84,6 @@ pub struct RunError {
     pub file: PathBuf,
     pub pos: Pos,
     pub message: String,
-    /// The signal that stopped the run, if one did.
-    pub signal: Option<i32>,
 }
 
 impl fmt::Display for RunError {
@@ -224,7 +222,6 @@ pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
                      refusing to run (choose another output path)",
                     out.param, out.path, other.param, other.path, on.id, on.kind, on.pos.line
                 ),
-                signal: None,
             });
         }
     }
@@ -244,7 +241,6 @@ pub fn execute(
         file: plan.file.clone(),
         pos: plan.nodes[n].pos,
         message,
-        signal: None,
     };
     let stopped = || {
         let sig = opts.stop.map_or(0, |s| s.load(Ordering::SeqCst));
@@ -257,7 +253,6 @@ pub fn execute(
                 "interrupted by {}: all nodes stopped, nothing written at the outputs",
                 signal_name(sig)
             ),
-            signal: Some(sig),
         })
     };
     check_paths(plan, reg)?;
@@ -353,7 +348,6 @@ pub fn execute(
                     file: plan.file.clone(),
                     pos: Pos::default(),
                     message: format!("cannot start a thread to watch for signals: {e}"),
-                    signal: None,
                 });
             }
         }
@@ -431,7 +425,6 @@ pub fn execute(
                 file: plan.file.clone(),
                 pos: Pos::default(),
                 message: format!("cannot move output into place at {}: {e}", f.dest.display()),
-                signal: None,
             });
         }
         outputs.push(f.dest.clone());

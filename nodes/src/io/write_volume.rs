@@ -50,7 +50,10 @@ impl Node for WriteNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let v = ctx.gather("in")?;
         let tmp = ctx.output_file(&self.path)?;
-        nifti_io::write_nifti(&tmp, &v.header, &v.data)?;
+        // Name the output, not its temporary, in a failure.
+        nifti_io::write_nifti(&tmp, &v.header, &v.data).map_err(|e| {
+            e.replace(&*tmp.to_string_lossy(), &self.path.to_string_lossy())
+        })?;
         Ok(())
     }
 }
