@@ -487,6 +487,9 @@ fn a_full_disk_is_named_and_leaves_nothing() {
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(msg.contains("No space left on device"), "{msg}");
     assert!(msg.contains(&format!("cannot write {}", s(&out))), "{msg}");
-    assert!(!msg.contains("panicked") && !msg.contains(".voxflow-tmp"), "{msg}");
+    assert!(
+        !msg.contains("panicked") && !msg.contains(".voxflow-tmp"),
+        "{msg}"
+    );
     assert_eq!(left, "", "left on the full disk");
 }

@@ -51,9 +51,8 @@ impl Node for WriteNode {
         let v = ctx.gather("in")?;
         let tmp = ctx.output_file(&self.path)?;
         // Name the output, not its temporary, in a failure.
-        nifti_io::write_nifti(&tmp, &v.header, &v.data).map_err(|e| {
-            e.replace(&*tmp.to_string_lossy(), &self.path.to_string_lossy())
-        })?;
+        nifti_io::write_nifti(&tmp, &v.header, &v.data)
+            .map_err(|e| e.replace(&*tmp.to_string_lossy(), &self.path.to_string_lossy()))?;
         Ok(())
     }
 }

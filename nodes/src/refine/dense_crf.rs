@@ -398,7 +398,8 @@ pub fn refine_until(
             .permuted_axes([0, 2, 3, 1])
             .as_standard_layout()
             .into_owned();
-        let Some(q) = voxflow_crf::dense_crf_until(img.view(), p.view(), spacing, &config.params, stop)
+        let Some(q) =
+            voxflow_crf::dense_crf_until(img.view(), p.view(), spacing, &config.params, stop)
         else {
             return Ok(None);
         };
