@@ -4,12 +4,8 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-/// This machine's host name ("unknown" if unreadable).
-pub fn host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
+pub use voxflow_runtime::node::host_name as host;
+use voxflow_runtime::node::{remove_stale_temps, TEMP_PREFIX};
 
 /// Writes through a temporary file in the same folder, flushed to disk, then renamed: readers
 /// (and a later run after a crash) see the old file or the whole new one, never a part.
@@ -24,9 +20,10 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), String> 
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    remove_stale_temps(dir, &name);
     // Unique across hosts sharing the folder, processes and threads.
     let tmp = dir.join(format!(
-        ".voxflow-tmp-{}-{}-{:?}-{name}",
+        "{TEMP_PREFIX}{}-{}-{:?}-{name}",
         host(),
         std::process::id(),
         std::thread::current().id()

@@ -18,8 +18,8 @@ use crate::eval::{class_specs, read_manifest, score_files, Case};
 use clap::Args;
 use serde_json::{json, Value};
 use status::{
-    digest, input_checksum, known_digests, remove_stale_temps, CaseLock, FileDigest, Fingerprint,
-    GraphVersion, InputDigest, State, Status, Timings,
+    digest, input_checksum, known_digests, remove_stale_temps, write_atomic, CaseLock, FileDigest,
+    Fingerprint, GraphVersion, InputDigest, State, Status, Timings,
 };
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -316,24 +316,38 @@ enum Outcome {
     Interrupted,
 }
 
-/// Last lines of a failed child's stderr (its error message), or how it ended.
+/// Name of the file in a case folder that keeps a failed run's whole error output.
+pub const LOG_FILE: &str = "run.log";
+
+/// One line for a failed child: its last `error:` line (else its last line), or how it ended.
 fn child_error(stderr: &[u8], status: std::process::ExitStatus) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let msg = lines[lines.len().saturating_sub(20)..].join("\n");
+    let msg = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .or(lines.last())
+        .map(|l| l.trim())
+        .unwrap_or_default();
     let how = match (status.code(), status.signal()) {
         (_, Some(9)) => "killed by signal 9 (SIGKILL; out of memory?)".to_string(),
         (_, Some(s)) => format!("killed by signal {s}"),
         (Some(c), None) => format!("exit status {c}"),
         (None, None) => "ended abnormally".to_string(),
     };
-    let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    let more = if lines.len() > 1 {
+        format!(" (whole output in {LOG_FILE})")
+    } else {
+        String::new()
+    };
     if msg.is_empty() {
         format!("`voxflow run` {how}")
     } else if status.signal().is_some() {
-        format!("{msg} (`voxflow run` {how})")
+        format!("{msg} (`voxflow run` {how}){more}")
     } else {
-        msg.to_string()
+        format!("{msg}{more}")
     }
 }
 
@@ -391,12 +405,20 @@ fn run_child(
         .output()
         .map_err(|e| format!("cannot start `voxflow run`: {e}"))?;
     if !out.status.success() {
-        if matches!(
-            out.status.signal(),
-            Some(libc::SIGINT | libc::SIGTERM | libc::SIGHUP)
-        ) {
+        // `voxflow run` ends with 128 + the signal after cleaning up; or the signal ended it.
+        let stop_signals = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+        if out
+            .status
+            .signal()
+            .is_some_and(|s| stop_signals.contains(&s))
+            || out
+                .status
+                .code()
+                .is_some_and(|c| stop_signals.iter().any(|s| c == 128 + s))
+        {
             return Err(Stop::Interrupted);
         }
+        write_atomic(&dir.join(LOG_FILE), &out.stderr)?;
         return Err(child_error(&out.stderr, out.status).into());
     }
     if let Ok(text) = std::fs::read_to_string(&report) {
@@ -440,6 +462,7 @@ fn run_case(
     remove_stale_temps(&dir);
     // From here on the case is not done until its new status is written.
     let _ = std::fs::remove_file(dir.join(status::STATUS_FILE));
+    let _ = std::fs::remove_file(dir.join(LOG_FILE));
     let t0 = Instant::now();
     let mut timings = Timings {
         started_unix: unix_now(),
@@ -486,7 +509,19 @@ fn run_case(
     match result {
         Ok(()) => status.state = State::Done,
         Err(Stop::Interrupted) => return Ok(Outcome::Interrupted),
-        Err(Stop::Failed(e)) => status.error = Some(format!("manifest line {}: {e}", case.line)),
+        Err(Stop::Failed(e)) => {
+            // One line for status.json and summary.csv; several errors go whole to the log.
+            let mut lines = e.lines().filter(|l| !l.trim().is_empty());
+            let first = lines.next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let e = if lines.next().is_some() {
+                write_atomic(&dir.join(LOG_FILE), &e)?;
+                format!("{first} (and more in {LOG_FILE})")
+            } else {
+                first.to_string()
+            };
+            status.error = Some(format!("manifest line {}: {e}", case.line));
+        }
     }
     status.write(&dir)?;
     Ok(Outcome::Ended(Box::new(status)))
@@ -849,4 +884,31 @@ pub fn run(a: BatchArgs, reg: &Registry, quiet: bool, plugins: &[PathBuf]) -> Re
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    #[test]
+    fn a_panic_with_backtrace_is_one_line() {
+        let stderr = "thread 'node-crf' panicked at nodes/src/refine/dense_crf.rs:12:5:\n\
+                      index out of bounds\nstack backtrace:\n   0: rust_begin_unwind\n   \
+                      1: core::panicking::panic_fmt\n\n\
+                      error: node `crf` (dense_crf) at g.yaml:9: panicked: index out of bounds\n";
+        let e = child_error(stderr.as_bytes(), ExitStatus::from_raw(1 << 8));
+        assert_eq!(
+            e,
+            "node `crf` (dense_crf) at g.yaml:9: panicked: index out of bounds \
+             (whole output in run.log)"
+        );
+        // Killed without a word: how it ended.
+        let e = child_error(b"", ExitStatus::from_raw(9));
+        assert_eq!(
+            e,
+            "`voxflow run` killed by signal 9 (SIGKILL; out of memory?)"
+        );
+    }
 }

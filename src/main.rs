@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use voxflow_runtime::validate::parse_set_value;
@@ -115,6 +115,39 @@ fn load(args: &GraphArgs, reg: &Registry, require_values: bool) -> Result<Plan, 
     plan.map_err(|d| d.to_string())
 }
 
+/// The signal (SIGINT, SIGTERM, SIGHUP) that asked `voxflow run` to stop; 0 while none.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // A second signal ends the process at once (the next run removes its temporaries).
+    if STOP_SIGNAL.swap(sig, Ordering::SeqCst) != 0 {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + sig) };
+    }
+}
+
+/// Lets SIGINT, SIGTERM and SIGHUP cancel a run like a node error does (`RunOptions::stop`).
+fn catch_stop_signals() -> Result<(), String> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only touches an atomic and calls _exit; the struct is zeroed
+        // and then filled as sigaction(2) requires.
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if r != 0 {
+            return Err(format!(
+                "cannot install a handler for signal {sig}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = if cli.quiet { "error" } else { "warn" };
@@ -150,7 +183,11 @@ fn main() -> ExitCode {
                     format!("error: {e}")
                 }
             );
-            ExitCode::FAILURE
+            // 128 + the signal, as a shell reports a process the signal ended.
+            match STOP_SIGNAL.load(Ordering::SeqCst) {
+                0 => ExitCode::FAILURE,
+                sig => ExitCode::from(128 + sig as u8),
+            }
         }
     }
 }
@@ -224,9 +261,11 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
 }
 
 fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
+    catch_stop_signals()?;
     let plan = load(&a.graph, reg, true)?;
     let mut opts = RunOptions {
         queue_depth: a.queue_depth,
+        stop: Some(&STOP_SIGNAL),
         ..RunOptions::default()
     };
     if let Some(t) = a.threads {
@@ -235,7 +274,10 @@ fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
     let stats = RunStats::new(&plan);
     let show = !quiet && std::io::stderr().is_terminal();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let bars = show.then(|| spawn_progress(stats.clone(), done.clone()));
+    // No progress bars when the system has no thread to spare for them.
+    let bars = show
+        .then(|| spawn_progress(stats.clone(), done.clone()))
+        .and_then(Result::ok);
     let result = execute(&plan, reg, &opts, &stats);
     done.store(true, Ordering::Relaxed);
     if let Some(h) = bars {
@@ -262,8 +304,8 @@ fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
 fn spawn_progress(
     stats: Arc<RunStats>,
     done: Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().spawn(move || {
         let mp = indicatif::MultiProgress::new();
         let style = indicatif::ProgressStyle::with_template(
             "{prefix:>14} [{bar:30}] {pos}/{len} slices {msg}",

@@ -7,6 +7,7 @@ use common::{data_file, root, temp_dir, voxflow, voxflow_ok, write_graph};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use voxflow_nodes::io::nifti_io::write_nifti;
+use voxflow_nodes::io::phantom::Phantom;
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_runtime::stream::{StreamType, VolumeData};
 use voxflow_runtime::{Header, Volume};
@@ -321,23 +322,63 @@ fn kernel_fixtures_through_a_graph() {
     }
 }
 
-// ---- real data: IRCADb label vs a perturbed copy, compared with the Python oracle ----
+// ---- the phantom's and real IRCADb labels vs a perturbed copy, compared with the Python oracle ----
 
-fn oracle_python() -> Option<(PathBuf, PathBuf)> {
-    let py = root().join(".venv-oracles/bin/python");
-    let dir = std::env::var_os("VOXFLOW_ORACLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/oracles"));
-    let script = dir.join("metrics.py");
-    if py.exists() && script.exists() {
-        Some((py, script))
-    } else {
-        eprintln!(
-            "skipped oracle comparison: {} or {} missing",
-            py.display(),
-            script.display()
+/// The oracle: tests/oracles/metrics.py (a verbatim copy of ../shared/oracles/metrics.py; its
+/// `reference` definition needs numpy, scipy and nibabel) run with the training venv's Python,
+/// which `make test` installs (scripts/setup-training.sh). Missing, it is a failure, not a skip.
+fn oracle_python() -> (PathBuf, PathBuf) {
+    let py = root().join(".venv-train/bin/python");
+    let script = root().join("tests/oracles/metrics.py");
+    assert!(
+        py.exists(),
+        "{} is missing: run `bash scripts/setup-training.sh` (numpy, scipy and nibabel for the \
+         metrics oracle {})",
+        py.display(),
+        script.display()
+    );
+    (py, script)
+}
+
+/// Runs the oracle on `truth` and `pred` for the liver (label >= 1) and the lesions (label 2)
+/// and checks the metrics `j` that voxflow wrote for them.
+fn assert_matches_oracle(name: &str, j: &Value, tp: &Path, pp: &Path) {
+    let (py, script) = oracle_python();
+    for (class, args) in [
+        ("liver", vec!["--label", "1", "--ge"]),
+        ("lesion", vec!["--label", "2"]),
+    ] {
+        let o = std::process::Command::new(&py)
+            .arg(&script)
+            .args([tp.to_str().unwrap(), pp.to_str().unwrap()])
+            .args(&args)
+            .args(["--libs", "reference"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = &r["libs"]["reference"];
+        for (ours, theirs) in [
+            ("dice", "dice"),
+            ("voe", "voe"),
+            ("rvd", "rvd"),
+            ("asd_mm", "asd"),
+            ("msd_mm", "msd"),
+            ("hd95_mm", "hd95_pooled"),
+        ] {
+            let (x, w) = (
+                j[class][ours].as_f64().unwrap(),
+                r[theirs].as_f64().unwrap(),
+            );
+            assert!(
+                close(x, w),
+                "{name} {class} {ours}: voxflow {x} vs oracle {w}"
+            );
+        }
+        assert_eq!(
+            j[class]["pred_surface_voxels"], r["n_surface_vox_pred"],
+            "{name} {class}"
         );
-        None
     }
 }
 
@@ -364,6 +405,27 @@ fn perturb(v: &Volume) -> Volume {
 }
 
 #[test]
+fn phantom_pair_matches_the_oracle() {
+    let d = temp_dir("metrics-phantom-oracle");
+    let ph = Phantom::parse("phantom:small").unwrap();
+    let mut truth = Volume::zeros(ph.header(StreamType::Label));
+    let VolumeData::Label(a) = &mut truth.data else {
+        unreachable!()
+    };
+    for k in 0..ph.shape[0] {
+        a.index_axis_mut(ndarray::Axis(0), k)
+            .assign(&ph.label_slice(k));
+    }
+    let pred = perturb(&truth);
+    let (pp, tp) = (d.join("pred.nii.gz"), d.join("truth.nii.gz"));
+    write(&pred, &pp);
+    write(&truth, &tp);
+    let j = run_eval_graph(&d, &pp, &tp, &[]);
+    assert!(j["lesion"]["dice"].as_f64().unwrap() > 0.0, "{j}");
+    assert_matches_oracle("phantom:small", &j, &tp, &pp);
+}
+
+#[test]
 fn real_ircadb_pairs_match_the_oracle() {
     for name in ["ircadb01_small_label.nii.gz", "ircadb17_small_label.nii.gz"] {
         let Some(path) = data_file(name) else { return };
@@ -380,44 +442,6 @@ fn real_ircadb_pairs_match_the_oracle() {
             "{}",
             j["lesion"]["detection"]
         );
-        let Some((py, script)) = oracle_python() else {
-            continue;
-        };
-        for (class, args) in [
-            ("liver", vec!["--label", "1", "--ge"]),
-            ("lesion", vec!["--label", "2"]),
-        ] {
-            let o = std::process::Command::new(&py)
-                .arg(&script)
-                .args([tp.to_str().unwrap(), pp.to_str().unwrap()])
-                .args(&args)
-                .args(["--libs", "reference"])
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-            let r = &r["libs"]["reference"];
-            for (ours, theirs) in [
-                ("dice", "dice"),
-                ("voe", "voe"),
-                ("rvd", "rvd"),
-                ("asd_mm", "asd"),
-                ("msd_mm", "msd"),
-                ("hd95_mm", "hd95_pooled"),
-            ] {
-                let (x, w) = (
-                    j[class][ours].as_f64().unwrap(),
-                    r[theirs].as_f64().unwrap(),
-                );
-                assert!(
-                    close(x, w),
-                    "{name} {class} {ours}: voxflow {x} vs oracle {w}"
-                );
-            }
-            assert_eq!(
-                j[class]["pred_surface_voxels"], r["n_surface_vox_pred"],
-                "{name} {class}"
-            );
-        }
+        assert_matches_oracle(name, &j, &tp, &pp);
     }
 }

@@ -1,16 +1,18 @@
 //! Runs a plan: one thread per node, bounded channels on edges, first error cancels all.
 
+use crate::decl::ParamType;
 use crate::graph::Pos;
-use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, PendingFile, RunInfo};
+use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, Pending, RunInfo};
 use crate::registry::Registry;
 use crate::validate::Plan;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
+use serde_json::Value;
 use std::fmt;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -18,6 +20,9 @@ pub struct RunOptions {
     pub queue_depth: usize,
     /// Threads a node may use for its own parallel work.
     pub threads: usize,
+    /// A signal handler stores the signal's number here (0 while none): the run then stops like
+    /// on a node error, and its temporary files are removed.
+    pub stop: Option<&'static AtomicI32>,
 }
 
 impl Default for RunOptions {
@@ -27,6 +32,7 @@ impl Default for RunOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            stop: None,
         }
     }
 }
@@ -69,7 +75,8 @@ pub struct RunReport {
     pub disabled: Vec<String>,
 }
 
-/// A failed run: which node, where it is in the graph file, why.
+/// A failed run: which node, where it is in the graph file, why. `node` is empty for errors of
+/// the whole run (a signal, moving outputs into place).
 #[derive(Clone, Debug)]
 pub struct RunError {
     pub node: String,
@@ -81,6 +88,9 @@ pub struct RunError {
 
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.node.is_empty() {
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "node `{}` ({}) at {}:{}: {}",
@@ -90,6 +100,16 @@ impl fmt::Display for RunError {
             self.pos.line,
             self.message
         )
+    }
+}
+
+/// The usual name of a stop signal.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
     }
 }
 
@@ -132,6 +152,82 @@ fn upstream(plan: &Plan) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// The identity of a path for comparing outputs with inputs: device and inode when it exists
+/// (so that other spellings, `..` and links compare equal), else its canonical folder plus name.
+#[derive(PartialEq)]
+enum FileId {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+fn file_id(p: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(p) {
+        return Some(FileId::Inode(m.dev(), m.ino()));
+    }
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new(".")).canonicalize().ok()?;
+    Some(FileId::Path(dir.join(p.file_name()?)))
+}
+
+/// Refuses a plan whose outputs name one of its inputs (the same file however spelled or
+/// linked), or one file twice, before any node is built.
+pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
+    struct Use<'a> {
+        node: usize,
+        param: &'a str,
+        path: &'a str,
+        writes: bool,
+    }
+    let mut uses = Vec::new();
+    for (n, pn) in plan.nodes.iter().enumerate() {
+        let Some(e) = reg.get(&pn.kind) else { continue };
+        for pd in &e.decl.params {
+            let values: Vec<&str> = match (&pd.ty, pn.params.get(&pd.name)) {
+                (ParamType::Path, Some(Value::String(s))) => vec![s.as_str()],
+                (ParamType::PathList, Some(Value::Array(a))) => {
+                    a.iter().filter_map(Value::as_str).collect()
+                }
+                _ => continue,
+            };
+            let writes = e.decl.writes.contains(&pd.name);
+            uses.extend(values.into_iter().map(|path| Use {
+                node: n,
+                param: &pd.name,
+                path,
+                writes,
+            }));
+        }
+    }
+    let ids: Vec<Option<FileId>> = uses.iter().map(|u| file_id(Path::new(u.path))).collect();
+    for (a, out) in uses.iter().enumerate().filter(|(_, u)| u.writes) {
+        for (b, other) in uses.iter().enumerate() {
+            // Each pair of outputs once.
+            if a == b || (other.writes && b < a) || ids[a].is_none() || ids[a] != ids[b] {
+                continue;
+            }
+            let on = &plan.nodes[other.node];
+            let what = if other.writes {
+                "the output"
+            } else {
+                "the input"
+            };
+            return Err(RunError {
+                node: plan.nodes[out.node].id.clone(),
+                kind: plan.nodes[out.node].kind.clone(),
+                file: plan.file.clone(),
+                pos: plan.nodes[out.node].pos,
+                message: format!(
+                    "output `{}` = {} is the same file as {what} `{}` = {} of node `{}` ({}, line {}); \
+                     refusing to run (choose another output path)",
+                    out.param, out.path, other.param, other.path, on.id, on.kind, on.pos.line
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Builds every node, runs the graph, and commits output files only if all nodes succeed.
 pub fn execute(
     plan: &Plan,
@@ -146,11 +242,28 @@ pub fn execute(
         pos: plan.nodes[n].pos,
         message,
     };
+    let stopped = || {
+        let sig = opts.stop.map_or(0, |s| s.load(Ordering::SeqCst));
+        (sig != 0).then(|| RunError {
+            node: String::new(),
+            kind: String::new(),
+            file: plan.file.clone(),
+            pos: Pos::default(),
+            message: format!(
+                "interrupted by {}: all nodes stopped, nothing written at the outputs",
+                signal_name(sig)
+            ),
+        })
+    };
+    check_paths(plan, reg)?;
     let env = BuildEnv {
         threads: opts.threads.max(1),
     };
     let mut built: Vec<Box<dyn Node>> = Vec::new();
     for (n, pn) in plan.nodes.iter().enumerate() {
+        if let Some(e) = stopped() {
+            return Err(e);
+        }
         let entry = reg
             .get(&pn.kind)
             .ok_or_else(|| err_at(n, format!("node kind `{}` is not registered", pn.kind)))?;
@@ -162,7 +275,7 @@ pub fn execute(
 
     let (cancel_tx, cancel_rx) = bounded::<()>(0);
     let cancel_tx: Mutex<Option<Sender<()>>> = Mutex::new(Some(cancel_tx));
-    let pending: Arc<Mutex<Vec<PendingFile>>> = Arc::default();
+    let pending: Arc<Mutex<Pending>> = Arc::default();
     let run = Arc::new(RunInfo {
         graph: plan.graph.clone(),
         file: plan.file.clone(),
@@ -207,59 +320,99 @@ pub fn execute(
     drop(cancel_rx);
 
     let first_error: Mutex<Option<RunError>> = Mutex::new(None);
+    let fail = |e: RunError| {
+        first_error.lock().expect("lock").get_or_insert(e);
+        cancel_tx.lock().expect("lock").take();
+    };
     let started = Instant::now();
     let mut walls = vec![0.0; plan.nodes.len()];
+    let all_ended = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = built
-            .into_iter()
-            .zip(ctxs)
-            .enumerate()
-            .map(|(n, (mut node, mut ctx))| {
-                let first_error = &first_error;
-                let cancel_tx = &cancel_tx;
-                let err_at = &err_at;
-                std::thread::Builder::new()
-                    .name(format!("node-{}", plan.nodes[n].id))
-                    .spawn_scoped(scope, move || {
-                        let t = Instant::now();
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            node.run(&mut ctx)
-                        }));
-                        let failure = match r {
-                            Ok(Ok(())) => None,
-                            Ok(Err(NodeError::Cancelled)) => None,
-                            Ok(Err(NodeError::Failed(m))) => Some(m),
-                            Err(p) => Some(format!("panicked: {}", panic_message(p))),
-                        };
-                        if let Some(m) = failure {
-                            let mut fe = first_error.lock().expect("lock");
-                            if fe.is_none() {
-                                *fe = Some(err_at(n, m));
-                            }
-                            cancel_tx.lock().expect("lock").take();
+        // Turns a stop signal into a cancellation of every node.
+        if opts.stop.is_some() {
+            let watcher = std::thread::Builder::new()
+                .name("stop-signal".into())
+                .spawn_scoped(scope, || {
+                    while !all_ended.load(Ordering::Acquire) {
+                        if let Some(e) = stopped() {
+                            fail(e);
+                            return;
                         }
-                        let wall = t.elapsed();
-                        ctx.stats
-                            .wall_ns
-                            .store(wall.as_nanos() as u64, Ordering::Relaxed);
-                        ctx.stats.finished.store(true, Ordering::Release);
-                        drop(ctx);
-                        wall.as_secs_f64() * 1000.0
-                    })
-                    .expect("spawn node thread")
-            })
-            .collect();
-        for (n, h) in handles.into_iter().enumerate() {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                });
+            if let Err(e) = watcher {
+                fail(RunError {
+                    node: String::new(),
+                    kind: String::new(),
+                    file: plan.file.clone(),
+                    pos: Pos::default(),
+                    message: format!("cannot start a thread to watch for signals: {e}"),
+                });
+            }
+        }
+        let n_nodes = plan.nodes.len();
+        let mut handles = Vec::new();
+        for (n, (mut node, mut ctx)) in built.into_iter().zip(ctxs).enumerate() {
+            if first_error.lock().expect("lock").is_some() {
+                break;
+            }
+            let fail = &fail;
+            let err_at = &err_at;
+            let spawned = std::thread::Builder::new()
+                .name(format!("node-{}", plan.nodes[n].id))
+                .spawn_scoped(scope, move || {
+                    let t = Instant::now();
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        node.run(&mut ctx)
+                    }));
+                    let failure = match r {
+                        Ok(Ok(())) => None,
+                        Ok(Err(NodeError::Cancelled)) => None,
+                        Ok(Err(NodeError::Failed(m))) => Some(m),
+                        Err(p) => Some(format!("panicked: {}", panic_message(p))),
+                    };
+                    if let Some(m) = failure {
+                        fail(err_at(n, m));
+                    }
+                    let wall = t.elapsed();
+                    ctx.stats
+                        .wall_ns
+                        .store(wall.as_nanos() as u64, Ordering::Relaxed);
+                    ctx.stats.finished.store(true, Ordering::Release);
+                    drop(ctx);
+                    wall.as_secs_f64() * 1000.0
+                });
+            match spawned {
+                Ok(h) => handles.push((n, h)),
+                Err(e) => {
+                    // The nodes not started yet are dropped with their channels after the
+                    // cancellation, so the started ones stop rather than see a normal end.
+                    fail(err_at(
+                        n,
+                        format!(
+                            "cannot start this node's thread ({e}): voxflow runs each of the \
+                             graph's {n_nodes} nodes on its own thread and the system refused \
+                             thread {} (raise the limit on threads or memory, e.g. `ulimit -u` / \
+                             `ulimit -v`, or split the graph)",
+                            n + 1
+                        ),
+                    ));
+                    break;
+                }
+            }
+        }
+        for (n, h) in handles {
             walls[n] = h.join().unwrap_or(0.0);
         }
+        all_ended.store(true, Ordering::Release);
     });
-    let files = std::mem::take(&mut *pending.lock().expect("lock"));
-    if let Some(e) = first_error.into_inner().expect("lock") {
-        for f in &files {
-            let _ = std::fs::remove_file(&f.tmp);
-        }
+    let pending = std::mem::take(&mut *pending.lock().expect("lock"));
+    if let Some(e) = first_error.into_inner().expect("lock").or_else(stopped) {
+        pending.discard();
         return Err(e);
     }
+    let files = pending.files;
     let mut outputs = Vec::new();
     for f in &files {
         if let Err(e) = std::fs::rename(&f.tmp, &f.dest) {

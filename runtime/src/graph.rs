@@ -131,13 +131,17 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: ",
-            self.file.display(),
-            self.pos.line,
-            self.pos.column
-        )?;
+        if self.pos.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: ",
+                self.file.display(),
+                self.pos.line,
+                self.pos.column
+            )?;
+        }
         if let Some(n) = &self.node {
             write!(f, "node `{n}`: ")?;
         }

@@ -105,6 +105,75 @@ pub struct PendingFile {
     pub dest: PathBuf,
 }
 
+/// What a run's nodes have put on disk so far.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    pub files: Vec<PendingFile>,
+    /// Folders created for outputs; removed again (when empty) if the run fails.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Pending {
+    /// Removes the temporary files and the folders made for them (a failed run).
+    pub fn discard(mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(&f.tmp);
+        }
+        // Deepest first, so that a parent is empty when its turn comes.
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// This machine's host name ("unknown" if unreadable).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Prefix of every temporary output file: `.voxflow-tmp-HOST-PID-...NAME`.
+pub const TEMP_PREFIX: &str = ".voxflow-tmp-";
+
+/// Removes the temporary files for `name` in `dir` that a process of this host left behind
+/// when it was killed (its pid no longer runs). Temporaries of live processes, of this
+/// process and of other hosts sharing the folder are kept.
+pub fn remove_stale_temps(dir: &Path, name: &str) {
+    let host = host_name();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(owner) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(TEMP_PREFIX))
+            .and_then(|f| f.strip_suffix(name))
+            .and_then(|f| f.strip_suffix('-'))
+        else {
+            continue;
+        };
+        // HOST-PID, HOST-PID-ThreadId(N) (whole-file writes), or PID (older versions).
+        let owner = owner
+            .strip_suffix(')')
+            .and_then(|o| o.rsplit_once("-ThreadId("))
+            .map_or(owner, |(o, _)| o);
+        let (h, pid) = owner.rsplit_once('-').unwrap_or((&host, owner));
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if h == host
+            && pid != std::process::id()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 pub(crate) struct InPort {
     pub rx: Receiver<Message>,
     pub ended: bool,
@@ -119,7 +188,7 @@ pub struct NodeCtx {
     pub(crate) output_names: Vec<String>,
     pub(crate) cancel: Receiver<()>,
     pub(crate) stats: Arc<NodeStats>,
-    pub(crate) pending: Arc<Mutex<Vec<PendingFile>>>,
+    pub(crate) pending: Arc<Mutex<Pending>>,
     pub(crate) threads: usize,
     pub(crate) index: usize,
     pub(crate) run: Arc<RunInfo>,
@@ -193,6 +262,12 @@ impl NodeCtx {
     /// Whether any consumer reads this output.
     pub fn output_used(&self, port: &str) -> bool {
         !self.outputs[self.out_index(port)].is_empty()
+    }
+
+    /// Tells a long computation that neither sends nor receives whether the run was cancelled
+    /// (check it between steps; on `true` return [`NodeError::Cancelled`]).
+    pub fn cancel_token(&self) -> CancelToken {
+        CancelToken(self.cancel.clone())
     }
 
     fn check_cancel(&self) -> Result<(), NodeError> {
@@ -395,27 +470,64 @@ impl NodeCtx {
     }
 
     /// A temporary path beside `dest` to write to; the runtime renames it to `dest` when the
-    /// whole graph has succeeded and deletes it otherwise.
+    /// whole graph has succeeded and deletes it otherwise (with the folders made for it). Stale
+    /// temporaries of `dest` from killed runs are removed first.
     pub fn output_file(&self, dest: &Path) -> Result<PathBuf, NodeError> {
         let dir = dest
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
-            .map_err(|e| NodeError::msg(format!("cannot create folder {}: {e}", dir.display())))?;
         let name = dest
             .file_name()
             .ok_or_else(|| NodeError::msg(format!("{} is not a file path", dest.display())))?
             .to_string_lossy();
-        let tmp = dir.join(format!(".voxflow-tmp-{}-{name}", std::process::id()));
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while !d.exists() {
+            missing.push(d.to_path_buf());
+            match d.parent() {
+                Some(p) if !p.as_os_str().is_empty() => d = p,
+                _ => break,
+            }
+        }
+        let created = std::fs::create_dir_all(dir);
+        // Recorded even after a failure: some of them may exist now.
         self.pending
             .lock()
             .expect("pending lock")
+            .dirs
+            .extend(missing);
+        created.map_err(|e| {
+            NodeError::msg(format!("cannot create the folder {}: {e}", dir.display()))
+        })?;
+        remove_stale_temps(dir, &name);
+        let tmp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}-{name}",
+            host_name(),
+            std::process::id()
+        ));
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .files
             .push(PendingFile {
                 tmp: tmp.clone(),
                 dest: dest.to_path_buf(),
             });
         Ok(tmp)
+    }
+}
+
+/// Whether the run a node belongs to was cancelled (another node failed, or a stop signal).
+#[derive(Clone)]
+pub struct CancelToken(Receiver<()>);
+
+impl CancelToken {
+    pub fn is_cancelled(&self) -> bool {
+        !matches!(
+            self.0.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Empty)
+        )
     }
 }
 

@@ -210,6 +210,7 @@ fn run(
     let opts = RunOptions {
         queue_depth: depth,
         threads: 1,
+        stop: None,
     };
     (execute(&plan, &reg, &opts, &stats), sent)
 }
@@ -324,6 +325,7 @@ fn error_in_a_branch_cancels_a_blocked_diamond() {
         &RunOptions {
             queue_depth: 1,
             threads: 1,
+            stop: None,
         },
         &RunStats::new(&plan),
     )
@@ -350,4 +352,40 @@ fn report_counts_slices_and_queue_depth() {
     );
     assert!(sink.wall_ms >= 25.0 * 2.0);
     assert!(r.peak_rss_bytes.unwrap() > 0);
+}
+
+#[test]
+fn a_stop_signal_cancels_the_run_and_removes_its_files_and_folders() {
+    static STOP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    let d = tmp("stop");
+    let out = d.join("new/deeper/o.txt");
+    let g = format!(
+        "graph: s\nnodes:\n  src: {{ kind: source, n: 100000 }}\n  out: {{ kind: sink, in: src, path: {}, delay_ms: 1 }}\n",
+        out.display()
+    );
+    let sent = Arc::new(AtomicUsize::new(0));
+    let reg = registry(&sent);
+    let doc = GraphDoc::parse(&g, Path::new("/t/g.yaml")).unwrap();
+    let plan = check(&doc, &reg, &CheckOptions::default()).unwrap();
+    let opts = RunOptions {
+        queue_depth: 2,
+        threads: 1,
+        stop: Some(&STOP),
+    };
+    let signal = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_millis(200));
+        STOP.store(2, Ordering::SeqCst);
+    });
+    let t = Instant::now();
+    let e = execute(&plan, &reg, &opts, &RunStats::new(&plan)).unwrap_err();
+    signal.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "the stop hung");
+    assert!(sent.load(Ordering::SeqCst) > 0, "stopped before it started");
+    assert!(
+        e.to_string()
+            .starts_with("/t/g.yaml: interrupted by SIGINT"),
+        "{e}"
+    );
+    // The sink had made new/deeper/ and a temporary there: all gone.
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
 }

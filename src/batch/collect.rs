@@ -154,7 +154,7 @@ pub fn run(dir: &Path, quiet: bool) -> Result<(), String> {
                 State::Done => "done",
                 State::Failed => "failed",
             },
-            csv_quote(st.error.as_deref().unwrap_or_default()),
+            csv_quote(&st.error.as_deref().unwrap_or_default().replace('\n', " ")),
             t.started_unix,
             t.total_s,
             num(t.graph_s),

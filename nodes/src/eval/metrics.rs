@@ -360,6 +360,7 @@ impl NodeKind for Metrics {
         )
         .optional("json", ParamType::Path, "JSON output file")
         .optional("csv", ParamType::Path, "CSV output file, one row per class")
+        .writes(&["json", "csv"])
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {

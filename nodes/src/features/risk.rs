@@ -285,6 +285,7 @@ impl NodeKind for Risk {
         )
         .optional("json", ParamType::Path, "JSON output file")
         .optional("csv", ParamType::Path, "CSV output file")
+        .writes(&["json", "csv"])
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {

@@ -495,6 +495,7 @@ impl NodeKind for SurvivalFeatures {
             ParamType::Path,
             "CSV output file, one row per region",
         )
+        .writes(&["json", "csv"])
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {

@@ -18,6 +18,7 @@ impl NodeKind for WriteVolume {
             )
             .input("in", PortType::Any, "stream to write")
             .required("path", ParamType::Path, "output file, `.nii` or `.nii.gz`")
+            .writes(&["path"])
     }
 
     fn check(&self, params: &Params) -> Vec<(String, String)> {
@@ -49,7 +50,9 @@ impl Node for WriteNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let v = ctx.gather("in")?;
         let tmp = ctx.output_file(&self.path)?;
-        nifti_io::write_nifti(&tmp, &v.header, &v.data)?;
+        // Name the output, not its temporary, in a failure.
+        nifti_io::write_nifti(&tmp, &v.header, &v.data)
+            .map_err(|e| e.replace(&*tmp.to_string_lossy(), &self.path.to_string_lossy()))?;
         Ok(())
     }
 }

@@ -371,6 +371,17 @@ pub fn refine(
     spacing: [f64; 3],
     config: &CrfConfig,
 ) -> Result<Refined, String> {
+    refine_until(image, prob, spacing, config, &|| false).map(|r| r.expect("never stopped"))
+}
+
+/// [`refine`] that returns `Ok(None)` once `stop` returns true (asked between CRF iterations).
+pub fn refine_until(
+    image: ArrayView3<f32>,
+    prob: ArrayView4<f32>,
+    spacing: [f64; 3],
+    config: &CrfConfig,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<Refined>, String> {
     config.check()?;
     check_inputs(image, prob, spacing)?;
     let mut out = prob.to_owned();
@@ -387,7 +398,11 @@ pub fn refine(
             .permuted_axes([0, 2, 3, 1])
             .as_standard_layout()
             .into_owned();
-        let q = voxflow_crf::dense_crf(img.view(), p.view(), spacing, &config.params);
+        let Some(q) =
+            voxflow_crf::dense_crf_until(img.view(), p.view(), spacing, &config.params, stop)
+        else {
+            return Ok(None);
+        };
         drop(p);
         label
             .slice_mut(s![rk.clone(), rj.clone(), ri.clone()])
@@ -395,11 +410,11 @@ pub fn refine(
         out.slice_mut(s![rk, .., rj, ri])
             .assign(&q.view().permuted_axes([0, 3, 1, 2]));
     }
-    Ok(Refined {
+    Ok(Some(Refined {
         label,
         prob: out,
         bounds,
-    })
+    }))
 }
 
 /// The slices a gathered input lacks, as an error.
@@ -444,9 +459,15 @@ impl Node for CrfNode {
             .num_threads(ctx.threads().max(1))
             .build()
             .map_err(|e| NodeError::msg(format!("cannot start threads: {e}")))?;
+        let cancel = ctx.cancel_token();
         let r = pool
-            .install(|| refine(img.view(), pr.view(), spacing, &self.config))
-            .map_err(NodeError::msg)?;
+            .install(|| {
+                refine_until(img.view(), pr.view(), spacing, &self.config, &|| {
+                    cancel.is_cancelled()
+                })
+            })
+            .map_err(NodeError::msg)?
+            .ok_or(NodeError::Cancelled)?;
         tracing::debug!("{}: CRF box {:?}", ctx.id(), r.bounds);
 
         let lh: Header = prob.header.with_type(StreamType::Label, 1);

@@ -87,6 +87,7 @@ impl NodeKind for WriteDicomSeg {
             "error",
             "input not from a DICOM series: `skip` (log one line) or `error`",
         )
+        .writes(&["path"])
     }
 
     fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {

@@ -690,11 +690,9 @@ impl NodeKind for Overlay {
             "PNG images of chosen slices with the liver and lesion segmentation drawn on them",
         )
         .docs(DOCS);
-        OverlaySpec::declare(declare_inputs(d)).required(
-            "dir",
-            ParamType::Path,
-            "output folder for the PNG files",
-        )
+        OverlaySpec::declare(declare_inputs(d))
+            .required("dir", ParamType::Path, "output folder for the PNG files")
+            .writes(&["dir"])
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {

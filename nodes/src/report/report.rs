@@ -59,6 +59,7 @@ impl NodeKind for Report {
                 serde_json::Value::Array(vec![]),
                 "ONNX models whose versions the report lists",
             )
+            .writes(&["path"])
     }
 
     fn check(&self, p: &Params) -> Vec<(String, String)> {

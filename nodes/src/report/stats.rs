@@ -219,6 +219,7 @@ impl NodeKind for Stats {
         )
         .optional("json", ParamType::Path, "JSON output file")
         .optional("csv", ParamType::Path, "CSV output file (one row)")
+        .writes(&["json", "csv"])
         .optional(
             "case",
             ParamType::Str,

@@ -359,18 +359,20 @@ fn update_chunk<const C: usize>(
     }
 }
 
-/// Runs mean-field inference; `prob` must be standard layout.
+/// Runs mean-field inference; `prob` must be standard layout. `None` when `stop` said yes
+/// (asked after the set-up and before each iteration).
 fn mean_field(
     image: ArrayView3<f32>,
     prob: ArrayView4<f32>,
     spacing: [f64; 3],
     params: &CrfParams,
-) -> Array4<f32> {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Array4<f32>> {
     let c = check_shapes(&image, &prob);
     let (nk, nj, ni, _) = prob.dim();
     let n = nk * nj * ni;
     if n == 0 {
-        return Array4::zeros((nk, nj, ni, c));
+        return Some(Array4::zeros((nk, nj, ni, c)));
     }
     let img = image.as_standard_layout();
     let pr = prob.as_standard_layout();
@@ -410,6 +412,9 @@ fn mean_field(
     }
     const CH: usize = 2048;
     for it in 0..params.iterations {
+        if stop() {
+            return None;
+        }
         let t0 = std::time::Instant::now();
         if let (Some(k), false) = (&ker.bil, fuse) {
             k.filter_vertices(&q, c, &mut vb);
@@ -456,7 +461,7 @@ fn mean_field(
             );
         }
     }
-    Array4::from_shape_vec((nk, nj, ni, c), q).expect("shape")
+    Some(Array4::from_shape_vec((nk, nj, ni, c), q).expect("shape"))
 }
 
 /// Dense CRF mean-field inference.
@@ -484,7 +489,19 @@ pub fn dense_crf(
     spacing: [f64; 3],
     params: &CrfParams,
 ) -> Array4<f32> {
-    mean_field(image, prob, spacing, params)
+    mean_field(image, prob, spacing, params, &|| false).expect("never stopped")
+}
+
+/// [`dense_crf`] that gives up, returning `None`, as soon as `stop` returns true (it is asked
+/// after the set-up and before each iteration): a cancelled run stops within one iteration.
+pub fn dense_crf_until(
+    image: ArrayView3<f32>,
+    prob: ArrayView4<f32>,
+    spacing: [f64; 3],
+    params: &CrfParams,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Array4<f32>> {
+    mean_field(image, prob, spacing, params, stop)
 }
 
 /// Label of the largest probability per voxel (first one on ties).

@@ -44,6 +44,9 @@ pub enum FcnError {
     /// The model file does not exist.
     #[error("model file {path} not found")]
     ModelNotFound { path: PathBuf },
+    /// The model path names a folder (or another non-file) instead of a model file.
+    #[error("model path {path} is a folder, not an ONNX model file")]
+    ModelIsFolder { path: PathBuf },
     /// A model-contract field is missing or inconsistent.
     #[error("model {path}: {field}: {message}")]
     Model {
@@ -67,6 +70,7 @@ impl FcnError {
     pub fn model_path(&self) -> Option<&PathBuf> {
         match self {
             FcnError::ModelNotFound { path }
+            | FcnError::ModelIsFolder { path }
             | FcnError::Model { path, .. }
             | FcnError::Cuda { path, .. }
             | FcnError::Ort { path, .. }

@@ -39,6 +39,10 @@ static AUTO_FALLBACK_WARNED: AtomicBool = AtomicBool::new(false);
 pub(crate) fn check_model_file(path: &Path) -> Result<(), FcnError> {
     if path.is_file() {
         Ok(())
+    } else if path.is_dir() {
+        Err(FcnError::ModelIsFolder {
+            path: path.to_path_buf(),
+        })
     } else {
         Err(FcnError::ModelNotFound {
             path: path.to_path_buf(),
