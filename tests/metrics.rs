@@ -324,12 +324,22 @@ fn kernel_fixtures_through_a_graph() {
 
 // ---- the phantom's and real IRCADb labels vs a perturbed copy, compared with the Python oracle ----
 
-/// The oracle: tests/oracles/metrics.py (a verbatim copy of ../shared/oracles/metrics.py; its
-/// `reference` definition needs numpy, scipy and nibabel) run with the training venv's Python,
-/// which `make test` installs (scripts/setup-training.sh). Missing, it is a failure, not a skip.
+/// The oracle: ../shared/oracles/metrics.py beside the checkout (`VOXFLOW_ORACLES` overrides
+/// the folder; never copied into the project), whose `reference` definition needs numpy, scipy
+/// and nibabel, run with the training venv's Python, which `make test` installs
+/// (scripts/setup-training.sh). Either missing is a failure, not a skip.
 fn oracle_python() -> (PathBuf, PathBuf) {
     let py = root().join(".venv-train/bin/python");
-    let script = root().join("tests/oracles/metrics.py");
+    let dir = std::env::var_os("VOXFLOW_ORACLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/oracles"));
+    let script = dir.join("metrics.py");
+    assert!(
+        script.exists(),
+        "the metrics oracle {} is missing: put the shared folder beside the checkout or set \
+         VOXFLOW_ORACLES",
+        script.display()
+    );
     assert!(
         py.exists(),
         "{} is missing: run `bash scripts/setup-training.sh` (numpy, scipy and nibabel for the \
