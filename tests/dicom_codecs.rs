@@ -75,7 +75,11 @@ const ORIENTATION: [f64; 6] = [0.8, 0.6, 0.0, 0.0, 0.0, -1.0];
 const PIXEL_SPACING: [f64; 2] = [0.7, 0.9];
 
 fn put_floats(obj: &mut dicom_object::DefaultDicomObject, tag: dicom_core::Tag, v: &[f64]) {
-    let s = v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\\");
+    let s = v
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join("\\");
     obj.put(DataElement::new(tag, VR::DS, PrimitiveValue::from(s)));
 }
 
@@ -139,8 +143,8 @@ fn check_sample(name: &str, transfer_syntax: &str) {
     let file = sample(name);
     let r = reference(&file, &d);
     assert_eq!(r.info["TransferSyntaxUID"], transfer_syntax, "{name}");
-    let v = read_any(&one_file_folder(&file, &d), None, None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let v =
+        read_any(&one_file_folder(&file, &d), None, None).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (rows, cols) = (
         r.info["Rows"].as_u64().unwrap() as usize,
         r.info["Columns"].as_u64().unwrap() as usize,
@@ -149,7 +153,10 @@ fn check_sample(name: &str, transfer_syntax: &str) {
     let got = image(&v);
     let differing = got.iter().zip(&r.values).filter(|(a, b)| a != b).count();
     assert_eq!(got.len(), r.values.len(), "{name}");
-    assert_eq!(differing, 0, "{name}: {differing} voxels differ from pydicom");
+    assert_eq!(
+        differing, 0,
+        "{name}: {differing} voxels differ from pydicom"
+    );
     let pos = floats(&r.info, "ImagePositionPatient").unwrap_or(POSITION.to_vec());
     let ori = floats(&r.info, "ImageOrientationPatient").unwrap_or(ORIENTATION.to_vec());
     let ps = floats(&r.info, "PixelSpacing").unwrap_or(PIXEL_SPACING.to_vec());
@@ -240,7 +247,9 @@ fn compressed_series_is_sorted_and_spaced() {
     ];
     for k in 0..3 {
         let mut obj = base.clone();
-        let p: Vec<f64> = (0..3).map(|i| pos[i] + 4.0 * k as f64 * normal[i]).collect();
+        let p: Vec<f64> = (0..3)
+            .map(|i| pos[i] + 4.0 * k as f64 * normal[i])
+            .collect();
         put_floats(&mut obj, tags::IMAGE_POSITION_PATIENT, &p);
         obj.put(DataElement::new(
             tags::SOP_INSTANCE_UID,
@@ -252,12 +261,59 @@ fn compressed_series_is_sorted_and_spaced() {
     }
     let v = read_any(&folder, None, None).unwrap();
     assert_eq!(v.header.shape, [3, 64, 64]);
-    assert!((v.header.spacing[0] - 4.0).abs() < 1e-9, "{:?}", v.header.spacing);
+    assert!(
+        (v.header.spacing[0] - 4.0).abs() < 1e-9,
+        "{:?}",
+        v.header.spacing
+    );
     let single = image(&read_any(&one_file_folder(&src, &d), None, None).unwrap());
     let all = image(&v);
     for k in 0..3 {
         assert_eq!(&all[k * 4096..(k + 1) * 4096], &single[..], "slice {k}");
         let file = v.slice_meta[k].as_ref().unwrap()["file"].as_str().unwrap();
-        assert!(file.ends_with(&format!("z{}.dcm", 2 - k)), "slice {k}: {file}");
+        assert!(
+            file.ends_with(&format!("z{}.dcm", 2 - k)),
+            "slice {k}: {file}"
+        );
     }
+}
+
+/// JPEG baseline, made at test time: a synthetic 8-bit image encoded by Pillow into
+/// MR_small's header. Decoders may round the inverse DCT differently, so voxflow is compared
+/// with pydicom within one grey level, and with the image before encoding within the loss of
+/// quality 90.
+#[test]
+fn jpeg_baseline_matches_pydicom() {
+    let d = temp_dir("codec-jpeg");
+    std::fs::create_dir_all(d.join("made")).unwrap();
+    let file = d.join("made/jpeg_baseline.dcm");
+    run_reference(&[Path::new("--make-jpeg"), &sample("MR_small.dcm"), &file]);
+    let r = reference(&file, &d);
+    assert_eq!(r.info["TransferSyntaxUID"], "1.2.840.10008.1.2.4.50");
+    let v = read_any(&one_file_folder(&file, &d), None, None).unwrap();
+    assert_eq!(v.header.shape, [1, 64, 64]);
+    let got = image(&v);
+    let before: Vec<f32> = std::fs::read(d.join("made/jpeg_baseline.dcm.u8"))
+        .unwrap()
+        .into_iter()
+        .map(f32::from)
+        .collect();
+    let max_diff = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    let vs_pydicom = max_diff(&got, &r.values);
+    let vs_image = max_diff(&got, &before);
+    assert!(
+        vs_pydicom <= 1.0,
+        "differs from pydicom by up to {vs_pydicom}"
+    );
+    assert!(
+        vs_image <= 3.0,
+        "differs from the image before encoding by up to {vs_image}"
+    );
+    assert_eq!(v.header.spacing[1..], [0.3125, 0.3125]);
 }

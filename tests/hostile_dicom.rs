@@ -94,6 +94,7 @@ impl Mirror {
     /// Runs `read_volume -> write_volume`; returns the run and the output path.
     fn run(&self, skip_bad_files: bool) -> (Output, PathBuf) {
         let out = self.root.join("out.nii");
+        let _ = std::fs::remove_file(&out);
         let g = write_graph(
             &self.root,
             "g.yaml",
@@ -115,7 +116,10 @@ impl Mirror {
             assert!(err.contains(n), "`{n}` not in:\n{err}");
         }
         assert!(err.contains("node `ct` (read_volume)"), "{err}");
-        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
         assert!(!out.exists(), "{} was written", out.display());
         let leftovers: Vec<_> = std::fs::read_dir(&self.root)
             .unwrap()
@@ -202,13 +206,19 @@ fn stray_files_are_named_but_dicomdir_and_hidden_files_are_ignored() {
     std::fs::write(m.series.join("sub/README.txt"), b"not read").unwrap();
     let (_, v, affine) = m.read(false);
     assert!(v == orig.voxels, "the series read differently");
-    assert_eq!(affine.map(|r| r.map(|x| x as f32)), orig.affine.map(|r| r.map(|x| x as f32)));
+    assert_eq!(
+        affine.map(|r| r.map(|x| x as f32)),
+        orig.affine.map(|r| r.map(|x| x as f32))
+    );
     let readme = m.series.join("README.txt");
     std::fs::write(&readme, b"exported by a PACS\n").unwrap();
     m.refused(false, &[&readme.display().to_string(), "not a DICOM file"]);
     // Skipped with a warning, the series is read whole.
     let (err, v, _) = m.read(true);
-    assert!(err.contains("skipped DICOM file") && err.contains(&readme.display().to_string()), "{err}");
+    assert!(
+        err.contains("skipped DICOM file") && err.contains(&readme.display().to_string()),
+        "{err}"
+    );
     assert!(v == orig.voxels);
 }
 
@@ -222,7 +232,10 @@ fn skip_bad_files_reads_the_rest_and_names_each_skipped_file() {
     let m = Mirror::new("skip-first", orig);
     let p = m.write(first, &bytes[..bytes.len() / 3]);
     let (err, v, affine) = m.read(true);
-    assert!(err.contains("skipped DICOM file") && err.contains(&p.display().to_string()), "{err}");
+    assert!(
+        err.contains("skipped DICOM file") && err.contains(&p.display().to_string()),
+        "{err}"
+    );
     assert!(v == orig.voxels.slice(s![1.., .., ..]), "slices 1.. differ");
     for r in 0..3 {
         let moved = orig.affine[r][3] + orig.affine[r][2];
@@ -238,7 +251,10 @@ fn skip_bad_files_reads_the_rest_and_names_each_skipped_file() {
     assert!(err.contains(&extra.display().to_string()), "{err}");
     assert_eq!(v.dim().0, n - 1);
     assert!(v == orig.voxels.slice(s![..n - 1, .., ..]));
-    assert_eq!(affine.map(|r| r.map(|x| x as f32)), orig.affine.map(|r| r.map(|x| x as f32)));
+    assert_eq!(
+        affine.map(|r| r.map(|x| x as f32)),
+        orig.affine.map(|r| r.map(|x| x as f32))
+    );
     // A middle slice skipped leaves a gap: refused, naming the files on both sides.
     let k = orig.files.iter().position(|f| f == middle).unwrap();
     let m = Mirror::new("skip-middle", orig);
@@ -291,14 +307,26 @@ fn unrepresentable_slices_are_refused_by_name() {
         (
             "rgb",
             |o| {
-                set(o, tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(3u16));
+                set(
+                    o,
+                    tags::SAMPLES_PER_PIXEL,
+                    VR::US,
+                    PrimitiveValue::from(3u16),
+                );
                 set(o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB".into());
             },
             "3 samples per pixel",
         ),
         (
             "palette",
-            |o| set(o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "PALETTE COLOR".into()),
+            |o| {
+                set(
+                    o,
+                    tags::PHOTOMETRIC_INTERPRETATION,
+                    VR::CS,
+                    "PALETTE COLOR".into(),
+                )
+            },
             "is not grey-scale",
         ),
         (
@@ -371,7 +399,12 @@ fn monochrome1_slice_keeps_its_modality_values() {
     let m = Mirror::new("mono1", orig);
     let k = 7;
     m.retag(&orig.files[k], |o| {
-        set(o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME1".into())
+        set(
+            o,
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            "MONOCHROME1".into(),
+        )
     });
     let (_, v, _) = m.read(false);
     assert!(v == orig.voxels);

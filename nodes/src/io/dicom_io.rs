@@ -4,8 +4,8 @@
 //! sort them along the slice normal, decode the pixels into the volume, check the slice
 //! spacing, and build the header.
 //!
-//! Bad files (empty, not DICOM, truncated or corrupt, pixel data that does not decode) are an
-//! error naming the file, or with `skip_bad_files` a warning naming it. Slices that decode but
+//! Bad files (empty, not DICOM, truncated or corrupt, without pixel data, pixel data that does
+//! not decode) are an error naming the file, or with `skip_bad_files` a warning naming it. Slices that decode but
 //! cannot be represented (colour, multi-frame, bad spacing, a size that differs from the other
 //! slices) are always an error: skipping them would hide a property of the series.
 
@@ -33,7 +33,7 @@ pub struct DicomSeries {
 pub struct DicomOptions<'a> {
     /// The SeriesInstanceUID to read when the folder holds several series.
     pub series: Option<&'a str>,
-    /// Skip bad files (empty, not DICOM, truncated or corrupt, undecodable pixels) with a
+    /// Skip bad files (empty, not DICOM, truncated or corrupt, no or undecodable pixels) with a
     /// warning naming each, instead of failing on the first.
     pub skip_bad_files: bool,
 }
@@ -162,7 +162,7 @@ fn open_one(path: &Path) -> Result<DefaultDicomObject, String> {
     if len == 0 {
         return Err("empty file (0 bytes)".into());
     }
-    open_file(path).map_err(|e| {
+    let obj = open_file(path).map_err(|e| {
         if has_dicm_marker(path) {
             format!(
                 "damaged DICOM file (truncated or corrupt): {}",
@@ -171,7 +171,12 @@ fn open_one(path: &Path) -> Result<DefaultDicomObject, String> {
         } else {
             "not a DICOM file (no `DICM` marker at byte 128 or 0)".into()
         }
-    })
+    })?;
+    // A file cut between two elements opens without error but ends before its pixels.
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err("no pixel data (a truncated file, or not an image)".into());
+    }
+    Ok(obj)
 }
 
 /// Whether the file starts like a DICOM file: `DICM` after the 128-byte preamble, or at 0.
@@ -323,9 +328,15 @@ impl SliceFile {
         }
         let pos = required(tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient", 3)?;
         if !pos.iter().all(|x| x.is_finite()) {
-            return Err(refuse(format!("ImagePositionPatient {pos:?} is not finite")));
+            return Err(refuse(format!(
+                "ImagePositionPatient {pos:?} is not finite"
+            )));
         }
-        let ori = required(tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient", 6)?;
+        let ori = required(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            "ImageOrientationPatient",
+            6,
+        )?;
         if !orthonormal(&ori) {
             return Err(refuse(format!(
                 "ImageOrientationPatient {ori:?} is not two perpendicular unit vectors"
@@ -412,7 +423,10 @@ fn check_single_channel(obj: &DefaultDicomObject) -> Result<(), String> {
 fn check_rescale(obj: &DefaultDicomObject) -> Result<(), String> {
     if let Some(v) = numbers(obj, tags::RESCALE_SLOPE, "RescaleSlope", 1)? {
         if !(v[0].is_finite() && v[0] != 0.0) {
-            return Err(format!("RescaleSlope {} is not a finite non-zero factor", v[0]));
+            return Err(format!(
+                "RescaleSlope {} is not a finite non-zero factor",
+                v[0]
+            ));
         }
     }
     if let Some(v) = numbers(obj, tags::RESCALE_INTERCEPT, "RescaleIntercept", 1)? {
@@ -569,9 +583,6 @@ fn decode_slices(
 
 /// The modality values (RescaleSlope / RescaleIntercept applied) of a one-frame slice.
 fn decode_slice(obj: &DefaultDicomObject, plane: usize) -> Result<Vec<f32>, String> {
-    if obj.get(tags::PIXEL_DATA).is_none() {
-        return Err("no pixel data (file truncated?)".into());
-    }
     let pixels = obj
         .decode_pixel_data()
         .map_err(|e| format!("cannot decode the pixel data: {}", error_chain(&e)))?;
@@ -699,7 +710,10 @@ fn assemble(
     header.affine = affine;
     header.modality = modality;
     // Geometry and per-slice identifiers (slice k order), for outputs that reference the source.
-    meta.insert("ImageOrientationPatient".into(), grid.orientation.to_vec().into());
+    meta.insert(
+        "ImageOrientationPatient".into(),
+        grid.orientation.to_vec().into(),
+    );
     meta.insert("PixelSpacing".into(), vec![dr, dc].into());
     meta.insert("Rows".into(), grid.rows.into());
     meta.insert("Columns".into(), grid.cols.into());

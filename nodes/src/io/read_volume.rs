@@ -27,10 +27,11 @@ Reads a volume and streams it slice by slice (`k` = slice index).
     (lossless and lossy). Other transfer syntaxes are refused by name.
   - Every regular file directly in the folder must be a slice, except `DICOMDIR` and hidden
     files (names starting with `.`), which are ignored; subfolders are not read. A bad file
-    (empty, not DICOM, truncated or corrupt, pixel data that does not decode) is an error that
-    names it; with `skip_bad_files: true` each bad file is skipped with a warning naming it, and
-    their paths are listed in the metadata (`dicom.skipped_files`). A skipped slice inside the
-    series leaves a gap, which the spacing check refuses.
+    (empty, not DICOM, truncated or corrupt, without pixel data, or pixel data that does not
+    decode) is an error that names it; with `skip_bad_files: true` each bad file is skipped
+    with a warning naming it, and their paths are listed in the metadata
+    (`dicom.skipped_files`). A skipped slice inside the series leaves a gap, which the spacing
+    check refuses.
   - Refused, naming the file, whatever `skip_bad_files` says: more than one sample per pixel
     (RGB, YBR) or a PhotometricInterpretation other than MONOCHROME1/MONOCHROME2; multi-frame
     files (NumberOfFrames > 1); a missing, zero, negative or non-finite PixelSpacing; a missing
@@ -79,7 +80,7 @@ impl NodeKind for ReadVolume {
             "skip_bad_files",
             ParamType::Bool,
             false,
-            "DICOM: skip unreadable files (empty, not DICOM, truncated, undecodable) with a warning instead of failing",
+            "DICOM: skip bad files (empty, not DICOM, truncated, no or undecodable pixels) with a warning naming each",
         )
     }
 
