@@ -197,26 +197,34 @@ fn empty_and_garbage_files_are_named() {
 }
 
 #[test]
-fn stray_files_are_named_but_dicomdir_and_hidden_files_are_ignored() {
+fn stray_files_are_named() {
     let Some(orig) = original() else { return };
     let m = Mirror::new("stray", orig);
+    // Ignored: the DICOMDIR index, hidden files, subfolders; other formats with a warning.
     std::fs::write(m.series.join("DICOMDIR"), b"not read").unwrap();
     std::fs::write(m.series.join(".DS_Store"), b"not read").unwrap();
     std::fs::create_dir(m.series.join("sub")).unwrap();
-    std::fs::write(m.series.join("sub/README.txt"), b"not read").unwrap();
-    let (_, v, affine) = m.read(false);
+    std::fs::write(m.series.join("sub/image_x"), b"not read").unwrap();
+    let readme = m.series.join("README.txt");
+    std::fs::write(&readme, b"exported by a PACS\n").unwrap();
+    let (err, v, affine) = m.read(false);
     assert!(v == orig.voxels, "the series read differently");
     assert_eq!(
         affine.map(|r| r.map(|x| x as f32)),
         orig.affine.map(|r| r.map(|x| x as f32))
     );
-    let readme = m.series.join("README.txt");
-    std::fs::write(&readme, b"exported by a PACS\n").unwrap();
-    m.refused(false, &[&readme.display().to_string(), "not a DICOM file"]);
+    assert!(
+        err.contains(&format!("not read as DICOM: {}", readme.display())),
+        "{err}"
+    );
+    // A file with no such extension must be a slice.
+    let notes = m.series.join("notes");
+    std::fs::write(&notes, b"exported by a PACS\n").unwrap();
+    m.refused(false, &[&notes.display().to_string(), "not a DICOM file"]);
     // Skipped with a warning, the series is read whole.
     let (err, v, _) = m.read(true);
     assert!(
-        err.contains("skipped DICOM file") && err.contains(&readme.display().to_string()),
+        err.contains("skipped DICOM file") && err.contains(&notes.display().to_string()),
         "{err}"
     );
     assert!(v == orig.voxels);

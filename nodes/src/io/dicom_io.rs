@@ -113,8 +113,21 @@ fn ignored_name(path: &Path) -> bool {
     name.eq_ignore_ascii_case("DICOMDIR") || name.starts_with('.')
 }
 
-/// The regular files directly in `dir` (sorted by name), minus ignored names; subfolders are
-/// not read. Anything else that is not a readable regular file is a bad file.
+/// Extensions of files that are never slices (notes, graphs, reports, pictures, volumes): such
+/// files are passed over with a warning naming each.
+const OTHER_FORMATS: &[&str] = &[
+    "txt", "md", "pdf", "html", "htm", "xml", "json", "yaml", "yml", "csv", "log", "nii", "gz",
+    "zip", "png", "jpg", "jpeg",
+];
+
+fn other_format(path: &Path) -> bool {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| OTHER_FORMATS.contains(&e.as_str()))
+}
+
+/// The regular files directly in `dir` (sorted by name), minus ignored names and other formats;
+/// subfolders are not read. Anything else that is not a readable regular file is a bad file.
 fn list_files(dir: &Path, bad: &mut BadFiles) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot list DICOM folder {}: {e}", dir.display()))?;
@@ -128,6 +141,10 @@ fn list_files(dir: &Path, bad: &mut BadFiles) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
         if ignored_name(&path) {
+            continue;
+        }
+        if other_format(&path) {
+            tracing::warn!("not read as DICOM: {} (its extension)", path.display());
             continue;
         }
         match std::fs::metadata(&path) {

@@ -26,7 +26,9 @@ Reads a volume and streams it slice by slice (`k` = slice index).
     JPEG (baseline, extended, lossless), JPEG-LS (lossless and near-lossless) and JPEG 2000
     (lossless and lossy). Other transfer syntaxes are refused by name.
   - Every regular file directly in the folder must be a slice, except `DICOMDIR` and hidden
-    files (names starting with `.`), which are ignored; subfolders are not read. A bad file
+    files (names starting with `.`), which are ignored, and files whose extension names another
+    format (`.txt .md .pdf .html .htm .xml .json .yaml .yml .csv .log .nii .gz .zip .png .jpg
+    .jpeg`), which are passed over with a warning naming each; subfolders are not read. A bad file
     (empty, not DICOM, truncated or corrupt, without pixel data, or pixel data that does not
     decode) is an error that names it; with `skip_bad_files: true` each bad file is skipped
     with a warning naming it, and their paths are listed in the metadata
