@@ -5,9 +5,10 @@
 //! spacing, and build the header.
 //!
 //! Bad files (empty, not DICOM, truncated or corrupt, without pixel data, pixel data that does
-//! not decode) are an error naming the file, or with `skip_bad_files` a warning naming it. Slices that decode but
-//! cannot be represented (colour, multi-frame, bad spacing, a size that differs from the other
-//! slices) are always an error: skipping them would hide a property of the series.
+//! not decode) are an error naming the file, or with `skip_bad_files` a warning naming it.
+//! Readable slices that cannot be represented (colour, multi-frame, bad spacing, a size that
+//! differs from the other slices) are always an error: skipping them would hide a property of
+//! the series.
 
 use dicom_core::header::HasLength;
 use dicom_dictionary_std::tags;
