@@ -5,9 +5,11 @@ DEMO_OUT ?= out/demo
 
 .PHONY: demo test test-wheel setup setup-training setup-chromium build docs
 
-# Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv.
+# Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv; CMake and g++ for the JPEG-LS
+# decoder (CharLS, built by cargo).
 setup:
 	bash scripts/setup-ort.sh
+	bash scripts/setup-cmake.sh
 
 # PyTorch and friends for training/ (the training smoke test needs them).
 setup-training:

@@ -1,10 +1,23 @@
-//! DICOM series reading: group by SeriesInstanceUID, sort along the slice normal, rescale.
+//! DICOM series reading. `read_series_with` runs the steps below in order, one function each:
+//! list the folder, open every file (a file that cannot be opened is a bad file), pick the
+//! series, check each slice's header for what a volume can hold, check that the slices agree,
+//! sort them along the slice normal, decode the pixels into the volume, check the slice
+//! spacing, and build the header.
+//!
+//! Bad files (empty, not DICOM, truncated or corrupt, without pixel data, pixel data that does
+//! not decode) are an error naming the file, or with `skip_bad_files` a warning naming it.
+//! Readable slices that cannot be represented (colour, multi-frame, bad spacing, a size that
+//! differs from the other slices) are always an error: skipping them would hide a property of
+//! the series.
 
+use dicom_core::header::HasLength;
 use dicom_dictionary_std::tags;
-use dicom_object::{open_file, DefaultDicomObject};
+use dicom_object::{open_file, DefaultDicomObject, Tag};
 use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use ndarray::Array3;
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use voxflow_runtime::stream::{Header, Meta, StreamType};
 
@@ -16,61 +29,226 @@ pub struct DicomSeries {
     pub slices: Vec<(String, PathBuf)>,
 }
 
-fn text(o: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<String> {
-    o.get(tag)
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim().trim_end_matches('\0').to_string())
+/// How to read a series folder.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DicomOptions<'a> {
+    /// The SeriesInstanceUID to read when the folder holds several series.
+    pub series: Option<&'a str>,
+    /// Skip bad files (empty, not DICOM, truncated or corrupt, no or undecodable pixels) with a
+    /// warning naming each, instead of failing on the first.
+    pub skip_bad_files: bool,
 }
 
-fn floats(o: &DefaultDicomObject, tag: dicom_object::Tag) -> Option<Vec<f64>> {
-    o.get(tag).and_then(|e| e.to_multi_float64().ok())
-}
-
-struct Instance {
-    path: PathBuf,
-    obj: DefaultDicomObject,
-    position: [f64; 3],
-    orientation: [f64; 6],
-}
-
-/// Reads the series in `dir`. With several series, `series` (a SeriesInstanceUID) picks one;
-/// without it, the error lists them.
+/// Reads the series in `dir`; any bad file is an error. With several series, `series` (a
+/// SeriesInstanceUID) picks one; without it, the error lists them.
 pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot list DICOM folder {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let mut groups: BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>> = BTreeMap::new();
-    let mut skipped = 0;
-    for f in files {
-        match open_file(&f) {
-            Ok(obj) => {
-                let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
-                groups.entry(uid).or_default().push((f, obj));
-            }
-            Err(_) => skipped += 1,
+    read_series_with(
+        dir,
+        &DicomOptions {
+            series,
+            skip_bad_files: false,
+        },
+    )
+}
+
+/// Reads the series in `dir` as `opts` says.
+pub fn read_series_with(dir: &Path, opts: &DicomOptions) -> Result<DicomSeries, String> {
+    let mut bad = BadFiles {
+        skip: opts.skip_bad_files,
+        skipped: Vec::new(),
+    };
+    let files = list_files(dir, &mut bad)?;
+    let objects = open_files(files, &mut bad)?;
+    let (uid, chosen) = pick_series(dir, objects, opts.series, &bad)?;
+    let mut slices = chosen
+        .into_iter()
+        .map(|(path, obj)| SliceFile::check(path, obj))
+        .collect::<Result<Vec<_>, _>>()?;
+    let grid = Grid::agreed(&slices)?;
+    slices.sort_by(|a, b| {
+        grid.along_normal(a.info.position)
+            .total_cmp(&grid.along_normal(b.info.position))
+    });
+    check_voxel_budget(dir, [slices.len(), grid.rows, grid.cols])?;
+    // Identifiers come from the first slice's header; decoding drops the headers.
+    let identity = Identity::of(&slices[0].obj);
+    let (voxels, kept) = decode_slices(slices, &grid, &mut bad)?;
+    if kept.is_empty() {
+        return Err(format!(
+            "{}: no file of series {uid} could be read ({} bad files skipped)",
+            dir.display(),
+            bad.skipped.len()
+        ));
+    }
+    check_spacing(&kept, &grid)?;
+    Ok(assemble(grid, kept, voxels, identity, &bad.skipped))
+}
+
+/// Files that could not be read: an error, or with `skip` a warning and a note in the metadata.
+struct BadFiles {
+    skip: bool,
+    skipped: Vec<PathBuf>,
+}
+
+impl BadFiles {
+    fn report(&mut self, path: &Path, reason: &str) -> Result<(), String> {
+        if self.skip {
+            tracing::warn!("skipped DICOM file {}: {reason}", path.display());
+            self.skipped.push(path.to_path_buf());
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: {reason} (read_volume's `skip_bad_files: true` skips such files with a warning)",
+                path.display()
+            ))
         }
+    }
+}
+
+/// Names that are never slices: the DICOMDIR index and hidden files (`.DS_Store` and the like).
+fn ignored_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.eq_ignore_ascii_case("DICOMDIR") || name.starts_with('.')
+}
+
+/// Extensions of files that are never slices (notes, graphs, reports, pictures, volumes): such
+/// files are passed over with a warning naming each.
+const OTHER_FORMATS: &[&str] = &[
+    "txt", "md", "pdf", "html", "htm", "xml", "json", "yaml", "yml", "csv", "log", "nii", "gz",
+    "zip", "png", "jpg", "jpeg",
+];
+
+fn other_format(path: &Path) -> bool {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| OTHER_FORMATS.contains(&e.as_str()))
+}
+
+/// The regular files directly in `dir` (sorted by name), minus ignored names and other formats;
+/// subfolders are not read. Anything else that is not a readable regular file is a bad file.
+fn list_files(dir: &Path, bad: &mut BadFiles) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list DICOM folder {}: {e}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| format!("cannot list DICOM folder {}: {e}", dir.display()))?;
+        paths.push(entry.path());
+    }
+    paths.sort();
+    let mut files = Vec::new();
+    for path in paths {
+        if ignored_name(&path) {
+            continue;
+        }
+        if other_format(&path) {
+            tracing::warn!("not read as DICOM: {} (its extension)", path.display());
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.is_file() => files.push(path),
+            Ok(_) => bad.report(&path, "not a regular file")?,
+            Err(e) => bad.report(&path, &format!("cannot be read: {e}"))?,
+        }
+    }
+    Ok(files)
+}
+
+/// Opens every file whole (header and pixel data), so that a truncated file is found here.
+fn open_files(
+    files: Vec<PathBuf>,
+    bad: &mut BadFiles,
+) -> Result<Vec<(PathBuf, DefaultDicomObject)>, String> {
+    let mut objects = Vec::with_capacity(files.len());
+    for path in files {
+        match open_one(&path) {
+            Ok(obj) => objects.push((path, obj)),
+            Err(reason) => bad.report(&path, &reason)?,
+        }
+    }
+    Ok(objects)
+}
+
+fn open_one(path: &Path) -> Result<DefaultDicomObject, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .len();
+    if len == 0 {
+        return Err("empty file (0 bytes)".into());
+    }
+    let obj = open_file(path).map_err(|e| {
+        if has_dicm_marker(path) {
+            format!(
+                "damaged DICOM file (truncated or corrupt): {}",
+                error_chain(&e)
+            )
+        } else {
+            "not a DICOM file (no `DICM` marker at byte 128 or 0)".into()
+        }
+    })?;
+    // A file cut between two elements opens without error but ends before its pixels.
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err("no pixel data (a truncated file, or not an image)".into());
+    }
+    Ok(obj)
+}
+
+/// Whether the file starts like a DICOM file: `DICM` after the 128-byte preamble, or at 0.
+fn has_dicm_marker(path: &Path) -> bool {
+    let mut head = Vec::with_capacity(132);
+    let read = std::fs::File::open(path).and_then(|f| f.take(132).read_to_end(&mut head));
+    read.is_ok() && (head.get(128..132) == Some(b"DICM") || head.get(0..4) == Some(b"DICM"))
+}
+
+/// An error and its causes, in the libraries' words, joined by `: `.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+type Groups = BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>;
+
+/// Groups the files by SeriesInstanceUID and returns the chosen series and its files.
+fn pick_series(
+    dir: &Path,
+    objects: Vec<(PathBuf, DefaultDicomObject)>,
+    series: Option<&str>,
+    bad: &BadFiles,
+) -> Result<(String, Vec<(PathBuf, DefaultDicomObject)>), String> {
+    let mut groups = Groups::new();
+    for (path, obj) in objects {
+        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        groups.entry(uid).or_default().push((path, obj));
     }
     if groups.is_empty() {
         return Err(format!(
-            "{}: no DICOM files found ({skipped} other files)",
-            dir.display()
+            "{}: no DICOM files found ({} bad files skipped)",
+            dir.display(),
+            bad.skipped.len()
         ));
     }
     let uid = match series {
+        Some(s) if groups.contains_key(s) => s.to_string(),
         Some(s) => {
-            if !groups.contains_key(s) {
-                return Err(format!(
-                    "{}: no series with SeriesInstanceUID {s}; {}",
-                    dir.display(),
-                    list(&groups)
-                ));
-            }
-            s.to_string()
+            return Err(format!(
+                "{}: no series with SeriesInstanceUID {s}; {}",
+                dir.display(),
+                list(&groups)
+            ))
         }
-        None if groups.len() == 1 => groups.keys().next().expect("one").clone(),
+        None if groups.len() == 1 => groups.keys().next().cloned().unwrap_or_default(),
         None => {
             return Err(format!(
                 "{} holds {} series; choose one with `series:` — {}",
@@ -80,151 +258,414 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
             ))
         }
     };
-    let objs = groups.remove(&uid).expect("present");
-    let mut inst = Vec::new();
-    for (path, obj) in objs {
-        let pos = floats(&obj, tags::IMAGE_POSITION_PATIENT)
-            .filter(|v| v.len() == 3)
-            .ok_or_else(|| format!("{}: missing ImagePositionPatient", path.display()))?;
-        let ori = floats(&obj, tags::IMAGE_ORIENTATION_PATIENT)
-            .filter(|v| v.len() == 6)
-            .ok_or_else(|| format!("{}: missing ImageOrientationPatient", path.display()))?;
-        inst.push(Instance {
-            path,
+    let files = groups.remove(&uid).unwrap_or_default();
+    Ok((uid, files))
+}
+
+fn list(groups: &Groups) -> String {
+    groups
+        .iter()
+        .map(|(uid, v)| {
+            let desc = text(&v[0].1, tags::SERIES_DESCRIPTION).unwrap_or_default();
+            format!(
+                "{uid} ({} files{})",
+                v.len(),
+                if desc.is_empty() {
+                    String::new()
+                } else {
+                    format!(", \"{desc}\"")
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn text(o: &DefaultDicomObject, tag: Tag) -> Option<String> {
+    o.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim().trim_end_matches('\0').to_string())
+}
+
+fn int(o: &DefaultDicomObject, tag: Tag) -> Option<i64> {
+    o.get(tag).and_then(|e| e.to_int::<i64>().ok())
+}
+
+/// What the reader keeps of a slice's header.
+struct SliceInfo {
+    path: PathBuf,
+    sop_uid: String,
+    position: [f64; 3],
+    orientation: [f64; 6],
+    rows: usize,
+    cols: usize,
+    /// (row spacing, column spacing) in mm.
+    pixel_spacing: [f64; 2],
+    slice_thickness: Option<f64>,
+}
+
+/// A slice whose header holds one single-channel frame with finite geometry.
+struct SliceFile {
+    info: SliceInfo,
+    obj: DefaultDicomObject,
+}
+
+impl SliceFile {
+    /// Checks what a volume slice needs; any other content is refused by name.
+    fn check(path: PathBuf, obj: DefaultDicomObject) -> Result<SliceFile, String> {
+        let refuse = |what: String| format!("{}: {what}", path.display());
+        check_transfer_syntax(&obj).map_err(refuse)?;
+        check_single_channel(&obj).map_err(refuse)?;
+        check_rescale(&obj).map_err(refuse)?;
+        let frames = match obj.get(tags::NUMBER_OF_FRAMES) {
+            None => 1,
+            Some(e) if e.is_empty() => 1,
+            Some(e) => e.to_int::<i64>().unwrap_or(0),
+        };
+        if frames != 1 {
+            return Err(refuse(format!(
+                "NumberOfFrames is {frames}: multi-frame files are not read (one frame per file)"
+            )));
+        }
+        let size = |tag, name: &str| match int(&obj, tag) {
+            Some(v) if v >= 1 => Ok(v as usize),
+            Some(v) => Err(refuse(format!("{name} is {v}"))),
+            None => Err(refuse(format!("missing {name}"))),
+        };
+        let (rows, cols) = (size(tags::ROWS, "Rows")?, size(tags::COLUMNS, "Columns")?);
+        let required = |tag, name: &str, count| {
+            numbers(&obj, tag, name, count)
+                .and_then(|v| v.ok_or_else(|| format!("missing {name}")))
+                .map_err(refuse)
+        };
+        let ps = required(tags::PIXEL_SPACING, "PixelSpacing", 2)?;
+        if !ps.iter().all(|x| x.is_finite() && *x > 0.0) {
+            return Err(refuse(format!(
+                "PixelSpacing {ps:?} is not two positive finite values (mm)"
+            )));
+        }
+        let pos = required(tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient", 3)?;
+        if !pos.iter().all(|x| x.is_finite()) {
+            return Err(refuse(format!(
+                "ImagePositionPatient {pos:?} is not finite"
+            )));
+        }
+        let ori = required(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            "ImageOrientationPatient",
+            6,
+        )?;
+        if !orthonormal(&ori) {
+            return Err(refuse(format!(
+                "ImageOrientationPatient {ori:?} is not two perpendicular unit vectors"
+            )));
+        }
+        let slice_thickness = numbers(&obj, tags::SLICE_THICKNESS, "SliceThickness", 1)
+            .map_err(refuse)?
+            .map(|v| v[0]);
+        Ok(SliceFile {
+            info: SliceInfo {
+                sop_uid: text(&obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+                path,
+                position: [pos[0], pos[1], pos[2]],
+                orientation: [ori[0], ori[1], ori[2], ori[3], ori[4], ori[5]],
+                rows,
+                cols,
+                pixel_spacing: [ps[0], ps[1]],
+                slice_thickness,
+            },
             obj,
-            position: [pos[0], pos[1], pos[2]],
-            orientation: [ori[0], ori[1], ori[2], ori[3], ori[4], ori[5]],
-        });
+        })
     }
-    let o = inst[0].orientation;
-    let row = [o[0], o[1], o[2]];
-    let col = [o[3], o[4], o[5]];
-    let normal = [
-        row[1] * col[2] - row[2] * col[1],
-        row[2] * col[0] - row[0] * col[2],
-        row[0] * col[1] - row[1] * col[0],
-    ];
-    let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-    for i in &inst {
-        if i.orientation
-            .iter()
-            .zip(o.iter())
-            .any(|(a, b)| (a - b).abs() > 1e-4)
-        {
+}
+
+/// The `count` numbers of a decimal tag; `None` when the tag is absent or empty.
+fn numbers(
+    obj: &DefaultDicomObject,
+    tag: Tag,
+    name: &str,
+    count: usize,
+) -> Result<Option<Vec<f64>>, String> {
+    let Some(e) = obj.get(tag) else {
+        return Ok(None);
+    };
+    if e.is_empty() {
+        return Ok(None);
+    }
+    match e.to_multi_float64() {
+        Ok(v) if v.len() == count => Ok(Some(v)),
+        _ => Err(format!(
+            "{name} {:?} is not {count} number{}",
+            e.to_str().unwrap_or_default(),
+            if count == 1 { "" } else { "s" }
+        )),
+    }
+}
+
+fn check_transfer_syntax(obj: &DefaultDicomObject) -> Result<(), String> {
+    let uid = obj.meta().transfer_syntax();
+    match TransferSyntaxRegistry.get(uid) {
+        Some(ts) if ts.can_decode_all() => Ok(()),
+        Some(ts) => Err(format!(
+            "transfer syntax {} ({}) is not supported; voxflow reads uncompressed, deflated, RLE, \
+             JPEG, JPEG-LS and JPEG 2000 pixel data",
+            ts.name(),
+            ts.uid()
+        )),
+        None => Err(format!("unknown transfer syntax {uid}")),
+    }
+}
+
+/// One sample per pixel in a grey-scale interpretation. MONOCHROME1 (low values shown white)
+/// is read as its modality values, like MONOCHROME2: the inversion is a display step and CT
+/// numbers stay Hounsfield units.
+fn check_single_channel(obj: &DefaultDicomObject) -> Result<(), String> {
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    let samples = int(obj, tags::SAMPLES_PER_PIXEL);
+    if samples != Some(1) {
+        let n = samples.map_or("no".into(), |s| s.to_string());
+        return Err(format!(
+            "{n} samples per pixel (PhotometricInterpretation {photometric:?}): only single-channel \
+             grey-scale slices can be read into a volume"
+        ));
+    }
+    if !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2") {
+        return Err(format!(
+            "PhotometricInterpretation {photometric:?} is not grey-scale (MONOCHROME1 or MONOCHROME2)"
+        ));
+    }
+    Ok(())
+}
+
+/// RescaleSlope / RescaleIntercept, when present, must be finite and the slope non-zero.
+fn check_rescale(obj: &DefaultDicomObject) -> Result<(), String> {
+    if let Some(v) = numbers(obj, tags::RESCALE_SLOPE, "RescaleSlope", 1)? {
+        if !(v[0].is_finite() && v[0] != 0.0) {
             return Err(format!(
-                "{}: ImageOrientationPatient differs within the series",
-                i.path.display()
+                "RescaleSlope {} is not a finite non-zero factor",
+                v[0]
             ));
         }
     }
-    inst.sort_by(|a, b| dot(a.position, normal).total_cmp(&dot(b.position, normal)));
-    let n = inst.len();
-    let proj: Vec<f64> = inst.iter().map(|i| dot(i.position, normal)).collect();
-    let step = if n > 1 {
-        (proj[n - 1] - proj[0]) / (n - 1) as f64
-    } else {
-        1.0
-    };
-    for w in proj.windows(2) {
+    if let Some(v) = numbers(obj, tags::RESCALE_INTERCEPT, "RescaleIntercept", 1)? {
+        if !v[0].is_finite() {
+            return Err(format!("RescaleIntercept {} is not finite", v[0]));
+        }
+    }
+    Ok(())
+}
+
+/// Row and column direction cosines of unit length (to 1e-3) and perpendicular.
+fn orthonormal(v: &[f64]) -> bool {
+    let (r, c) = (&v[0..3], &v[3..6]);
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    v.iter().all(|x| x.is_finite())
+        && (dot(r, r) - 1.0).abs() < 1e-3
+        && (dot(c, c) - 1.0).abs() < 1e-3
+        && dot(r, c).abs() < 1e-3
+}
+
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+fn dot3(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// The in-plane grid all slices share.
+struct Grid {
+    rows: usize,
+    cols: usize,
+    orientation: [f64; 6],
+    row: [f64; 3],
+    col: [f64; 3],
+    normal: [f64; 3],
+}
+
+impl Grid {
+    /// The grid of the first file, after checking every other file has the same size,
+    /// orientation and pixel spacing.
+    fn agreed(slices: &[SliceFile]) -> Result<Grid, String> {
+        let first = &slices[0].info;
+        for s in &slices[1..] {
+            let s = &s.info;
+            let differs = |what: &str, this: String, that: String| {
+                format!(
+                    "{}: {what} {this}, but {} has {that}",
+                    s.path.display(),
+                    first.path.display()
+                )
+            };
+            if (s.rows, s.cols) != (first.rows, first.cols) {
+                return Err(differs(
+                    "Rows x Columns",
+                    format!("{}x{}", s.rows, s.cols),
+                    format!("{}x{}", first.rows, first.cols),
+                ));
+            }
+            if !close(&s.orientation, &first.orientation, 1e-4) {
+                return Err(differs(
+                    "ImageOrientationPatient",
+                    format!("{:?}", s.orientation),
+                    format!("{:?}", first.orientation),
+                ));
+            }
+            if !close(&s.pixel_spacing, &first.pixel_spacing, 1e-4) {
+                return Err(differs(
+                    "PixelSpacing",
+                    format!("{:?}", s.pixel_spacing),
+                    format!("{:?}", first.pixel_spacing),
+                ));
+            }
+        }
+        let o = first.orientation;
+        let (row, col) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+        Ok(Grid {
+            rows: first.rows,
+            cols: first.cols,
+            orientation: o,
+            row,
+            col,
+            normal: cross(row, col),
+        })
+    }
+
+    /// Position along the slice normal, in mm.
+    fn along_normal(&self, p: [f64; 3]) -> f64 {
+        dot3(p, self.normal)
+    }
+}
+
+fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
+    a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+}
+
+/// Largest volume the reader allocates, in voxels (8 GiB of f32). A stand-in until the shared
+/// voxel budget (`io/budget.rs`, issue 20) replaces this function.
+const MAX_VOXELS: u64 = 1 << 31;
+
+/// Refuses a series larger than the voxel budget before anything is allocated for it.
+fn check_voxel_budget(source: &Path, shape: [usize; 3]) -> Result<(), String> {
+    let voxels = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    match voxels {
+        Some(v) if v <= MAX_VOXELS => Ok(()),
+        _ => Err(format!(
+            "{}: {} slices of {}x{} pixels exceed the limit of {MAX_VOXELS} voxels",
+            source.display(),
+            shape[0],
+            shape[1],
+            shape[2]
+        )),
+    }
+}
+
+/// Decodes the sorted slices into one volume. A slice whose pixel data does not decode is a
+/// bad file; the slices kept are returned with the volume.
+fn decode_slices(
+    slices: Vec<SliceFile>,
+    grid: &Grid,
+    bad: &mut BadFiles,
+) -> Result<(Array3<f32>, Vec<SliceInfo>), String> {
+    let plane = grid.rows * grid.cols;
+    let mut data: Vec<f32> = Vec::new();
+    data.try_reserve_exact(slices.len() * plane).map_err(|_| {
+        format!(
+            "not enough memory for {} slices of {}x{} voxels (from {})",
+            slices.len(),
+            grid.rows,
+            grid.cols,
+            slices[0].info.path.display()
+        )
+    })?;
+    let mut kept = Vec::with_capacity(slices.len());
+    for SliceFile { info, obj } in slices {
+        match decode_slice(&obj, plane) {
+            Ok(values) => {
+                data.extend_from_slice(&values);
+                kept.push(info);
+            }
+            Err(reason) => bad.report(&info.path, &reason)?,
+        }
+    }
+    let voxels = Array3::from_shape_vec((kept.len(), grid.rows, grid.cols), data)
+        .map_err(|e| format!("DICOM slices do not fill the volume: {e}"))?;
+    Ok((voxels, kept))
+}
+
+/// The modality values (RescaleSlope / RescaleIntercept applied) of a one-frame slice.
+fn decode_slice(obj: &DefaultDicomObject, plane: usize) -> Result<Vec<f32>, String> {
+    let pixels = obj
+        .decode_pixel_data()
+        .map_err(|e| format!("cannot decode the pixel data: {}", error_chain(&e)))?;
+    let values: Vec<f32> = pixels
+        .to_vec()
+        .map_err(|e| format!("cannot convert the pixel data: {}", error_chain(&e)))?;
+    if values.len() != plane {
+        return Err(format!(
+            "the pixel data holds {} values, Rows x Columns is {plane}",
+            values.len()
+        ));
+    }
+    Ok(values)
+}
+
+/// Refuses two slices at one position and gaps that differ from the mean step, naming the files.
+fn check_spacing(kept: &[SliceInfo], grid: &Grid) -> Result<(), String> {
+    let n = kept.len();
+    if n == 1 {
+        // One slice: its thickness (if given) is the slice spacing.
+        return match kept[0].slice_thickness {
+            Some(t) if !(t.is_finite() && t > 0.0) => Err(format!(
+                "{}: SliceThickness {t} of a one-slice series is not a positive spacing",
+                kept[0].path.display()
+            )),
+            _ => Ok(()),
+        };
+    }
+    let proj: Vec<f64> = kept.iter().map(|s| grid.along_normal(s.position)).collect();
+    let step = (proj[n - 1] - proj[0]) / (n - 1) as f64;
+    for (w, pair) in proj.windows(2).zip(kept.windows(2)) {
         let d = w[1] - w[0];
+        let (a, b) = (pair[0].path.display(), pair[1].path.display());
         if d.abs() < 1e-6 {
             return Err(format!(
-                "{}: two slices share the position {:.3} mm along the normal",
-                dir.display(),
+                "{a} and {b} are at the same position ({:.3} mm along the slice normal)",
                 w[0]
             ));
         }
         if (d - step).abs() > 0.01 * step.abs().max(1e-3) + 1e-3 {
             return Err(format!(
-                "{}: slice spacing is not uniform ({d:.4} mm between two slices, mean {step:.4} mm)",
-                dir.display()
+                "slice spacing is not uniform: {a} and {b} are {d:.4} mm apart, the series' mean step \
+                 is {step:.4} mm (a missing or extra slice?)"
             ));
         }
     }
-    let first = &inst[0].obj;
-    let rows: usize = first
-        .get(tags::ROWS)
-        .and_then(|e| e.to_int::<u32>().ok())
-        .ok_or("missing Rows")? as usize;
-    let cols: usize = first
-        .get(tags::COLUMNS)
-        .and_then(|e| e.to_int::<u32>().ok())
-        .ok_or("missing Columns")? as usize;
-    let ps = floats(first, tags::PIXEL_SPACING)
-        .filter(|v| v.len() == 2)
-        .ok_or_else(|| format!("{}: missing PixelSpacing", inst[0].path.display()))?;
-    let (dr, dc) = (ps[0], ps[1]);
-    let mut voxels = Array3::<f32>::zeros((n, rows, cols));
-    let mut slices = Vec::with_capacity(n);
-    let mut instances = Vec::with_capacity(n);
-    for (k, i) in inst.iter().enumerate() {
-        let r: usize = i
-            .obj
-            .get(tags::ROWS)
-            .and_then(|e| e.to_int::<u32>().ok())
-            .unwrap_or(0) as usize;
-        let c: usize = i
-            .obj
-            .get(tags::COLUMNS)
-            .and_then(|e| e.to_int::<u32>().ok())
-            .unwrap_or(0) as usize;
-        if (r, c) != (rows, cols) {
-            return Err(format!(
-                "{}: {r}x{c} pixels, the series has {rows}x{cols}",
-                i.path.display()
-            ));
+    Ok(())
+}
+
+/// The modality and the patient and study identifiers of the series.
+struct Identity {
+    modality: String,
+    meta: Meta,
+}
+
+impl Identity {
+    fn of(obj: &DefaultDicomObject) -> Identity {
+        Identity {
+            modality: text(obj, tags::MODALITY).unwrap_or_default(),
+            meta: identifiers(obj),
         }
-        let pix = i
-            .obj
-            .decode_pixel_data()
-            .map_err(|e| format!("{}: cannot decode pixel data: {e}", i.path.display()))?;
-        // to_vec applies RescaleSlope / RescaleIntercept (the modality LUT).
-        let v: Vec<f32> = pix
-            .to_vec()
-            .map_err(|e| format!("{}: cannot convert pixel data: {e}", i.path.display()))?;
-        if v.len() < rows * cols {
-            return Err(format!("{}: pixel data too short", i.path.display()));
-        }
-        voxels
-            .index_axis_mut(ndarray::Axis(0), k)
-            .as_slice_mut()
-            .expect("contiguous")
-            .copy_from_slice(&v[..rows * cols]);
-        let uid = text(&i.obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
-        instances.push(serde_json::json!({
-            "SOPInstanceUID": uid,
-            "ImagePositionPatient": i.position,
-        }));
-        slices.push((uid, i.path.clone()));
     }
-    // LPS affine, then RAS (flip x and y), as NIfTI converters do.
-    let p0 = inst[0].position;
-    let kvec: [f64; 3] = if n > 1 {
-        let pl = inst[n - 1].position;
-        [
-            (pl[0] - p0[0]) / (n - 1) as f64,
-            (pl[1] - p0[1]) / (n - 1) as f64,
-            (pl[2] - p0[2]) / (n - 1) as f64,
-        ]
-    } else {
-        let t = floats(first, tags::SLICE_THICKNESS)
-            .and_then(|v| v.first().copied())
-            .unwrap_or(1.0);
-        [normal[0] * t, normal[1] * t, normal[2] * t]
-    };
-    let mut affine = [[0.0; 4]; 4];
-    for r in 0..3 {
-        let flip = if r < 2 { -1.0 } else { 1.0 };
-        affine[r][0] = flip * row[r] * dc;
-        affine[r][1] = flip * col[r] * dr;
-        affine[r][2] = flip * kvec[r];
-        affine[r][3] = flip * p0[r];
-    }
-    affine[3][3] = 1.0;
-    let dk = (kvec[0] * kvec[0] + kvec[1] * kvec[1] + kvec[2] * kvec[2]).sqrt();
-    let mut header = Header::new(StreamType::Image, [n, rows, cols], [dk, dr, dc]);
-    header.affine = affine;
-    header.modality = text(first, tags::MODALITY).unwrap_or_default();
+}
+
+fn identifiers(obj: &DefaultDicomObject) -> Meta {
     let mut meta = Meta::new();
     for (key, tag) in [
         ("PatientID", tags::PATIENT_ID),
@@ -246,45 +687,79 @@ pub fn read_series(dir: &Path, series: Option<&str>) -> Result<DicomSeries, Stri
             tags::POSITION_REFERENCE_INDICATOR,
         ),
     ] {
-        if let Some(v) = text(first, tag) {
+        if let Some(v) = text(obj, tag) {
             meta.insert(key.into(), v.into());
         }
     }
+    meta
+}
+
+/// The header (LPS affine flipped to RAS, as NIfTI converters do) and per-slice identifiers.
+fn assemble(
+    grid: Grid,
+    kept: Vec<SliceInfo>,
+    voxels: Array3<f32>,
+    identity: Identity,
+    skipped: &[PathBuf],
+) -> DicomSeries {
+    let Identity { modality, mut meta } = identity;
+    let n = kept.len();
+    let first = &kept[0];
+    let [dr, dc] = first.pixel_spacing;
+    let p0 = first.position;
+    let kvec: [f64; 3] = if n > 1 {
+        let pl = kept[n - 1].position;
+        std::array::from_fn(|r| (pl[r] - p0[r]) / (n - 1) as f64)
+    } else {
+        let t = first.slice_thickness.unwrap_or(1.0);
+        grid.normal.map(|x| x * t)
+    };
+    let mut affine = [[0.0; 4]; 4];
+    for r in 0..3 {
+        let flip = if r < 2 { -1.0 } else { 1.0 };
+        affine[r][0] = flip * grid.row[r] * dc;
+        affine[r][1] = flip * grid.col[r] * dr;
+        affine[r][2] = flip * kvec[r];
+        affine[r][3] = flip * p0[r];
+    }
+    affine[3][3] = 1.0;
+    let dk = dot3(kvec, kvec).sqrt();
+    let mut header = Header::new(StreamType::Image, [n, grid.rows, grid.cols], [dk, dr, dc]);
+    header.affine = affine;
+    header.modality = modality;
     // Geometry and per-slice identifiers (slice k order), for outputs that reference the source.
-    meta.insert("ImageOrientationPatient".into(), o.to_vec().into());
+    meta.insert(
+        "ImageOrientationPatient".into(),
+        grid.orientation.to_vec().into(),
+    );
     meta.insert("PixelSpacing".into(), vec![dr, dc].into());
-    meta.insert("Rows".into(), rows.into());
-    meta.insert("Columns".into(), cols.into());
-    if let Some(t) = floats(first, tags::SLICE_THICKNESS).and_then(|v| v.first().copied()) {
+    meta.insert("Rows".into(), grid.rows.into());
+    meta.insert("Columns".into(), grid.cols.into());
+    if let Some(t) = first.slice_thickness {
         meta.insert("SliceThickness".into(), t.into());
     }
+    let instances: Vec<serde_json::Value> = kept
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "SOPInstanceUID": s.sop_uid,
+                "ImagePositionPatient": s.position,
+            })
+        })
+        .collect();
     meta.insert("instances".into(), instances.into());
+    if !skipped.is_empty() {
+        let names: Vec<String> = skipped.iter().map(|p| p.display().to_string()).collect();
+        meta.insert("skipped_files".into(), names.into());
+    }
     header.meta.insert(
         "dicom".into(),
         serde_json::Value::Object(meta.into_iter().collect()),
     );
-    Ok(DicomSeries {
+    let slices = kept.into_iter().map(|s| (s.sop_uid, s.path)).collect();
+    DicomSeries {
         header,
         voxels,
         slices,
-    })
-}
-
-fn list(groups: &BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>) -> String {
-    groups
-        .iter()
-        .map(|(uid, v)| {
-            let desc = text(&v[0].1, tags::SERIES_DESCRIPTION).unwrap_or_default();
-            format!(
-                "{uid} ({} files{})",
-                v.len(),
-                if desc.is_empty() {
-                    String::new()
-                } else {
-                    format!(", \"{desc}\"")
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    }
 }

@@ -1,6 +1,7 @@
 //! `read_volume`: NIfTI file, DICOM series folder, or the built-in phantom.
 
-use super::{dicom_io, nifti_io, phantom::Phantom};
+use super::dicom_io::{self, DicomOptions};
+use super::{nifti_io, phantom::Phantom};
 use std::path::{Path, PathBuf};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::stream::{SliceData, StreamType, VolumeData};
@@ -21,6 +22,27 @@ Reads a volume and streams it slice by slice (`k` = slice index).
   built as NIfTI converters do (DICOM LPS flipped to RAS). Voxel `(i, j, k)` = (column, row,
   slice). Patient and study identifiers, orientation, spacing and each slice's SOP Instance UID
   and ImagePositionPatient travel in the stream metadata (`dicom`; used by `write_dicom_seg`).
+  - Pixel data: uncompressed (implicit/explicit VR, little or big endian), deflated, RLE,
+    JPEG (baseline, extended, lossless), JPEG-LS (lossless and near-lossless) and JPEG 2000
+    (lossless and lossy). Other transfer syntaxes are refused by name.
+  - Every regular file directly in the folder must be a slice, except `DICOMDIR` and hidden
+    files (names starting with `.`), which are ignored, and files whose extension names another
+    format (`.txt .md .pdf .html .htm .xml .json .yaml .yml .csv .log .nii .gz .zip .png .jpg
+    .jpeg`), which are passed over with a warning naming each; subfolders are not read. A bad file
+    (empty, not DICOM, truncated or corrupt, without pixel data, or pixel data that does not
+    decode) is an error that names it; with `skip_bad_files: true` each bad file is skipped
+    with a warning naming it, and their paths are listed in the metadata
+    (`dicom.skipped_files`). A skipped slice inside the series leaves a gap, which the spacing
+    check refuses.
+  - Refused, naming the file, whatever `skip_bad_files` says: more than one sample per pixel
+    (RGB, YBR) or a PhotometricInterpretation other than MONOCHROME1/MONOCHROME2; multi-frame
+    files (NumberOfFrames > 1); a missing, zero, negative or non-finite PixelSpacing; a missing
+    or non-orthonormal ImageOrientationPatient; a missing ImagePositionPatient; a non-finite or
+    zero RescaleSlope; slices whose Rows x Columns, orientation or pixel spacing differ from the
+    others; two slices at one position; non-uniform slice spacing (the message names the two
+    files around the gap); a volume over the voxel budget (checked before allocating).
+  - MONOCHROME1 slices are read as their modality values like MONOCHROME2 ones (no inversion:
+    inverting is a display step, and CT numbers stay Hounsfield units).
 - `phantom:` a synthetic abdominal CT (see `phantom:small`, `phantom:NIxNJxNK`, `,seed=N`);
   with `as: label` it gives the phantom's ground truth.
 
@@ -56,6 +78,12 @@ impl NodeKind for ReadVolume {
             ParamType::Str,
             "SeriesInstanceUID to read when a DICOM folder holds several",
         )
+        .param(
+            "skip_bad_files",
+            ParamType::Bool,
+            false,
+            "DICOM: skip bad files (empty, not DICOM, truncated, no or undecodable pixels) with a warning naming each",
+        )
     }
 
     fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
@@ -84,6 +112,7 @@ impl NodeKind for ReadVolume {
             path: p,
             want,
             series: params.opt_str("series")?.map(String::from),
+            skip_bad_files: params.bool("skip_bad_files")?,
         }))
     }
 }
@@ -120,16 +149,31 @@ struct FileSource {
     path: PathBuf,
     want: Option<StreamType>,
     series: Option<String>,
+    skip_bad_files: bool,
 }
 
-/// Reads a NIfTI file or DICOM folder into a volume (also used by other nodes and commands).
+/// Reads a NIfTI file or DICOM folder into a volume (also used by other nodes and commands);
+/// any bad DICOM file is an error.
 pub fn read_any(
     path: &Path,
     want: Option<StreamType>,
     series: Option<&str>,
 ) -> Result<Volume, String> {
+    let dicom = DicomOptions {
+        series,
+        skip_bad_files: false,
+    };
+    read_any_with(path, want, &dicom)
+}
+
+/// `read_any` with the DICOM options spelt out.
+pub fn read_any_with(
+    path: &Path,
+    want: Option<StreamType>,
+    dicom: &DicomOptions,
+) -> Result<Volume, String> {
     if path.is_dir() {
-        let s = dicom_io::read_series(path, series)?;
+        let s = dicom_io::read_series_with(path, dicom)?;
         let mut header = s.header;
         header
             .meta
@@ -173,7 +217,11 @@ pub fn read_any(
 
 impl Node for FileSource {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        let v = read_any(&self.path, self.want, self.series.as_deref())?;
+        let dicom = DicomOptions {
+            series: self.series.as_deref(),
+            skip_bad_files: self.skip_bad_files,
+        };
+        let v = read_any_with(&self.path, self.want, &dicom)?;
         ctx.set_total(v.header.num_slices());
         ctx.send_header("out", v.header.clone())?;
         for k in 0..v.header.num_slices() {

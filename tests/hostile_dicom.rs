@@ -1,0 +1,419 @@
+//! Damaged and unrepresentable DICOM series, made at test time from the real series
+//! `$VOXFLOW_DATA/ircadb17_dicom` (nothing derived from it is committed): the folder is
+//! mirrored by symbolic links into a temporary folder and one file is replaced by a damaged or
+//! re-tagged copy. Each `voxflow run` of `read_volume -> write_volume` ends either in the right
+//! volume or in rc 1 with a message naming the file and what is wrong, no panic text, and
+//! nothing at the output path.
+
+mod common;
+use common::*;
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::DefaultDicomObject;
+use ndarray::{s, Array3};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use voxflow_nodes::io::nifti_io::read_nifti;
+use voxflow_nodes::io::read_volume::read_any;
+use voxflow_runtime::stream::VolumeData;
+
+/// The real series as read before any damage: its files in slice order, voxels and affine.
+struct Original {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    voxels: Array3<f32>,
+    affine: [[f64; 4]; 4],
+}
+
+fn original() -> Option<&'static Original> {
+    static ORIGINAL: OnceLock<Option<Original>> = OnceLock::new();
+    ORIGINAL
+        .get_or_init(|| {
+            let dir = data_file("ircadb17_dicom")?;
+            let v = read_any(&dir, None, None).expect("the real series reads");
+            let files = v
+                .slice_meta
+                .iter()
+                .map(|m| PathBuf::from(m.as_ref().unwrap()["file"].as_str().unwrap()))
+                .collect();
+            let VolumeData::Image(voxels) = v.data else {
+                panic!("not an image")
+            };
+            Some(Original {
+                dir,
+                files,
+                voxels,
+                affine: v.header.affine,
+            })
+        })
+        .as_ref()
+}
+
+/// A temporary mirror of the series: a folder of links to the real files.
+struct Mirror {
+    root: PathBuf,
+    series: PathBuf,
+}
+
+impl Mirror {
+    fn new(name: &str, orig: &Original) -> Mirror {
+        let root = temp_dir(&format!("hostile-{name}"));
+        let series = root.join("series");
+        std::fs::create_dir_all(&series).unwrap();
+        for e in std::fs::read_dir(&orig.dir).unwrap() {
+            let p = e.unwrap().path();
+            std::os::unix::fs::symlink(&p, series.join(p.file_name().unwrap())).unwrap();
+        }
+        Mirror { root, series }
+    }
+
+    /// The mirror's path of the original `file`.
+    fn at(&self, file: &Path) -> PathBuf {
+        self.series.join(file.file_name().unwrap())
+    }
+
+    /// Replaces the link to `file` by a real file holding `bytes`.
+    fn write(&self, file: &Path, bytes: &[u8]) -> PathBuf {
+        let p = self.at(file);
+        let _ = std::fs::remove_file(&p);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Replaces the link to `file` by a copy whose tags `edit` changed.
+    fn retag(&self, file: &Path, edit: impl Fn(&mut DefaultDicomObject)) -> PathBuf {
+        let mut obj = dicom_object::open_file(file).unwrap();
+        edit(&mut obj);
+        let p = self.at(file);
+        std::fs::remove_file(&p).unwrap();
+        obj.write_to_file(&p).unwrap();
+        p
+    }
+
+    /// Runs `read_volume -> write_volume`; returns the run and the output path.
+    fn run(&self, skip_bad_files: bool) -> (Output, PathBuf) {
+        let out = self.root.join("out.nii");
+        let _ = std::fs::remove_file(&out);
+        let g = write_graph(
+            &self.root,
+            "g.yaml",
+            &format!(
+                "graph: t\nnodes:\n  ct: {{ kind: read_volume, path: {}, skip_bad_files: {skip_bad_files} }}\n  out: {{ kind: write_volume, in: ct, path: {} }}\n",
+                self.series.display(),
+                out.display()
+            ),
+        );
+        (voxflow(&["run", g.to_str().unwrap()]), out)
+    }
+
+    /// Asserts rc 1, a message holding every `needle`, no panic text and no output.
+    fn refused(&self, skip_bad_files: bool, needles: &[&str]) {
+        let (o, out) = self.run(skip_bad_files);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "`{n}` not in:\n{err}");
+        }
+        assert!(err.contains("node `ct` (read_volume)"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+        assert!(!out.exists(), "{} was written", out.display());
+        let leftovers: Vec<_> = std::fs::read_dir(&self.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("voxflow-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// Runs with `skip_bad_files`, asserts success, and returns stderr and the volume written.
+    fn read(&self, skip_bad_files: bool) -> (String, Array3<f32>, [[f64; 4]; 4]) {
+        let (o, out) = self.run(skip_bad_files);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let n = read_nifti(&out, None).unwrap();
+        let VolumeData::Image(v) = n.data else {
+            panic!("not an image")
+        };
+        (err, v, n.header.affine)
+    }
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn set(obj: &mut DefaultDicomObject, tag: dicom_core::Tag, vr: VR, v: PrimitiveValue) {
+    obj.put(DataElement::new(tag, vr, v));
+}
+
+/// The first, middle and last file in slice order.
+fn ends_and_middle(orig: &Original) -> [&Path; 3] {
+    let n = orig.files.len();
+    [&orig.files[0], &orig.files[n / 2], &orig.files[n - 1]]
+}
+
+#[test]
+fn truncated_file_anywhere_is_named() {
+    let Some(orig) = original() else { return };
+    for (i, file) in ends_and_middle(orig).into_iter().enumerate() {
+        let m = Mirror::new(&format!("trunc{i}"), orig);
+        let bytes = std::fs::read(file).unwrap();
+        let p = m.write(file, &bytes[..bytes.len() / 2]);
+        m.refused(
+            false,
+            &[
+                &p.display().to_string(),
+                "damaged DICOM file (truncated or corrupt)",
+                "skip_bad_files",
+            ],
+        );
+    }
+}
+
+#[test]
+fn empty_and_garbage_files_are_named() {
+    let Some(orig) = original() else { return };
+    let [first, middle, last] = ends_and_middle(orig);
+    let m = Mirror::new("empty", orig);
+    let p = m.write(middle, b"");
+    m.refused(false, &[&p.display().to_string(), "empty file"]);
+    // Deterministic noise of a plausible slice size.
+    let mut x: u32 = 12345;
+    let noise: Vec<u8> = (0..600_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    for (i, file) in [first, last].into_iter().enumerate() {
+        let m = Mirror::new(&format!("garbage{i}"), orig);
+        let p = m.write(file, &noise);
+        m.refused(false, &[&p.display().to_string(), "not a DICOM file"]);
+    }
+}
+
+#[test]
+fn stray_files_are_named() {
+    let Some(orig) = original() else { return };
+    let m = Mirror::new("stray", orig);
+    // Ignored: the DICOMDIR index, hidden files, subfolders; other formats with a warning.
+    std::fs::write(m.series.join("DICOMDIR"), b"not read").unwrap();
+    std::fs::write(m.series.join(".DS_Store"), b"not read").unwrap();
+    std::fs::create_dir(m.series.join("sub")).unwrap();
+    std::fs::write(m.series.join("sub/image_x"), b"not read").unwrap();
+    let readme = m.series.join("README.txt");
+    std::fs::write(&readme, b"exported by a PACS\n").unwrap();
+    let (err, v, affine) = m.read(false);
+    assert!(v == orig.voxels, "the series read differently");
+    assert_eq!(
+        affine.map(|r| r.map(|x| x as f32)),
+        orig.affine.map(|r| r.map(|x| x as f32))
+    );
+    assert!(
+        err.contains(&format!("not read as DICOM: {}", readme.display())),
+        "{err}"
+    );
+    // A file with no such extension must be a slice.
+    let notes = m.series.join("notes");
+    std::fs::write(&notes, b"exported by a PACS\n").unwrap();
+    m.refused(false, &[&notes.display().to_string(), "not a DICOM file"]);
+    // Skipped with a warning, the series is read whole.
+    let (err, v, _) = m.read(true);
+    assert!(
+        err.contains("skipped DICOM file") && err.contains(&notes.display().to_string()),
+        "{err}"
+    );
+    assert!(v == orig.voxels);
+}
+
+#[test]
+fn skip_bad_files_reads_the_rest_and_names_each_skipped_file() {
+    let Some(orig) = original() else { return };
+    let [first, middle, last] = ends_and_middle(orig);
+    let n = orig.files.len();
+    let bytes = std::fs::read(first).unwrap();
+    // First slice truncated: the other n - 1 are read, the origin moves up one slice.
+    let m = Mirror::new("skip-first", orig);
+    let p = m.write(first, &bytes[..bytes.len() / 3]);
+    let (err, v, affine) = m.read(true);
+    assert!(
+        err.contains("skipped DICOM file") && err.contains(&p.display().to_string()),
+        "{err}"
+    );
+    assert!(v == orig.voxels.slice(s![1.., .., ..]), "slices 1.. differ");
+    for r in 0..3 {
+        let moved = orig.affine[r][3] + orig.affine[r][2];
+        assert!((affine[r][3] - moved).abs() < 1e-3, "{affine:?}");
+    }
+    // Last slice garbage, and an empty extra file: n - 1 slices from the first, both named.
+    let m = Mirror::new("skip-last", orig);
+    let p = m.write(last, b"\x00\x01 not a DICOM file");
+    let extra = m.series.join("zzz_empty");
+    std::fs::write(&extra, b"").unwrap();
+    let (err, v, affine) = m.read(true);
+    assert!(err.contains(&p.display().to_string()), "{err}");
+    assert!(err.contains(&extra.display().to_string()), "{err}");
+    assert_eq!(v.dim().0, n - 1);
+    assert!(v == orig.voxels.slice(s![..n - 1, .., ..]));
+    assert_eq!(
+        affine.map(|r| r.map(|x| x as f32)),
+        orig.affine.map(|r| r.map(|x| x as f32))
+    );
+    // A middle slice skipped leaves a gap: refused, naming the files on both sides.
+    let k = orig.files.iter().position(|f| f == middle).unwrap();
+    let m = Mirror::new("skip-middle", orig);
+    let p = m.write(middle, &bytes[..1000]);
+    m.refused(
+        true,
+        &[
+            &name(&p),
+            "slice spacing is not uniform",
+            &m.at(&orig.files[k - 1]).display().to_string(),
+            &m.at(&orig.files[k + 1]).display().to_string(),
+        ],
+    );
+}
+
+#[test]
+fn missing_and_duplicate_slices_are_named() {
+    let Some(orig) = original() else { return };
+    let k = orig.files.len() / 2;
+    let m = Mirror::new("gap", orig);
+    std::fs::remove_file(m.at(&orig.files[k])).unwrap();
+    m.refused(
+        false,
+        &[
+            "slice spacing is not uniform",
+            &m.at(&orig.files[k - 1]).display().to_string(),
+            &m.at(&orig.files[k + 1]).display().to_string(),
+        ],
+    );
+    let m = Mirror::new("dup", orig);
+    let copy = m.series.join("zz_copy");
+    std::fs::copy(&orig.files[k], &copy).unwrap();
+    m.refused(
+        false,
+        &[
+            "at the same position",
+            &copy.display().to_string(),
+            &m.at(&orig.files[k]).display().to_string(),
+        ],
+    );
+}
+
+/// Slices that decode but cannot be represented: refused by name, with or without skipping.
+#[test]
+fn unrepresentable_slices_are_refused_by_name() {
+    let Some(orig) = original() else { return };
+    let file = &orig.files[orig.files.len() / 3];
+    type Edit = fn(&mut DefaultDicomObject);
+    let cases: [(&str, Edit, &str); 9] = [
+        (
+            "rgb",
+            |o| {
+                set(
+                    o,
+                    tags::SAMPLES_PER_PIXEL,
+                    VR::US,
+                    PrimitiveValue::from(3u16),
+                );
+                set(o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB".into());
+            },
+            "3 samples per pixel",
+        ),
+        (
+            "palette",
+            |o| {
+                set(
+                    o,
+                    tags::PHOTOMETRIC_INTERPRETATION,
+                    VR::CS,
+                    "PALETTE COLOR".into(),
+                )
+            },
+            "is not grey-scale",
+        ),
+        (
+            "frames",
+            |o| set(o, tags::NUMBER_OF_FRAMES, VR::IS, "2".into()),
+            "NumberOfFrames is 2",
+        ),
+        (
+            "spacing0",
+            |o| set(o, tags::PIXEL_SPACING, VR::DS, "0\\0".into()),
+            "PixelSpacing [0.0, 0.0] is not two positive finite values",
+        ),
+        (
+            "spacingneg",
+            |o| set(o, tags::PIXEL_SPACING, VR::DS, "-0.743\\0.743".into()),
+            "is not two positive finite values",
+        ),
+        (
+            "spacingnan",
+            |o| set(o, tags::PIXEL_SPACING, VR::DS, "NaN\\0.743".into()),
+            "is not two positive finite values",
+        ),
+        (
+            "rows",
+            |o| set(o, tags::ROWS, VR::US, PrimitiveValue::from(256u16)),
+            "Rows x Columns 256x512, but",
+        ),
+        (
+            "bomb",
+            |o| {
+                set(o, tags::ROWS, VR::US, PrimitiveValue::from(65535u16));
+                set(o, tags::COLUMNS, VR::US, PrimitiveValue::from(65535u16));
+            },
+            "Rows x Columns 65535x65535, but",
+        ),
+        (
+            "slope",
+            |o| set(o, tags::RESCALE_SLOPE, VR::DS, "NaN".into()),
+            "RescaleSlope",
+        ),
+    ];
+    for (label, edit, needle) in cases {
+        let m = Mirror::new(label, orig);
+        let p = m.retag(file, edit);
+        for skip in [false, true] {
+            m.refused(skip, &[&p.display().to_string(), needle]);
+        }
+    }
+}
+
+/// One file claiming 65535 x 65535 pixels: refused by the voxel budget before any allocation.
+#[test]
+fn dimension_bomb_is_refused_before_allocation() {
+    let Some(orig) = original() else { return };
+    let m = Mirror::new("bomb-alone", orig);
+    for f in &orig.files[1..] {
+        std::fs::remove_file(m.at(f)).unwrap();
+    }
+    m.retag(&orig.files[0], |o| {
+        set(o, tags::ROWS, VR::US, PrimitiveValue::from(65535u16));
+        set(o, tags::COLUMNS, VR::US, PrimitiveValue::from(65535u16));
+    });
+    m.refused(false, &["1 slices of 65535x65535 pixels exceed the limit"]);
+}
+
+/// MONOCHROME1 is a display convention: the modality values are read as they are.
+#[test]
+fn monochrome1_slice_keeps_its_modality_values() {
+    let Some(orig) = original() else { return };
+    let m = Mirror::new("mono1", orig);
+    let k = 7;
+    m.retag(&orig.files[k], |o| {
+        set(
+            o,
+            tags::PHOTOMETRIC_INTERPRETATION,
+            VR::CS,
+            "MONOCHROME1".into(),
+        )
+    });
+    let (_, v, _) = m.read(false);
+    assert!(v == orig.voxels);
+}
