@@ -163,11 +163,10 @@ fn param_schema(p: &ParamDecl) -> Value {
         (None, false) => "optional".into(),
     };
     let text = format!("{} ({}; {status})", p.about, p.ty.describe());
+    let mut forms = value_forms(&p.ty);
+    forms.push(json!({ "$ref": "#/definitions/substitution" }));
     let mut s = Map::new();
-    s.insert(
-        "anyOf".into(),
-        json!([value_schema(&p.ty), { "$ref": "#/definitions/substitution" }]),
-    );
+    s.insert("anyOf".into(), forms.into());
     s.insert("description".into(), text.clone().into());
     s.insert("markdownDescription".into(), text.into());
     if let Some(v) = &p.default {
@@ -176,41 +175,45 @@ fn param_schema(p: &ParamDecl) -> Value {
     Value::Object(s)
 }
 
-/// What the validator accepts for a value of `ty` written in the graph file.
-fn value_schema(ty: &ParamType) -> Value {
-    let item_or_sub = |item: Value| json!({ "anyOf": [item, { "$ref": "#/definitions/substitution" }] });
+/// The forms the validator accepts for a value of `ty` written in the graph file, besides a
+/// substitution.
+fn value_forms(ty: &ParamType) -> Vec<Value> {
+    let item_or_sub =
+        |item: Value| json!({ "anyOf": [item, { "$ref": "#/definitions/substitution" }] });
+    let number = |ty: &str, min: Option<Value>, max: Option<Value>| {
+        let mut n = Map::new();
+        n.insert("type".into(), ty.into());
+        if let Some(v) = min {
+            n.insert("minimum".into(), v);
+        }
+        if let Some(v) = max {
+            n.insert("maximum".into(), v);
+        }
+        Value::Object(n)
+    };
     match ty {
-        ParamType::Bool => json!({ "enum": [true, false, "true", "false"] }),
-        ParamType::Int { min, max } => {
-            let mut n = json!({ "type": "integer" });
-            bound(&mut n, "minimum", min.map(Value::from));
-            bound(&mut n, "maximum", max.map(Value::from));
-            json!({ "anyOf": [n, { "type": "string", "pattern": INT_TEXT }] })
+        ParamType::Bool => vec![json!({ "enum": [true, false, "true", "false"] })],
+        ParamType::Int { min, max } => vec![
+            number("integer", min.map(Value::from), max.map(Value::from)),
+            json!({ "type": "string", "pattern": INT_TEXT }),
+        ],
+        ParamType::Float { min, max } => vec![
+            number("number", min.map(Value::from), max.map(Value::from)),
+            json!({ "type": "string", "pattern": FLOAT_TEXT }),
+        ],
+        ParamType::Str | ParamType::Path => vec![json!({ "type": ["string", "number"] })],
+        ParamType::Enum(choices) => vec![json!({ "enum": choices })],
+        ParamType::PathList | ParamType::StrList(None) => {
+            vec![json!({ "type": "array", "items": { "type": "string" } })]
         }
-        ParamType::Float { min, max } => {
-            let mut n = json!({ "type": "number" });
-            bound(&mut n, "minimum", min.map(Value::from));
-            bound(&mut n, "maximum", max.map(Value::from));
-            json!({ "anyOf": [n, { "type": "string", "pattern": FLOAT_TEXT }] })
-        }
-        ParamType::Str | ParamType::Path => json!({ "type": ["string", "number"] }),
-        ParamType::Enum(choices) => json!({ "enum": choices }),
-        ParamType::PathList => json!({ "type": "array", "items": { "type": "string" } }),
         ParamType::FloatList => {
-            json!({ "type": "array", "items": item_or_sub(json!({ "type": "number" })) })
+            vec![json!({ "type": "array", "items": item_or_sub(json!({ "type": "number" })) })]
         }
         ParamType::IntList => {
-            json!({ "type": "array", "items": item_or_sub(json!({ "type": "integer" })) })
+            vec![json!({ "type": "array", "items": item_or_sub(json!({ "type": "integer" })) })]
         }
-        ParamType::StrList(None) => json!({ "type": "array", "items": { "type": "string" } }),
         ParamType::StrList(Some(choices)) => {
-            json!({ "type": "array", "items": item_or_sub(json!({ "enum": choices })) })
+            vec![json!({ "type": "array", "items": item_or_sub(json!({ "enum": choices })) })]
         }
-    }
-}
-
-fn bound(schema: &mut Value, key: &str, v: Option<Value>) {
-    if let (Some(v), Some(o)) = (v, schema.as_object_mut()) {
-        o.insert(key.into(), v);
     }
 }

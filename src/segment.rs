@@ -223,7 +223,11 @@ fn adapt_graph(doc: &mut GraphDoc, out: &Path, dicom: bool, lesions: bool) -> Re
             _ => {}
         }
     }
-    for (found, what) in [(report, "report"), (stats, "stats"), (seg, "write_dicom_seg")] {
+    for (found, what) in [
+        (report, "report"),
+        (stats, "stats"),
+        (seg, "write_dicom_seg"),
+    ] {
         if !found {
             return Err(missing(what));
         }
@@ -272,7 +276,8 @@ pub fn run(a: SegmentArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
             "--set {name}: voxflow segment sets `{name}` itself (INPUT, -o OUTDIR; the report is always written)"
         ));
     }
-    let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current folder: {e}"))?;
     let input = cwd.join(&a.input);
     std::fs::create_dir_all(&a.output)
         .map_err(|e| format!("cannot create output folder {}: {e}", a.output.display()))?;
@@ -313,10 +318,7 @@ pub fn run(a: SegmentArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         let p = out.join(name);
         if p.exists() && !report.outputs.contains(&p) {
             std::fs::remove_file(&p).map_err(|e| {
-                format!(
-                    "cannot remove {} left by an earlier run: {e}",
-                    p.display()
-                )
+                format!("cannot remove {} left by an earlier run: {e}", p.display())
             })?;
         }
     }
@@ -355,18 +357,21 @@ struct ClassMasks;
 
 impl NodeKind for ClassMasks {
     fn decl(&self) -> NodeDecl {
-        NodeDecl::new(MASK_KIND, "One NIfTI mask per class of a liver/lesion label volume")
-            .input(
-                "in",
-                PortType::Fixed(StreamType::Label),
-                "labels: 0 background, 1 liver, 2 lesion",
-            )
-            .required(
-                "liver",
-                ParamType::Path,
-                "mask of label >= 1 (the liver with its lesions)",
-            )
-            .optional("lesions", ParamType::Path, "mask of label 2")
+        NodeDecl::new(
+            MASK_KIND,
+            "One NIfTI mask per class of a liver/lesion label volume",
+        )
+        .input(
+            "in",
+            PortType::Fixed(StreamType::Label),
+            "labels: 0 background, 1 liver, 2 lesion",
+        )
+        .required(
+            "liver",
+            ParamType::Path,
+            "mask of label >= 1 (the liver with its lesions)",
+        )
+        .optional("lesions", ParamType::Path, "mask of label 2")
     }
 
     fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {

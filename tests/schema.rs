@@ -122,14 +122,42 @@ fn schema_and_validator_agree_on_mistakes() {
     assert!(ct.contains("bins: 256") && ct.contains("iterations: 10"));
     // (mutated graph, what the schema error names)
     let cases = [
-        ("misspelt param", ct.replace("bins: 256", "bnis: 256"), "bnis"),
-        ("wrong type", ct.replace("bins: 256", "bins: many"), "/nodes/eq/bins"),
-        ("out of range", ct.replace("iterations: 10", "iterations: -1"), "/nodes/crf/iterations"),
-        ("not in the enum", ct.replace("scale: unit", "scale: unity"), "/nodes/unit/scale"),
-        ("unknown kind", ct.replace("kind: equalize", "kind: equalise"), "/nodes/eq/kind"),
-        ("missing required param", ct.replace(", path: $output", ""), "path"),
+        (
+            "misspelt param",
+            ct.replace("bins: 256", "bnis: 256"),
+            "bnis",
+        ),
+        (
+            "wrong type",
+            ct.replace("bins: 256", "bins: many"),
+            "/nodes/eq/bins",
+        ),
+        (
+            "out of range",
+            ct.replace("iterations: 10", "iterations: -1"),
+            "/nodes/crf/iterations",
+        ),
+        (
+            "not in the enum",
+            ct.replace("scale: unit", "scale: unity"),
+            "/nodes/unit/scale",
+        ),
+        (
+            "unknown kind",
+            ct.replace("kind: equalize", "kind: equalise"),
+            "/nodes/eq/kind",
+        ),
+        (
+            "missing required param",
+            ct.replace(", path: $output", ""),
+            "path",
+        ),
         ("unknown top-level key", format!("{ct}extra: 1\n"), "extra"),
-        ("enabled not a bool", ct.replace("enabled: $report", "enabled: yes please"), "enabled"),
+        (
+            "enabled not a bool",
+            ct.replace("enabled: $report", "enabled: yes please"),
+            "enabled",
+        ),
     ];
     for (what, text, names) in cases {
         assert_ne!(text, ct, "{what}: the mutation changed nothing");

@@ -45,11 +45,23 @@ fn check_masks(out: &Path, lesions: bool) -> (usize, usize) {
     assert!(seg.iter().all(|&l| l <= 2), "labels outside 0..2");
     let (hl, liver) = read_labels(&out.join("liver.nii.gz"));
     assert_eq!(geometry(&hl), geometry(&hs), "liver.nii.gz geometry");
-    assert_eq!(liver, seg.mapv(|l| u8::from(l >= 1)), "liver mask != seg >= 1");
+    assert_eq!(
+        liver,
+        seg.mapv(|l| u8::from(l >= 1)),
+        "liver mask != seg >= 1"
+    );
     let n_lesion = if lesions {
         let (hm, les) = read_labels(&out.join("liver_lesions.nii.gz"));
-        assert_eq!(geometry(&hm), geometry(&hs), "liver_lesions.nii.gz geometry");
-        assert_eq!(les, seg.mapv(|l| u8::from(l == 2)), "lesion mask != seg == 2");
+        assert_eq!(
+            geometry(&hm),
+            geometry(&hs),
+            "liver_lesions.nii.gz geometry"
+        );
+        assert_eq!(
+            les,
+            seg.mapv(|l| u8::from(l == 2)),
+            "lesion mask != seg == 2"
+        );
         les.iter().filter(|&&v| v == 1).count()
     } else {
         assert!(!out.join("liver_lesions.nii.gz").exists());
@@ -139,7 +151,12 @@ fn dicom_series_takes_the_modality_from_its_tag_and_gets_a_dicom_seg() {
         return;
     };
     let out = temp_dir("segment-dicom").join("out");
-    let o = segment(&["segment", dicom.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = segment(&[
+        "segment",
+        dicom.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(
         files(&out),
         [
@@ -199,11 +216,29 @@ fn refusals_name_the_problem_and_write_nothing() {
         "--set",
         "output=x.nii.gz",
     ]);
-    assert!(e.contains("--set output") && e.contains("sets `output` itself"), "{e}");
-    let e = err(&["segment", dir.join("none.nii").to_str().unwrap(), "--modality", "mr", "-o", o_dir]);
+    assert!(
+        e.contains("--set output") && e.contains("sets `output` itself"),
+        "{e}"
+    );
+    let e = err(&[
+        "segment",
+        dir.join("none.nii").to_str().unwrap(),
+        "--modality",
+        "mr",
+        "-o",
+        o_dir,
+    ]);
     assert!(e.contains("none.nii: no such file"), "{e}");
     // A file that is not a volume fails the run: no output, no temporary file.
-    let e = err(&["segment", nii.to_str().unwrap(), "--modality", "ct", "-o", o_dir, "-q"]);
+    let e = err(&[
+        "segment",
+        nii.to_str().unwrap(),
+        "--modality",
+        "ct",
+        "-o",
+        o_dir,
+        "-q",
+    ]);
     assert!(e.contains("scan.nii.gz"), "{e}");
     assert!(files(&out).is_empty(), "{:?}", files(&out));
     // A folder that is no DICOM series.
@@ -211,13 +246,22 @@ fn refusals_name_the_problem_and_write_nothing() {
     assert!(e.contains("no DICOM file with a Modality tag"), "{e}");
     // VOXFLOW_HOME, when set, is where the graphs must be.
     let o = Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args(["segment", nii.to_str().unwrap(), "--modality", "ct", "-o", o_dir])
+        .args([
+            "segment",
+            nii.to_str().unwrap(),
+            "--modality",
+            "ct",
+            "-o",
+            o_dir,
+        ])
         .env("VOXFLOW_HOME", &dir)
         .output()
         .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        !o.status.success() && e.contains("graphs/ct_liver_lesion.yaml") && e.contains("VOXFLOW_HOME"),
+        !o.status.success()
+            && e.contains("graphs/ct_liver_lesion.yaml")
+            && e.contains("VOXFLOW_HOME"),
         "{e}"
     );
 }
