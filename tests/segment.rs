@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ndarray::ArrayD;
-use nifti::{NiftiHeader, NiftiObject, ReaderOptions};
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, ReaderOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
