@@ -333,9 +333,16 @@ pub fn run(a: SegmentArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
             report.wall_ms / 1000.0,
             a.output.display()
         );
+        let (labels, liver) = match modality {
+            Modality::Ct => (
+                "labels: 0 background, 1 liver, 2 lesion",
+                "mask of the liver with its lesions (label >= 1)",
+            ),
+            Modality::Mr => ("labels: 0 background, 1 liver", "mask of the liver"),
+        };
         for (name, what) in [
-            (SEG, "labels: 0 background, 1 liver, 2 lesion"),
-            (LIVER, "mask of the liver with its lesions (label >= 1)"),
+            (SEG, labels),
+            (LIVER, liver),
             (LESIONS, "mask of the lesions (label 2)"),
             (REPORT, "report: volumes, lesions, pictures"),
             (STATS, "the report's numbers as JSON"),
