@@ -35,6 +35,7 @@ test-wheel:
 test: setup setup-training setup-chromium test-wheel
 	$(CARGO) test --release --workspace
 
-# Regenerate the node reference from the node declarations.
+# Regenerate the node reference and the graph JSON Schema from the node declarations.
 docs: build
 	$(VOXFLOW) nodes --markdown > docs/NODES.md
+	$(VOXFLOW) schema > docs/voxflow-graph.schema.json

@@ -17,6 +17,8 @@ mod batch;
 mod crf_search;
 mod docs;
 mod eval;
+mod schema;
+mod segment;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Segment a CT (liver, lesions) or MR (liver) scan with the shipped graph, in one command.
+    Segment(segment::SegmentArgs),
     /// Run a graph.
     Run(RunArgs),
     /// Validate a graph without running it; reports every error at once.
@@ -63,6 +67,8 @@ enum Command {
     CrfSearch(crf_search::CrfSearchArgs),
     /// Run a graph over a manifest of cases: resumable, parallel, sharded, on Slurm.
     Batch(batch::BatchArgs),
+    /// Print the JSON Schema of graph files (docs/voxflow-graph.schema.json), for editors.
+    Schema,
 }
 
 #[derive(Args)]
@@ -254,6 +260,11 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
             Ok(())
         }
         Command::Run(a) => run_graph(a, reg, cli.quiet),
+        Command::Segment(a) => segment::run(a, reg, cli.quiet),
+        Command::Schema => {
+            print!("{}", schema::text(reg));
+            Ok(())
+        }
         Command::Eval(a) => eval::run(a, reg, cli.quiet),
         Command::CrfSearch(a) => crf_search::run(a, cli.quiet),
         Command::Batch(a) => batch::run(a, reg, cli.quiet, &cli.plugin),
