@@ -272,29 +272,15 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
 }
 
 fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
-    catch_stop_signals()?;
     let plan = load(&a.graph, reg, true)?;
     let mut opts = RunOptions {
         queue_depth: a.queue_depth,
-        stop: Some(&STOP_SIGNAL),
         ..RunOptions::default()
     };
     if let Some(t) = a.threads {
         opts.threads = t.max(1);
     }
-    let stats = RunStats::new(&plan);
-    let show = !quiet && std::io::stderr().is_terminal();
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // No progress bars when the system has no thread to spare for them.
-    let bars = show
-        .then(|| spawn_progress(stats.clone(), done.clone()))
-        .and_then(Result::ok);
-    let result = execute(&plan, reg, &opts, &stats);
-    done.store(true, Ordering::Relaxed);
-    if let Some(h) = bars {
-        let _ = h.join();
-    }
-    let report = result.map_err(|e| format!("error: {e}"))?;
+    let report = execute_stoppable(&plan, reg, opts, quiet)?;
     if let Some(path) = &a.report {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         atomic::write_atomic(path, text.as_bytes())?;
@@ -310,6 +296,34 @@ fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Runs a checked plan with progress bars (unless `quiet` or not a terminal); SIGINT, SIGTERM
+/// and SIGHUP cancel it like a node error (`main` turns that into exit code 128 + signal).
+fn execute_stoppable(
+    plan: &Plan,
+    reg: &Registry,
+    opts: RunOptions,
+    quiet: bool,
+) -> Result<voxflow_runtime::RunReport, String> {
+    catch_stop_signals()?;
+    let opts = RunOptions {
+        stop: Some(&STOP_SIGNAL),
+        ..opts
+    };
+    let stats = RunStats::new(plan);
+    let show = !quiet && std::io::stderr().is_terminal();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // No progress bars when the system has no thread to spare for them.
+    let bars = show
+        .then(|| spawn_progress(stats.clone(), done.clone()))
+        .and_then(Result::ok);
+    let result = execute(plan, reg, &opts, &stats);
+    done.store(true, Ordering::Relaxed);
+    if let Some(h) = bars {
+        let _ = h.join();
+    }
+    result.map_err(|e| format!("error: {e}"))
 }
 
 fn spawn_progress(

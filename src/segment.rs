@@ -3,16 +3,14 @@
 
 use clap::{Args, ValueEnum};
 use serde_json::Value;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::graph::{Entry, NodeSpec};
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
-    execute, BuildEnv, CheckOptions, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind,
-    Params, Registry, RunOptions, RunStats, VolumeData,
+    BuildEnv, CheckOptions, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params,
+    Registry, RunOptions, VolumeData,
 };
 
 #[derive(Args)]
@@ -301,16 +299,7 @@ pub fn run(a: SegmentArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
     };
     let plan = voxflow_runtime::check(&doc, &reg, &opts).map_err(|d| d.to_string())?;
 
-    let stats = RunStats::new(&plan);
-    let show = !quiet && std::io::stderr().is_terminal();
-    let done = Arc::new(AtomicBool::new(false));
-    let bars = show.then(|| crate::spawn_progress(stats.clone(), done.clone()));
-    let result = execute(&plan, &reg, &RunOptions::default(), &stats);
-    done.store(true, Ordering::Relaxed);
-    if let Some(h) = bars {
-        let _ = h.join();
-    }
-    let report = result.map_err(|e| format!("error: {e}"))?;
+    let report = crate::execute_stoppable(&plan, &reg, RunOptions::default(), quiet)?;
 
     // Files of an earlier run into the same folder that this run does not replace (a DICOM
     // SEG after a NIfTI input, lesions after an MR) would read as results of this one.
