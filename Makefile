@@ -3,7 +3,7 @@ CARGO ?= cargo
 VOXFLOW := target/release/voxflow
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test setup setup-training setup-chromium build docs
+.PHONY: demo test setup setup-training setup-chromium setup-niivue build docs
 
 # Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv.
 setup:
@@ -17,7 +17,11 @@ setup-training:
 setup-chromium:
 	bash scripts/setup-chromium.sh
 
-build: setup
+# NiiVue (npm @niivue/niivue, pinned), the viewer the HTML report inlines: the build reads it.
+setup-niivue:
+	bash scripts/setup-niivue.sh
+
+build: setup setup-niivue
 	$(CARGO) build --release --workspace
 
 # The main job: the CT liver -> lesion cascade (+ 3D CRF) on the built-in phantom; beside the
@@ -26,7 +30,7 @@ demo: build
 	$(VOXFLOW) run graphs/ct_liver_lesion.yaml --set output=$(DEMO_OUT)/ct_liver_lesion.nii.gz --report $(DEMO_OUT)/report.json
 
 # The whole test suite (set VOXFLOW_DATA to the real-scan folder to include those tests).
-test: setup setup-training setup-chromium
+test: setup setup-training setup-chromium setup-niivue
 	$(CARGO) test --release --workspace
 
 # Regenerate the node reference from the node declarations.
