@@ -518,7 +518,9 @@ struct ViewerState {
 }
 
 fn viewer_state(dom: &str) -> ViewerState {
-    let at = dom.find("<section id=\"viewer\"").expect("no viewer section");
+    let at = dom
+        .find("<section id=\"viewer\"")
+        .expect("no viewer section");
     let tag = &dom[at..at + dom[at..].find('>').expect("section tag end")];
     let errors = dom
         .find("<html")
@@ -539,18 +541,28 @@ fn viewer_state(dom: &str) -> ViewerState {
 /// The DOM and the screenshot (RGB, width 1200) of a page with WebGL, `hash` after its URL.
 fn render_webgl(page: &Path, dir: &Path, hash: &str) -> (String, Vec<[u8; 3]>) {
     let url = PathBuf::from(format!("{}{hash}", page.display()));
-    let dom = chromium_run(&url, dir, &[["--dump-dom".to_string()].as_slice(), &webgl_args()].concat());
+    let dom = chromium_run(
+        &url,
+        dir,
+        &[["--dump-dom".to_string()].as_slice(), &webgl_args()].concat(),
+    );
     let shot = dir.join("viewer.png");
     let mut args = webgl_args();
     args.push(format!("--screenshot={}", shot.display()));
     args.push("--window-size=1200,1600".into());
     chromium_run(&url, dir, &args);
-    (dom, decode_png(&std::fs::read(&shot).expect("screenshot written")))
+    (
+        dom,
+        decode_png(&std::fs::read(&shot).expect("screenshot written")),
+    )
 }
 
 /// The pixels of a rectangle `[x, y, w, h]` of a 1200-pixel-wide screenshot.
 fn crop(shot: &[[u8; 3]], [x, y, w, h]: [usize; 4]) -> Vec<[u8; 3]> {
-    assert!(x + w <= 1200 && (y + h) * 1200 <= shot.len(), "{x},{y},{w},{h} off the screenshot");
+    assert!(
+        x + w <= 1200 && (y + h) * 1200 <= shot.len(),
+        "{x},{y},{w},{h} off the screenshot"
+    );
     (y..y + h)
         .flat_map(|r| shot[r * 1200 + x..r * 1200 + x + w].iter().copied())
         .collect()
@@ -582,9 +594,16 @@ fn viewer_shows_and_scrolls_the_phantom() {
     let planes = crop(&shot, rect);
     // Not blank: a blank canvas is one colour; the viewer shows grey levels and the label.
     let distinct: std::collections::HashSet<[u8; 3]> = planes.iter().copied().collect();
-    assert!(distinct.len() > 100, "canvas has {} colours", distinct.len());
+    assert!(
+        distinct.len() > 100,
+        "canvas has {} colours",
+        distinct.len()
+    );
     let (green, blue) = count_hues(&planes);
-    assert!(green > 1000, "no liver on the viewer ({green} green pixels)");
+    assert!(
+        green > 1000,
+        "no liver on the viewer ({green} green pixels)"
+    );
     assert!(blue > 20, "no lesion on the viewer ({blue} blue pixels)");
 
     // Five wheel notches over the axial plane: five slices on, and another picture.
@@ -598,7 +617,10 @@ fn viewer_shows_and_scrolls_the_phantom() {
         .zip(crop(&shot2, after.rect.unwrap()))
         .filter(|(a, b)| *a != b)
         .count();
-    assert!(changed > planes.len() / 50, "scrolling changed {changed} pixels");
+    assert!(
+        changed > planes.len() / 50,
+        "scrolling changed {changed} pixels"
+    );
 }
 
 #[test]

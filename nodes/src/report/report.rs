@@ -101,7 +101,10 @@ impl NodeKind for Report {
             spec: OverlaySpec::from_params(p)?,
             path: p.path("path")?,
             case: p.opt_str("case")?.map(String::from),
-            viewer_voxels: p.bool("viewer")?.then(|| p.usize("viewer_voxels")).transpose()?,
+            viewer_voxels: p
+                .bool("viewer")?
+                .then(|| p.usize("viewer_voxels"))
+                .transpose()?,
             models,
         }))
     }

@@ -15,14 +15,15 @@ try {
   const { Niivue, NVImage, SHOW_RENDER, SLICE_TYPE } = await import(url);
   URL.revokeObjectURL(url);
   const b64 = (id) => document.getElementById(id).textContent.trim();
-  const lut = {
+  // Label colours; liverAlpha 0 hides the liver (the 3D view's switch shows the lesions inside).
+  const lut = (liverAlpha) => ({
     R: [0, data.liver[0], data.lesion[0]],
     G: [0, data.liver[1], data.lesion[1]],
     B: [0, data.liver[2], data.lesion[2]],
-    A: [0, 255, 255],
+    A: [0, liverAlpha, 255],
     I: [0, 1, 2],
     labels: ["", "liver", "lesion"],
-  };
+  });
   const load = async (id, name) => NVImage.loadFromBase64({ base64: b64(id), name });
   const [image, label, label3d] = await Promise.all([
     load("viewer-image", "image.nii.gz"),
@@ -43,22 +44,38 @@ try {
   image.colormap = "gray";
   image.cal_min = 0;
   image.cal_max = 255;
-  label.setColormapLabel(lut);
-  label.opacity = data.opacity;
+  label.setColormapLabel(lut(255));
+  label.opacity = 0.5;
   planes.addVolume(image);
   planes.addVolume(label);
+  // Axial large on the left; coronal and sagittal stacked on the right.
+  planes.setCustomLayout([
+    { sliceType: SLICE_TYPE.AXIAL, position: [0, 0, 0.6, 1] },
+    { sliceType: SLICE_TYPE.CORONAL, position: [0.6, 0, 0.4, 0.5] },
+    { sliceType: SLICE_TYPE.SAGITTAL, position: [0.6, 0.5, 0.4, 0.5] },
+  ]);
   planes.setSliceType(SLICE_TYPE.MULTIPLANAR);
+  // Start on the largest lesion (else the liver) at its largest slice.
+  planes.scene.crosshairPos = planes.mm2frac(data.start_mm);
+  planes.drawScene();
   // 3D: the label alone, volume-rendered.
   const render = new Niivue({ ...common });
   await render.attachToCanvas(document.getElementById("viewer-3d"));
-  label3d.setColormapLabel(lut);
+  label3d.setColormapLabel(lut(255));
   render.addVolume(label3d);
   render.setSliceType(SLICE_TYPE.RENDER);
-  render.setRenderAzimuthElevation(120, 15);
-  planes.broadcastTo(render, { "2d": false, "3d": false });
+  render.setRenderAzimuthElevation(180, 20);
+  render.setScale(1.5);
+  render.scene.crosshairPos = planes.scene.crosshairPos;
+  render.drawScene();
+  const liver3d = document.getElementById("viewer-liver3d");
+  liver3d.addEventListener("change", () => {
+    label3d.setColormapLabel(lut(liver3d.checked ? 255 : 0));
+    render.updateGLVolume();
+  });
   const nk = image.dims[3];
   const show = () => {
-    const k = Math.round(planes.frac2vox(planes.scene.crosshairPos)[2]);
+    const k = Math.round(image.mm2vox(planes.frac2mm(planes.scene.crosshairPos))[2]);
     root.dataset.slice = k;
     status.textContent = `Axial slice ${k} of 0-${nk - 1}` +
       (data.factor > 1 ? ` (shown at 1/${data.factor} of the in-plane resolution)` : "");

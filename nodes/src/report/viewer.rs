@@ -22,7 +22,7 @@ const VIEWER_JS: &str = include_str!("viewer.js");
 pub const DEFAULT_MAX_VOXELS: usize = 1 << 24;
 
 /// CSS of the viewer's section, for the page's <style>; printing leaves the viewer out.
-pub const STYLE: &str = ".vw{display:flex;gap:4px;height:460px;background:#000}.vp{flex:2;min-width:0}\
+pub const STYLE: &str = ".vw{display:flex;gap:4px;height:480px;background:#000}.vp{flex:3;min-width:0}\
 .v3{flex:1;min-width:0}.vn{font-size:0.8em;color:#666}@media print{#viewer,h2.viewer{display:none}}";
 
 /// The embedded volumes of a viewer.
@@ -33,6 +33,8 @@ pub struct Viewer {
     pub factor: usize,
     /// `[ni, nj, nk]` of the embedded volumes.
     pub dims: [usize; 3],
+    /// World position (mm) the viewer starts at.
+    pub start_mm: [f64; 3],
     image_nii_gz: Vec<u8>,
     label_nii_gz: Vec<u8>,
 }
@@ -52,13 +54,17 @@ impl Viewer {
         let [nk, nj, ni] = image.header.shape;
         let f = factor(image.header.shape, max_voxels);
         let dims = [ni.div_ceil(f), nj.div_ceil(f), nk];
-        let grey = downsample_image(img, f, window);
-        let labels = downsample_label(lab, f);
+        let grey = downsample_image(img.view(), f, window);
+        let labels = downsample_label(lab.view(), f);
         let affine = downsampled_affine(&image.header.affine, f);
+        let [i, j, k] = start(lab.view()).map(|v| v as f64);
+        let a = &image.header.affine;
+        let start_mm = [0, 1, 2].map(|r| a[r][0] * i + a[r][1] * j + a[r][2] * k + a[r][3]);
         Ok(Viewer {
             window,
             factor: f,
             dims,
+            start_mm,
             image_nii_gz: nifti_gz(&grey, dims, &affine)?,
             label_nii_gz: nifti_gz(&labels, dims, &affine)?,
         })
@@ -69,7 +75,9 @@ impl Viewer {
         let b64 = base64::engine::general_purpose::STANDARD;
         let [ni, nj, nk] = self.dims;
         let (lo, hi) = self.window;
-        s.push_str("<h2 class=\"viewer\">Viewer</h2>\n<section id=\"viewer\" data-state=\"loading\">\n<p>");
+        s.push_str(
+            "<h2 class=\"viewer\">Viewer</h2>\n<section id=\"viewer\" data-state=\"loading\">\n<p>",
+        );
         for (name, c) in [("liver", overlay::GREEN), ("lesion", overlay::BLUE)] {
             let _ = write!(
                 s,
@@ -81,7 +89,8 @@ impl Viewer {
             s,
             "</p>\n<p>The predicted segmentation over the image in three planes (radiological \
              view) and in 3D. Scroll over a plane to move through its slices, click to move the \
-             crosshair, drag in 3D to rotate. Image: {ni} x {nj} x {nk} voxels{}, grey window \
+             crosshair, drag in 3D to rotate; untick \
+             <i>liver in 3D</i> to see the lesions inside. Image: {ni} x {nj} x {nk} voxels{}, grey window \
              [{lo}, {hi}] in 256 levels. The PNG slices below are the printable version.</p>\n",
             if self.factor > 1 {
                 format!(
@@ -95,7 +104,8 @@ impl Viewer {
         s.push_str(
             "<div class=\"vw\"><div class=\"vp\"><canvas id=\"viewer-planes\"></canvas></div>\
              <div class=\"v3\"><canvas id=\"viewer-3d\"></canvas></div></div>\n\
-             <p id=\"viewer-status\">The viewer needs JavaScript and WebGL2; starting...</p>\n",
+             <p><label><input type=\"checkbox\" id=\"viewer-liver3d\" checked> liver in 3D</label> \
+             <span id=\"viewer-status\" style=\"margin-left:2em\">The viewer needs JavaScript and WebGL2; starting...</span></p>\n",
         );
         let _ = writeln!(
             s,
@@ -107,6 +117,7 @@ impl Viewer {
             "liver": overlay::GREEN,
             "lesion": overlay::BLUE,
             "factor": self.factor,
+            "start_mm": self.start_mm,
         });
         let _ = writeln!(
             s,
@@ -137,6 +148,39 @@ impl Viewer {
     }
 }
 
+/// Where the viewer starts: the centroid, on its slice of largest area, of the lesions, else of
+/// the liver (label >= 1), else the volume's centre.
+fn start(lab: ArrayView3<u8>) -> [usize; 3] {
+    let [nk, nj, ni] = [
+        lab.len_of(Axis(0)),
+        lab.len_of(Axis(1)),
+        lab.len_of(Axis(2)),
+    ];
+    for class in [|v: u8| v == 2, |v: u8| v >= 1] {
+        let area = |k: usize| {
+            lab.index_axis(Axis(0), k)
+                .iter()
+                .filter(|&&v| class(v))
+                .count()
+        };
+        let Some(k) = (0..nk).max_by_key(|&k| (area(k), std::cmp::Reverse(k))) else {
+            break;
+        };
+        let n = area(k);
+        if n == 0 {
+            continue;
+        }
+        let (mut si, mut sj) = (0, 0);
+        for ((j, i), &v) in lab.index_axis(Axis(0), k).indexed_iter() {
+            if class(v) {
+                (si, sj) = (si + i, sj + j);
+            }
+        }
+        return [si / n, sj / n, k];
+    }
+    [ni / 2, nj / 2, nk / 2]
+}
+
 /// The smallest in-plane factor that brings the volume within `max_voxels` (at most the
 /// in-plane size, where one voxel per slice is left).
 fn factor(shape: [usize; 3], max_voxels: usize) -> usize {
@@ -154,7 +198,7 @@ fn downsample_image(img: ArrayView3<f32>, f: usize, (lo, hi): (f32, f32)) -> Vec
     let grey = |v: f32| ((v - lo) * scale).clamp(0.0, 255.0);
     blocks(img, f, |block| {
         let (mut sum, mut n) = (0.0f32, 0u32);
-        for &v in block.iter().filter(|v| v.is_finite()) {
+        for v in block.filter(|v| v.is_finite()) {
             sum += grey(v);
             n += 1;
         }
@@ -171,7 +215,7 @@ fn downsample_image(img: ArrayView3<f32>, f: usize, (lo, hi): (f32, f32)) -> Vec
 fn downsample_label(lab: ArrayView3<u8>, f: usize) -> Vec<u8> {
     blocks(lab, f, |block| {
         let mut n = [0usize; 3];
-        for &v in block.iter() {
+        for v in block {
             n[match v {
                 0 => 0,
                 2 => 2,
@@ -183,7 +227,7 @@ fn downsample_label(lab: ArrayView3<u8>, f: usize) -> Vec<u8> {
 }
 
 /// Applies `reduce` to each f x f in-plane block, in NIfTI order (i fastest, then j, then k).
-fn blocks<T: Copy>(
+fn blocks<T: Copy + Sync>(
     a: ArrayView3<T>,
     f: usize,
     reduce: impl Fn(&mut dyn Iterator<Item = T>) -> u8 + Sync,
@@ -198,7 +242,10 @@ fn blocks<T: Copy>(
             let mut out = Vec::with_capacity(bj * bi);
             for j in 0..bj {
                 for i in 0..bi {
-                    let block = s.slice(ndarray::s![j * f..((j + 1) * f).min(nj), i * f..((i + 1) * f).min(ni)]);
+                    let block = s.slice(ndarray::s![
+                        j * f..((j + 1) * f).min(nj),
+                        i * f..((i + 1) * f).min(ni)
+                    ]);
                     out.push(reduce(&mut block.iter().copied()));
                 }
             }
@@ -222,7 +269,11 @@ fn downsampled_affine(a: &[[f64; 4]; 4], f: usize) -> [[f64; 4]; 4] {
 }
 
 /// A gzipped single-file NIfTI-1 volume of unsigned bytes with the affine as its sform.
-fn nifti_gz(data: &[u8], [ni, nj, nk]: [usize; 3], affine: &[[f64; 4]; 4]) -> Result<Vec<u8>, String> {
+fn nifti_gz(
+    data: &[u8],
+    [ni, nj, nk]: [usize; 3],
+    affine: &[[f64; 4]; 4],
+) -> Result<Vec<u8>, String> {
     if data.len() != ni * nj * nk {
         return Err(format!(
             "viewer volume has {} voxels, expected {ni} x {nj} x {nk}",
@@ -230,19 +281,32 @@ fn nifti_gz(data: &[u8], [ni, nj, nk]: [usize; 3], affine: &[[f64; 4]; 4]) -> Re
         ));
     }
     let dim = |n: usize| {
-        i16::try_from(n).map_err(|_| format!("the viewer cannot embed a dimension of {n} voxels (NIfTI-1 allows 32767)"))
+        i16::try_from(n).map_err(|_| {
+            format!("the viewer cannot embed a dimension of {n} voxels (NIfTI-1 allows 32767)")
+        })
     };
     let mut h = vec![0u8; 352];
     let put_i16 = |h: &mut [u8], at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
     let put_f32 = |h: &mut [u8], at: usize, v: f32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
-    for (n, v) in [3, dim(ni)?, dim(nj)?, dim(nk)?, 1, 1, 1, 1].into_iter().enumerate() {
+    for (n, v) in [3, dim(ni)?, dim(nj)?, dim(nk)?, 1, 1, 1, 1]
+        .into_iter()
+        .enumerate()
+    {
         put_i16(&mut h, 40 + 2 * n, v);
     }
     put_i16(&mut h, 70, 2); // datatype: unsigned char
     put_i16(&mut h, 72, 8); // bitpix
-    let col = |c: usize| (0..3).map(|r| affine[r][c] * affine[r][c]).sum::<f64>().sqrt() as f32;
-    for (n, v) in [1.0, col(0), col(1), col(2), 1.0, 1.0, 1.0, 1.0].into_iter().enumerate() {
+    let col = |c: usize| {
+        (0..3)
+            .map(|r| affine[r][c] * affine[r][c])
+            .sum::<f64>()
+            .sqrt() as f32
+    };
+    for (n, v) in [1.0, col(0), col(1), col(2), 1.0, 1.0, 1.0, 1.0]
+        .into_iter()
+        .enumerate()
+    {
         put_f32(&mut h, 76 + 4 * n, v);
     }
     put_f32(&mut h, 108, 352.0); // vox_offset
@@ -278,11 +342,30 @@ mod tests {
     #[test]
     fn blocks_average_and_vote() {
         // One slice, 3 x 3, factor 2: blocks of 2x2, 2x1, 1x2, 1x1 voxels.
-        let img = Array3::from_shape_vec((1, 3, 3), vec![0., 100., 50., 100., 100., 0., f32::NAN, 0., 100.]).unwrap();
-        assert_eq!(downsample_image(img.view(), 2, (0.0, 100.0)), [191, 64, 0, 255]);
+        let img = Array3::from_shape_vec(
+            (1, 3, 3),
+            vec![0., 100., 50., 100., 100., 0., f32::NAN, 0., 100.],
+        )
+        .unwrap();
+        assert_eq!(
+            downsample_image(img.view(), 2, (0.0, 100.0)),
+            [191, 64, 0, 255]
+        );
         let lab = Array3::from_shape_vec((1, 3, 3), vec![0, 1, 2, 2, 0, 3, 1, 0, 0]).unwrap();
         // Block (0,0): 0,1,2,0 -> 0 (two of four); (0,1): 2, 3->1 tie -> 2; (1,0): 1, 0 tie -> 1.
         assert_eq!(downsample_label(lab.view(), 2), [0, 2, 1, 0]);
+    }
+
+    #[test]
+    fn starts_on_the_largest_lesion_slice() {
+        let mut lab = Array3::<u8>::zeros((4, 6, 6));
+        lab.slice_mut(ndarray::s![0..4, 0..6, 0..6]).fill(1);
+        assert_eq!(start(lab.view()), [2, 2, 0]);
+        lab[[2, 1, 3]] = 2;
+        lab[[2, 1, 5]] = 2;
+        lab[[3, 4, 4]] = 2;
+        assert_eq!(start(lab.view()), [4, 1, 2]);
+        assert_eq!(start(Array3::<u8>::zeros((4, 6, 6)).view()), [3, 3, 2]);
     }
 
     #[test]
@@ -291,7 +374,10 @@ mod tests {
         (a[0][0], a[1][1], a[2][2], a[3][3]) = (-0.5, 0.5, 2.0, 1.0);
         a[0][3] = 10.0;
         let b = downsampled_affine(&a, 2);
-        assert_eq!([b[0][0], b[1][1], b[2][2], b[0][3], b[1][3]], [-1.0, 1.0, 2.0, 9.75, 0.25]);
+        assert_eq!(
+            [b[0][0], b[1][1], b[2][2], b[0][3], b[1][3]],
+            [-1.0, 1.0, 2.0, 9.75, 0.25]
+        );
         let gz = nifti_gz(&[7; 8], [2, 2, 2], &b).unwrap();
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
