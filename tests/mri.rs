@@ -44,10 +44,7 @@ fn mri_graph_segments_a_real_chaos_liver() {
     let pred = labels(&out);
     let gt = labels(&truth);
     assert_eq!(pred.dim(), gt.dim(), "the output keeps the input's grid");
-    assert!(
-        pred.iter().all(|&v| v <= 1),
-        "the MRI graph labels liver only"
-    );
+    assert!(pred.iter().all(|&v| v <= 1), "the MRI graph labels liver only");
     let (mut both, mut p, mut g) = (0usize, 0usize, 0usize);
     for (&a, &b) in pred.iter().zip(gt.iter()) {
         let (a, b) = (a >= 1, b >= 1);
