@@ -3,7 +3,7 @@ CARGO ?= cargo
 VOXFLOW := target/release/voxflow
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-wheel setup setup-training setup-chromium build docs
+.PHONY: demo test test-wheel setup setup-training setup-chromium setup-niivue build docs
 
 # Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv; CMake and g++ for the JPEG-LS
 # decoder (CharLS, built by cargo).
@@ -19,7 +19,11 @@ setup-training:
 setup-chromium:
 	bash scripts/setup-chromium.sh
 
-build: setup
+# NiiVue (npm @niivue/niivue, pinned), the viewer the HTML report inlines: the build reads it.
+setup-niivue:
+	bash scripts/setup-niivue.sh
+
+build: setup setup-niivue
 	$(CARGO) build --release --workspace
 
 # The main job: the CT liver -> lesion cascade (+ 3D CRF) on the built-in phantom; beside the
@@ -28,11 +32,11 @@ demo: build
 	$(VOXFLOW) run graphs/ct_liver_lesion.yaml --set output=$(DEMO_OUT)/ct_liver_lesion.nii.gz --report $(DEMO_OUT)/report.json
 
 # The pip route: build the wheel, install it into a fresh virtualenv, segment the phantom with it.
-test-wheel:
+test-wheel: setup setup-niivue
 	bash scripts/test-wheel.sh
 
 # The whole test suite (set VOXFLOW_DATA to the real-scan folder to include those tests).
-test: setup setup-training setup-chromium test-wheel
+test: setup setup-training setup-chromium setup-niivue test-wheel
 	$(CARGO) test --release --workspace
 
 # Regenerate the node reference and the graph JSON Schema from the node declarations.

@@ -15,6 +15,10 @@ if [ "$("$VENV/bin/maturin" --version 2>/dev/null)" != "maturin $MATURIN_VERSION
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q "maturin==$MATURIN_VERSION"
 fi
 
+# The build inlines NiiVue into the report (nodes/build.rs) and compiles CharLS with CMake.
+bash "$ROOT/scripts/setup-niivue.sh"
+bash "$ROOT/scripts/setup-cmake.sh"
+
 # The wheel's data folder (pyproject.toml `data`), installed under <prefix>/share/voxflow/: every
 # graph, the models the graphs name (`../models/NAME.onnx`) and the models' README (licences).
 data="$ROOT/target/wheel-data"

@@ -496,3 +496,150 @@ fn report_switch_and_truth_switch() {
         "{err}"
     );
 }
+
+/// Chromium arguments for the viewer: WebGL2 on the CPU (SwiftShader) and virtual time for
+/// NiiVue to start before the DOM dump or screenshot.
+fn webgl_args() -> Vec<String> {
+    [
+        "--use-angle=swiftshader",
+        "--enable-unsafe-swiftshader",
+        "--virtual-time-budget=30000",
+        "--force-device-scale-factor=1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The viewer's state in a DOM dump: `data-state`, `data-slice` and the canvas rectangle.
+struct ViewerState {
+    state: String,
+    slice: Option<usize>,
+    rect: Option<[usize; 4]>,
+}
+
+fn viewer_state(dom: &str) -> ViewerState {
+    let at = dom
+        .find("<section id=\"viewer\"")
+        .expect("no viewer section");
+    let tag = &dom[at..at + dom[at..].find('>').expect("section tag end")];
+    let errors = dom
+        .find("<html")
+        .map(|i| &dom[i..i + dom[i..].find('>').unwrap()])
+        .and_then(|t| attr(t, "data-js-errors"));
+    assert_eq!(errors, None, "JavaScript errors on the page");
+    let rect = attr(tag, "data-rect").map(|r| {
+        let v: Vec<usize> = r.split(',').map(|x| x.parse().unwrap()).collect();
+        [v[0], v[1], v[2], v[3]]
+    });
+    ViewerState {
+        state: attr(tag, "data-state").unwrap_or_default().to_string(),
+        slice: attr(tag, "data-slice").map(|k| k.parse().unwrap()),
+        rect,
+    }
+}
+
+/// The DOM and the screenshot (RGB, width 1200) of a page with WebGL, `hash` after its URL.
+fn render_webgl(page: &Path, dir: &Path, hash: &str) -> (String, Vec<[u8; 3]>) {
+    let url = PathBuf::from(format!("{}{hash}", page.display()));
+    let dom = chromium_run(
+        &url,
+        dir,
+        &[["--dump-dom".to_string()].as_slice(), &webgl_args()].concat(),
+    );
+    let shot = dir.join("viewer.png");
+    let mut args = webgl_args();
+    args.push(format!("--screenshot={}", shot.display()));
+    args.push("--window-size=1200,1600".into());
+    chromium_run(&url, dir, &args);
+    (
+        dom,
+        decode_png(&std::fs::read(&shot).expect("screenshot written")),
+    )
+}
+
+/// The pixels of a rectangle `[x, y, w, h]` of a 1200-pixel-wide screenshot.
+fn crop(shot: &[[u8; 3]], [x, y, w, h]: [usize; 4]) -> Vec<[u8; 3]> {
+    assert!(
+        x + w <= 1200 && (y + h) * 1200 <= shot.len(),
+        "{x},{y},{w},{h} off the screenshot"
+    );
+    (y..y + h)
+        .flat_map(|r| shot[r * 1200 + x..r * 1200 + x + w].iter().copied())
+        .collect()
+}
+
+#[test]
+fn viewer_shows_and_scrolls_the_phantom() {
+    let dir = temp_dir("report-viewer");
+    run_phantom(&dir, "report=true");
+    let page = dir.join("seg.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // One file: nothing loaded from elsewhere.
+    for external in ["<script src", "<link", "<iframe", "src=\"http", "src=\"//"] {
+        assert!(!html.contains(external), "the page loads `{external}`");
+    }
+    // The viewer sits between the summary tables and the PNG slices.
+    let (summary, viewer, slices) = (
+        html.find("<table id=\"summary\"").unwrap(),
+        html.find("<section id=\"viewer\"").unwrap(),
+        html.find("<h2>Slices</h2>").unwrap(),
+    );
+    assert!(summary < viewer && viewer < slices);
+
+    let (dom, shot) = render_webgl(&page, &dir, "");
+    let before = viewer_state(&dom);
+    assert_eq!(before.state, "ready", "viewer did not start");
+    let rect = before.rect.expect("canvas rectangle");
+    let k0 = before.slice.expect("slice shown");
+    let planes = crop(&shot, rect);
+    // Not blank: a blank canvas is one colour; the viewer shows grey levels and the label.
+    let distinct: std::collections::HashSet<[u8; 3]> = planes.iter().copied().collect();
+    assert!(
+        distinct.len() > 100,
+        "canvas has {} colours",
+        distinct.len()
+    );
+    let (green, blue) = count_hues(&planes);
+    assert!(
+        green > 1000,
+        "no liver on the viewer ({green} green pixels)"
+    );
+    assert!(blue > 20, "no lesion on the viewer ({blue} blue pixels)");
+
+    // Five wheel notches over the axial plane: five slices on, and another picture.
+    let (dom, shot2) = render_webgl(&page, &dir, "#viewer-scroll=5");
+    let after = viewer_state(&dom);
+    assert_eq!(after.state, "ready");
+    let k1 = after.slice.expect("slice shown");
+    assert_eq!(k0.abs_diff(k1), 5, "slice {k0} -> {k1}");
+    let changed = planes
+        .iter()
+        .zip(crop(&shot2, after.rect.unwrap()))
+        .filter(|(a, b)| *a != b)
+        .count();
+    assert!(
+        changed > planes.len() / 50,
+        "scrolling changed {changed} pixels"
+    );
+}
+
+#[test]
+fn viewer_switch() {
+    let dir = temp_dir("report-viewer-switch");
+    let g = |viewer: bool| {
+        write_graph(
+            &dir,
+            &format!("v{viewer}.yaml"),
+            &format!(
+                "graph: v\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:small\" }}\n  gt: {{ kind: read_volume, path: \"phantom:small\", as: label }}\n  report: {{ kind: report, image: ct, label: gt, path: v{viewer}.html, viewer: {viewer} }}\n"
+            ),
+        )
+    };
+    for viewer in [true, false] {
+        voxflow_in(&dir, &["run", "-q", &g(viewer).display().to_string()]);
+        let html = std::fs::read_to_string(dir.join(format!("v{viewer}.html"))).unwrap();
+        assert_eq!(html.contains("<section id=\"viewer\""), viewer);
+        assert_eq!(html.contains("export const esm"), viewer);
+        assert!(html.contains("<h2>Slices</h2>"));
+    }
+}

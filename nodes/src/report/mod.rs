@@ -5,6 +5,7 @@ pub mod overlay;
 #[allow(clippy::module_inception)]
 pub mod report;
 pub mod stats;
+pub mod viewer;
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;

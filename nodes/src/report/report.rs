@@ -3,6 +3,7 @@
 
 use super::overlay::{self, Class, Drawn, OverlaySpec};
 use super::stats::{case_name, case_stats, CaseStats};
+use super::viewer::{self, Viewer};
 use crate::eval::metrics::{evaluate, parse_classes, ClassResult, DEFAULT_CLASSES, METRIC_NAMES};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -31,6 +32,10 @@ everything embedded (images as `data:` URIs, no external files):
 - the `overlay` images (same params, same code: with equal params they are byte for byte the
   PNG files `overlay` writes), the largest-area slices first, each with why it was chosen, and
   a colour legend;
+- with `viewer` (default on), right after the tables: an interactive viewer (NiiVue, inlined)
+  of the image with the label over it in three planes, scrolling through every slice, and
+  the label in 3D; the image is embedded windowed to 8 bits (the overlay's grey window) and,
+  above `viewer_voxels` voxels, averaged in-plane over blocks (the label by majority);
 - per-node wall and busy times of the nodes that had finished when the report was written
   (the report waits for every node upstream of it, so those are always included).
 
@@ -52,6 +57,21 @@ impl NodeKind for Report {
                 "case",
                 ParamType::Str,
                 "case name (default: the input file name without extension)",
+            )
+            .param(
+                "viewer",
+                ParamType::Bool,
+                true,
+                "embed the interactive viewer (NiiVue) of image and label",
+            )
+            .param(
+                "viewer_voxels",
+                ParamType::Int {
+                    min: Some(1),
+                    max: None,
+                },
+                viewer::DEFAULT_MAX_VOXELS,
+                "most voxels the viewer embeds; larger volumes are downsampled in-plane",
             )
             .param(
                 "models",
@@ -82,6 +102,10 @@ impl NodeKind for Report {
             spec: OverlaySpec::from_params(p)?,
             path: p.path("path")?,
             case: p.opt_str("case")?.map(String::from),
+            viewer_voxels: p
+                .bool("viewer")?
+                .then(|| p.usize("viewer_voxels"))
+                .transpose()?,
             models,
         }))
     }
@@ -91,6 +115,8 @@ struct ReportNode {
     spec: OverlaySpec,
     path: PathBuf,
     case: Option<String>,
+    /// The viewer's voxel budget; `None`: no viewer.
+    viewer_voxels: Option<usize>,
     models: Vec<ModelInfo>,
 }
 
@@ -109,6 +135,15 @@ impl Node for ReportNode {
             None => None,
         };
         let drawn = overlay::draw(&image, &label, truth.as_ref(), &self.spec)?;
+        let viewer = match self.viewer_voxels {
+            Some(max) => Some(Viewer::new(
+                &image,
+                &label,
+                overlay::display_window(&image, &self.spec),
+                max,
+            )?),
+            None => None,
+        };
         let timings = ctx.finished_nodes()?;
         let graph = GraphInfo {
             name: ctx.graph_name().to_string(),
@@ -125,6 +160,7 @@ impl Node for ReportNode {
             stats: &stats,
             metrics: metrics.as_deref(),
             drawn: &drawn,
+            viewer: viewer.as_ref(),
             timings: &timings,
         }
         .html();
@@ -154,6 +190,7 @@ pub struct Page<'a> {
     pub stats: &'a CaseStats,
     pub metrics: Option<&'a [ClassResult]>,
     pub drawn: &'a [Drawn],
+    pub viewer: Option<&'a Viewer>,
     pub timings: &'a [NodeTiming],
 }
 
@@ -192,14 +229,18 @@ impl Page<'_> {
         let title = format!("voxflow report: {}", self.case);
         let _ = write!(
             s,
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}{}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
             esc(&title),
+            if self.viewer.is_some() { viewer::STYLE } else { "" },
             esc(&title)
         );
         self.about(&mut s);
         self.numbers(&mut s);
         if let Some(m) = self.metrics {
             metrics_table(&mut s, m);
+        }
+        if let Some(v) = self.viewer {
+            v.html(&mut s);
         }
         self.images(&mut s);
         self.run_table(&mut s);
