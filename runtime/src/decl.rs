@@ -42,9 +42,12 @@ pub enum ParamType {
         min: Option<i64>,
         max: Option<i64>,
     },
+    /// Bounds are inclusive unless marked exclusive (e.g. a width that must be > 0).
     Float {
         min: Option<f64>,
         max: Option<f64>,
+        min_exclusive: bool,
+        max_exclusive: bool,
     },
     Str,
     /// A file or folder; relative paths are resolved (graph file folder or current directory).
@@ -63,10 +66,19 @@ impl ParamType {
     pub fn describe(&self) -> String {
         match self {
             ParamType::Bool => "bool".into(),
-            ParamType::Int { min, max } => {
-                format!("int{}", range(min.map(|v| v as f64), max.map(|v| v as f64)))
-            }
-            ParamType::Float { min, max } => format!("float{}", range(*min, *max)),
+            ParamType::Int { min, max } => format!(
+                "int{}",
+                range(min.map(|v| v as f64), max.map(|v| v as f64), false, false)
+            ),
+            ParamType::Float {
+                min,
+                max,
+                min_exclusive,
+                max_exclusive,
+            } => format!(
+                "float{}",
+                range(*min, *max, *min_exclusive, *max_exclusive)
+            ),
             ParamType::Str => "string".into(),
             ParamType::Path => "path".into(),
             ParamType::PathList => "list of path".into(),
@@ -79,12 +91,14 @@ impl ParamType {
     }
 }
 
-fn range(min: Option<f64>, max: Option<f64>) -> String {
+fn range(min: Option<f64>, max: Option<f64>, min_excl: bool, max_excl: bool) -> String {
+    let (ge, le) = (if min_excl { ">" } else { ">=" }, if max_excl { "<" } else { "<=" });
+    let (open, close) = (if min_excl { "(" } else { "[" }, if max_excl { ")" } else { "]" });
     match (min, max) {
         (None, None) => String::new(),
-        (Some(a), None) => format!(" >= {a}"),
-        (None, Some(b)) => format!(" <= {b}"),
-        (Some(a), Some(b)) => format!(" in [{a}, {b}]"),
+        (Some(a), None) => format!(" {ge} {a}"),
+        (None, Some(b)) => format!(" {le} {b}"),
+        (Some(a), Some(b)) => format!(" in {open}{a}, {b}{close}"),
     }
 }
 
@@ -321,14 +335,21 @@ pub fn check_value(ty: &ParamType, v: &Value) -> Result<Value, String> {
             }
             Ok(Value::from(x))
         }
-        ParamType::Float { min, max } => {
+        ParamType::Float {
+            min,
+            max,
+            min_exclusive,
+            max_exclusive,
+        } => {
             let Some(x) = v
                 .as_f64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
             else {
                 return bad("a number");
             };
-            if !x.is_finite() || min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
+            let below = min.is_some_and(|m| x < m || *min_exclusive && x == m);
+            let above = max.is_some_and(|m| x > m || *max_exclusive && x == m);
+            if !x.is_finite() || below || above {
                 return Err(format!("{x} is out of range (must be {})", ty.describe()));
             }
             Ok(Value::from(x))
@@ -443,9 +464,21 @@ mod tests {
         let f = ParamType::Float {
             min: Some(0.0),
             max: None,
+            min_exclusive: false,
+            max_exclusive: false,
         };
         assert!(check_value(&f, &Value::from(-1.0)).is_err());
         assert_eq!(check_value(&f, &Value::from(2)).unwrap(), Value::from(2.0));
+        assert_eq!(check_value(&f, &Value::from(0)).unwrap(), Value::from(0.0));
+        let positive = ParamType::Float {
+            min: Some(0.0),
+            max: Some(1.0),
+            min_exclusive: true,
+            max_exclusive: false,
+        };
+        let e = check_value(&positive, &Value::from(0)).unwrap_err();
+        assert_eq!(e, "0 is out of range (must be float in (0, 1])");
+        assert!(check_value(&positive, &Value::from(1)).is_ok());
         assert!(check_value(&ParamType::Bool, &Value::from(1)).is_err());
     }
 }
