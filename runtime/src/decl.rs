@@ -236,7 +236,8 @@ fn port_type(ty: &PortType, params: &Params) -> Option<StreamType> {
     }
 }
 
-/// Checked param values of one node (defaults filled in, paths resolved).
+/// Checked param values of one node (defaults filled in, paths resolved). Built-in kinds read
+/// them as their params struct ([`crate::params::from_params`]); plugin kinds by name.
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     pub values: BTreeMap<String, Value>,
@@ -255,9 +256,6 @@ impl Params {
             .as_f64()
             .ok_or_else(|| format!("param `{name}` must be a number"))
     }
-    pub fn opt_f64(&self, name: &str) -> Result<Option<f64>, String> {
-        self.get(name).map(|_| self.f64(name)).transpose()
-    }
     pub fn i64(&self, name: &str) -> Result<i64, String> {
         self.need(name)?
             .as_i64()
@@ -267,50 +265,13 @@ impl Params {
         let v = self.i64(name)?;
         usize::try_from(v).map_err(|_| format!("param `{name}` must not be negative"))
     }
-    pub fn bool(&self, name: &str) -> Result<bool, String> {
-        self.need(name)?
-            .as_bool()
-            .ok_or_else(|| format!("param `{name}` must be true or false"))
-    }
     pub fn str(&self, name: &str) -> Result<&str, String> {
         self.need(name)?
             .as_str()
             .ok_or_else(|| format!("param `{name}` must be a string"))
     }
-    pub fn opt_str(&self, name: &str) -> Result<Option<&str>, String> {
-        self.get(name).map(|_| self.str(name)).transpose()
-    }
     pub fn path(&self, name: &str) -> Result<PathBuf, String> {
         self.str(name).map(PathBuf::from)
-    }
-    pub fn opt_path(&self, name: &str) -> Result<Option<PathBuf>, String> {
-        Ok(self.opt_str(name)?.map(PathBuf::from))
-    }
-    pub fn f64_list(&self, name: &str) -> Result<Vec<f64>, String> {
-        let v = self.need(name)?;
-        v.as_array()
-            .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| format!("param `{name}` must be a list of numbers"))
-    }
-    pub fn usize_list(&self, name: &str) -> Result<Vec<usize>, String> {
-        let v = self.need(name)?;
-        v.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_u64().map(|u| u as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| format!("param `{name}` must be a list of non-negative integers"))
-    }
-    pub fn str_list(&self, name: &str) -> Result<Vec<String>, String> {
-        let v = self.need(name)?;
-        v.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_str().map(String::from))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| format!("param `{name}` must be a list of strings"))
     }
 }
 

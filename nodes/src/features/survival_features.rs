@@ -47,9 +47,6 @@ the reason is in `note`.
 order, which JSON readers may not keep).
 "#;
 
-/// Region names accepted in `regions`.
-pub const REGION_KINDS: [&str; 4] = ["lesions", "each_lesion", "liver", "liver_parenchyma"];
-
 /// Row columns before the features.
 pub const LEAD_COLUMNS: [&str; 8] = [
     "region",
@@ -95,20 +92,17 @@ impl RegionRow {
     }
 }
 
-/// Checks `regions`: known names, not empty, no repeats.
-pub fn parse_regions(list: &[String]) -> Result<Vec<String>, String> {
+/// The names of `regions`, checked: not empty, no repeats.
+pub fn region_names(list: &[Region]) -> Result<Vec<String>, String> {
     if list.is_empty() {
         return Err("no region given".into());
     }
     for (n, r) in list.iter().enumerate() {
-        if !REGION_KINDS.contains(&r.as_str()) {
-            return Err(format!("`{r}` is not one of {}", REGION_KINDS.join(", ")));
-        }
         if list[..n].contains(r) {
-            return Err(format!("`{r}` is listed twice"));
+            return Err(format!("`{}` is listed twice", r.name()));
         }
     }
-    Ok(list.to_vec())
+    Ok(list.iter().map(|r| r.name()).collect())
 }
 
 /// Image and label must be an image and a label stream on the same grid.
@@ -275,7 +269,7 @@ fn region_row(
     Ok(row)
 }
 
-/// The rows of `regions` (names from [`REGION_KINDS`]) for an image and a label volume.
+/// The rows of `regions` (names of [`Region`]s) for an image and a label volume.
 pub fn compute(
     image: &Volume,
     label: &Volume,
@@ -444,7 +438,7 @@ pub fn write(path: &std::path::Path, text: &str) -> Result<(), NodeError> {
         .map_err(|e| NodeError::msg(format!("cannot write {}: {e}", path.display())))
 }
 
-/// A region the features are computed over (the names of [`REGION_KINDS`]).
+/// A region the features are computed over; its serde name names its rows.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Region {
@@ -508,8 +502,7 @@ impl TypedKind for SurvivalFeatures {
 
     fn check_params(&self, p: &SurvivalParams) -> Vec<(String, String)> {
         let mut errs = Vec::new();
-        let names: Vec<String> = p.regions.iter().map(|r| r.name()).collect();
-        if let Err(e) = parse_regions(&names) {
+        if let Err(e) = region_names(&p.regions) {
             errs.push(("regions".into(), e));
         }
         if p.json.is_none() && p.csv.is_none() {
@@ -522,9 +515,8 @@ impl TypedKind for SurvivalFeatures {
     }
 
     fn create(&self, p: SurvivalParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let names: Vec<String> = p.regions.iter().map(|r| r.name()).collect();
         Ok(Box::new(FeaturesNode {
-            regions: parse_regions(&names)?,
+            regions: region_names(&p.regions)?,
             settings: settings(p.bin_width),
             json: p.json,
             csv: p.csv,
