@@ -185,6 +185,7 @@ impl Node for NormNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use voxflow_runtime::NodeKind;
 
     #[test]
     fn percentile_matches_numpy() {
