@@ -261,7 +261,9 @@ fn cli_check_reports_all_errors_and_fails() {
 #[test]
 fn exclusive_bound() {
     // `sigma_int` must be > 0: 0 is refused at its line, a small positive value passes.
-    let g = |v: &str| format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_window, in: ct, scale: none }}\n  p: {{ kind: read_volume, path: $input, as: label }}\n  oh: {{ kind: paste_back, liver: p, lesion: l }}\n  l: {{ kind: read_volume, path: $input, as: prob }}\n  c:\n    kind: dense_crf\n    image: w\n    prob: oh\n    sigma_int: {v}\n");
+    let g = |v: &str| {
+        format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_window, in: ct, scale: none }}\n  p: {{ kind: read_volume, path: $input, as: label }}\n  oh: {{ kind: paste_back, liver: p, lesion: l }}\n  l: {{ kind: read_volume, path: $input, as: prob }}\n  c:\n    kind: dense_crf\n    image: w\n    prob: oh\n    sigma_int: {v}\n")
+    };
     assert_error(
         &errors(&g("0"), &[]),
         14,

@@ -75,10 +75,7 @@ impl ParamType {
                 max,
                 min_exclusive,
                 max_exclusive,
-            } => format!(
-                "float{}",
-                range(*min, *max, *min_exclusive, *max_exclusive)
-            ),
+            } => format!("float{}", range(*min, *max, *min_exclusive, *max_exclusive)),
             ParamType::Str => "string".into(),
             ParamType::Path => "path".into(),
             ParamType::PathList => "list of path".into(),
@@ -92,8 +89,14 @@ impl ParamType {
 }
 
 fn range(min: Option<f64>, max: Option<f64>, min_excl: bool, max_excl: bool) -> String {
-    let (ge, le) = (if min_excl { ">" } else { ">=" }, if max_excl { "<" } else { "<=" });
-    let (open, close) = (if min_excl { "(" } else { "[" }, if max_excl { ")" } else { "]" });
+    let (ge, le) = (
+        if min_excl { ">" } else { ">=" },
+        if max_excl { "<" } else { "<=" },
+    );
+    let (open, close) = (
+        if min_excl { "(" } else { "[" },
+        if max_excl { ")" } else { "]" },
+    );
     match (min, max) {
         (None, None) => String::new(),
         (Some(a), None) => format!(" {ge} {a}"),

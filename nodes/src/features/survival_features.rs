@@ -12,8 +12,7 @@ use voxflow_runtime::decl::PortType;
 use voxflow_runtime::params::variant_name;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind,
-    Volume,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind, Volume,
 };
 
 pub struct SurvivalFeatures;

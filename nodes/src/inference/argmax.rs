@@ -2,8 +2,8 @@
 
 use ndarray::Array2;
 use voxflow_runtime::decl::PortType;
-use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::params::NoParams;
+use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, Slice, TypedKind};
 
 pub struct Argmax;

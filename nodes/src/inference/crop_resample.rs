@@ -2,9 +2,9 @@
 
 use super::liver::{check_liver_header, liver_mask, MaskSpec, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, ArrayView2};
-use voxflow_onnx::{resize_bilinear, ModelInfo, PreprocessStep};
 use serde::Deserialize;
 use std::path::PathBuf;
+use voxflow_onnx::{resize_bilinear, ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind};
@@ -109,7 +109,11 @@ impl TypedKind for CropResample {
                 });
                 info.input_size
             }
-            _ => return Err(NodeError::msg("set exactly one of `size` and `model` = [H, W]")),
+            _ => {
+                return Err(NodeError::msg(
+                    "set exactly one of `size` and `model` = [H, W]",
+                ))
+            }
         };
         Ok(Box::new(CropNode {
             mask: p.mask,

@@ -2,9 +2,9 @@
 
 use super::liver::META_CLASSES;
 use ndarray::{Array2, Array3};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use voxflow_onnx::{Device, FcnSession, ModelInfo, PreprocessStep};
-use serde::{Deserialize, Serialize};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
 use voxflow_runtime::{

@@ -3,8 +3,8 @@
 use super::crop_resample::Roi;
 use super::liver::{class_channel, liver_mask, MaskSpec, META_CLASSES, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
-use voxflow_onnx::resize_bilinear;
 use serde::Deserialize;
+use voxflow_onnx::resize_bilinear;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{

@@ -1,8 +1,8 @@
 //! `read_volume`: NIfTI file, DICOM series folder, or the built-in phantom.
 
 use super::{dicom_io, nifti_io, phantom::Phantom};
-use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType, VolumeData};
 use voxflow_runtime::{

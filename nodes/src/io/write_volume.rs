@@ -1,8 +1,8 @@
 //! `write_volume`: NIfTI output with the stream's geometry.
 
 use super::nifti_io;
-use std::path::PathBuf;
 use serde::Deserialize;
+use std::path::PathBuf;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind};
 

@@ -52,7 +52,10 @@ impl TypedKind for HuWindow {
 
     fn check_params(&self, p: &HuWindowParams) -> Vec<(String, String)> {
         if p.min >= p.max {
-            return vec![("max".into(), format!("must be greater than min ({})", p.min))];
+            return vec![(
+                "max".into(),
+                format!("must be greater than min ({})", p.min),
+            )];
         }
         vec![]
     }

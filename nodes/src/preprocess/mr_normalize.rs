@@ -4,7 +4,9 @@ use ndarray::{Array3, Zip};
 use serde::{Deserialize, Serialize};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind};
+use voxflow_runtime::{
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind,
+};
 
 use super::n4::{make_mask, MaskMode};
 

@@ -1,8 +1,8 @@
 //! `dense_crf`: 3D fully connected CRF over a probability volume (issue 5, step 4 of the paper).
 
 use ndarray::{s, Array3, Array4, ArrayView3, ArrayView4, Axis};
-use std::ops::Range;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{Header, SliceData, StreamType, Volume};
 use voxflow_runtime::{

@@ -3,8 +3,8 @@
 //! radiological orientation with square pixels. The `report` node embeds the same images.
 
 use ndarray::{Array2, Array3, ArrayView2, Axis};
-use std::path::PathBuf;
 use serde::Deserialize;
+use std::path::PathBuf;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{

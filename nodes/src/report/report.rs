@@ -5,11 +5,11 @@ use super::overlay::{self, Class, Drawn, OverlayParams, OverlaySpec};
 use super::stats::{case_name, case_stats, CaseStats};
 use crate::eval::metrics::{evaluate, parse_classes, ClassResult, DEFAULT_CLASSES, METRIC_NAMES};
 use base64::Engine;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 use std::path::PathBuf;
 use voxflow_onnx::ModelInfo;
-use serde::Deserialize;
 use voxflow_runtime::{
     BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, NodeTiming, TypedKind,
 };

@@ -3,10 +3,10 @@
 
 use ndarray::Array3;
 use rayon::prelude::*;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use voxflow_metrics::{label_components, Connectivity};
-use serde::Deserialize;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::validate::strip_extension;

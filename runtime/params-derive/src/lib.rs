@@ -31,7 +31,10 @@ fn node_params(input: &DeriveInput) -> syn::Result<Tokens> {
         return Err(syn::Error::new_spanned(name, "NodeParams needs a struct"));
     };
     let Fields::Named(fields) = &data.fields else {
-        return Err(syn::Error::new_spanned(name, "NodeParams needs named fields"));
+        return Err(syn::Error::new_spanned(
+            name,
+            "NodeParams needs named fields",
+        ));
     };
     let rt = quote!(::voxflow_runtime::params);
     let mut pushes = Vec::new();
@@ -63,11 +66,15 @@ fn node_params(input: &DeriveInput) -> syn::Result<Tokens> {
         }
         if flatten {
             pushes.push(quote! { out.extend(<#ty as #rt::NodeParams>::decls()); });
-            value_checks.push(quote! { out.extend(<#ty as #rt::NodeParams>::value_errors(values)); });
+            value_checks
+                .push(quote! { out.extend(<#ty as #rt::NodeParams>::value_errors(values)); });
             continue;
         }
         if about.is_empty() {
-            return Err(syn::Error::new_spanned(ident, "a param needs a doc comment"));
+            return Err(syn::Error::new_spanned(
+                ident,
+                "a param needs a doc comment",
+            ));
         }
         let bound = |e: &Option<Expr>| match e {
             Some(e) => quote!(::core::option::Option::Some((#e) as f64)),
@@ -144,7 +151,10 @@ fn param_enum(input: &DeriveInput) -> syn::Result<Tokens> {
     let mut variants = Vec::new();
     for v in &data.variants {
         if !matches!(v.fields, Fields::Unit) {
-            return Err(syn::Error::new_spanned(v, "ParamEnum variants take no data"));
+            return Err(syn::Error::new_spanned(
+                v,
+                "ParamEnum variants take no data",
+            ));
         }
         let ident = &v.ident;
         variants.push(quote!(#name::#ident));
