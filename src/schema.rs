@@ -175,6 +175,25 @@ fn param_schema(p: &ParamDecl) -> Value {
     Value::Object(s)
 }
 
+/// Turns a number schema's `minimum` / `maximum` into `exclusiveMinimum` / `exclusiveMaximum`
+/// where the bound itself is refused.
+fn exclusive(mut number: Value, min_exclusive: bool, max_exclusive: bool) -> Value {
+    let n = number
+        .as_object_mut()
+        .expect("a number schema is an object");
+    for (excluded, inclusive, strict) in [
+        (min_exclusive, "minimum", "exclusiveMinimum"),
+        (max_exclusive, "maximum", "exclusiveMaximum"),
+    ] {
+        if excluded {
+            if let Some(v) = n.remove(inclusive) {
+                n.insert(strict.into(), v);
+            }
+        }
+    }
+    number
+}
+
 /// The forms the validator accepts for a value of `ty` written in the graph file, besides a
 /// substitution.
 fn value_forms(ty: &ParamType) -> Vec<Value> {
@@ -197,8 +216,17 @@ fn value_forms(ty: &ParamType) -> Vec<Value> {
             number("integer", min.map(Value::from), max.map(Value::from)),
             json!({ "type": "string", "pattern": INT_TEXT }),
         ],
-        ParamType::Float { min, max } => vec![
-            number("number", min.map(Value::from), max.map(Value::from)),
+        ParamType::Float {
+            min,
+            max,
+            min_exclusive,
+            max_exclusive,
+        } => vec![
+            exclusive(
+                number("number", min.map(Value::from), max.map(Value::from)),
+                *min_exclusive,
+                *max_exclusive,
+            ),
             json!({ "type": "string", "pattern": FLOAT_TEXT }),
         ],
         ParamType::Str | ParamType::Path => vec![json!({ "type": ["string", "number"] })],

@@ -2,15 +2,16 @@
 //! under fixed names directly in OUTDIR.
 
 use clap::{Args, ValueEnum};
+use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::graph::{Entry, NodeSpec};
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
-    BuildEnv, CheckOptions, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params,
-    Registry, RunOptions, VolumeData,
+    BuildEnv, CheckOptions, GraphDoc, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Registry,
+    RunOptions, TypedKind, VolumeData,
 };
 
 #[derive(Args)]
@@ -351,8 +352,20 @@ const MASK_KIND: &str = "segment_class_masks";
 
 struct ClassMasks;
 
-impl NodeKind for ClassMasks {
-    fn decl(&self) -> NodeDecl {
+/// Params of `segment_class_masks`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+struct ClassMasksParams {
+    /// mask of label >= 1 (the liver with its lesions)
+    liver: PathBuf,
+    /// mask of label 2
+    lesions: Option<PathBuf>,
+}
+
+impl TypedKind for ClassMasks {
+    type Params = ClassMasksParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             MASK_KIND,
             "One NIfTI mask per class of a liver/lesion label volume",
@@ -362,18 +375,13 @@ impl NodeKind for ClassMasks {
             PortType::Fixed(StreamType::Label),
             "labels: 0 background, 1 liver, 2 lesion",
         )
-        .required(
-            "liver",
-            ParamType::Path,
-            "mask of label >= 1 (the liver with its lesions)",
-        )
-        .optional("lesions", ParamType::Path, "mask of label 2")
+        .writes(&["liver", "lesions"])
     }
 
-    fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, p: ClassMasksParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(MaskWriter {
-            liver: params.path("liver")?,
-            lesions: params.opt_path("lesions")?,
+            liver: p.liver,
+            lesions: p.lesions,
         }))
     }
 }

@@ -257,3 +257,17 @@ fn cli_check_reports_all_errors_and_fails() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn exclusive_bound() {
+    // `sigma_int` must be > 0: 0 is refused at its line, a small positive value passes.
+    let g = |v: &str| {
+        format!("{HEAD}  ct: {{ kind: read_volume, path: $input }}\n  w: {{ kind: hu_window, in: ct, scale: none }}\n  p: {{ kind: read_volume, path: $input, as: label }}\n  oh: {{ kind: paste_back, liver: p, lesion: l }}\n  l: {{ kind: read_volume, path: $input, as: prob }}\n  c:\n    kind: dense_crf\n    image: w\n    prob: oh\n    sigma_int: {v}\n")
+    };
+    assert_error(
+        &errors(&g("0"), &[]),
+        14,
+        "param `sigma_int`: 0 is out of range (must be float > 0)",
+    );
+    assert_eq!(errors(&g("0.001"), &[]), vec![]);
+}

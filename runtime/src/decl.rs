@@ -42,9 +42,12 @@ pub enum ParamType {
         min: Option<i64>,
         max: Option<i64>,
     },
+    /// Bounds are inclusive unless marked exclusive (e.g. a width that must be > 0).
     Float {
         min: Option<f64>,
         max: Option<f64>,
+        min_exclusive: bool,
+        max_exclusive: bool,
     },
     Str,
     /// A file or folder; relative paths are resolved (graph file folder or current directory).
@@ -63,10 +66,16 @@ impl ParamType {
     pub fn describe(&self) -> String {
         match self {
             ParamType::Bool => "bool".into(),
-            ParamType::Int { min, max } => {
-                format!("int{}", range(min.map(|v| v as f64), max.map(|v| v as f64)))
-            }
-            ParamType::Float { min, max } => format!("float{}", range(*min, *max)),
+            ParamType::Int { min, max } => format!(
+                "int{}",
+                range(min.map(|v| v as f64), max.map(|v| v as f64), false, false)
+            ),
+            ParamType::Float {
+                min,
+                max,
+                min_exclusive,
+                max_exclusive,
+            } => format!("float{}", range(*min, *max, *min_exclusive, *max_exclusive)),
             ParamType::Str => "string".into(),
             ParamType::Path => "path".into(),
             ParamType::PathList => "list of path".into(),
@@ -79,12 +88,20 @@ impl ParamType {
     }
 }
 
-fn range(min: Option<f64>, max: Option<f64>) -> String {
+fn range(min: Option<f64>, max: Option<f64>, min_excl: bool, max_excl: bool) -> String {
+    let (ge, le) = (
+        if min_excl { ">" } else { ">=" },
+        if max_excl { "<" } else { "<=" },
+    );
+    let (open, close) = (
+        if min_excl { "(" } else { "[" },
+        if max_excl { ")" } else { "]" },
+    );
     match (min, max) {
         (None, None) => String::new(),
-        (Some(a), None) => format!(" >= {a}"),
-        (None, Some(b)) => format!(" <= {b}"),
-        (Some(a), Some(b)) => format!(" in [{a}, {b}]"),
+        (Some(a), None) => format!(" {ge} {a}"),
+        (None, Some(b)) => format!(" {le} {b}"),
+        (Some(a), Some(b)) => format!(" in {open}{a}, {b}{close}"),
     }
 }
 
@@ -231,7 +248,8 @@ fn port_type(ty: &PortType, params: &Params) -> Option<StreamType> {
     }
 }
 
-/// Checked param values of one node (defaults filled in, paths resolved).
+/// Checked param values of one node (defaults filled in, paths resolved). Built-in kinds read
+/// them as their params struct ([`crate::params::from_params`]); plugin kinds by name.
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     pub values: BTreeMap<String, Value>,
@@ -250,9 +268,6 @@ impl Params {
             .as_f64()
             .ok_or_else(|| format!("param `{name}` must be a number"))
     }
-    pub fn opt_f64(&self, name: &str) -> Result<Option<f64>, String> {
-        self.get(name).map(|_| self.f64(name)).transpose()
-    }
     pub fn i64(&self, name: &str) -> Result<i64, String> {
         self.need(name)?
             .as_i64()
@@ -262,50 +277,13 @@ impl Params {
         let v = self.i64(name)?;
         usize::try_from(v).map_err(|_| format!("param `{name}` must not be negative"))
     }
-    pub fn bool(&self, name: &str) -> Result<bool, String> {
-        self.need(name)?
-            .as_bool()
-            .ok_or_else(|| format!("param `{name}` must be true or false"))
-    }
     pub fn str(&self, name: &str) -> Result<&str, String> {
         self.need(name)?
             .as_str()
             .ok_or_else(|| format!("param `{name}` must be a string"))
     }
-    pub fn opt_str(&self, name: &str) -> Result<Option<&str>, String> {
-        self.get(name).map(|_| self.str(name)).transpose()
-    }
     pub fn path(&self, name: &str) -> Result<PathBuf, String> {
         self.str(name).map(PathBuf::from)
-    }
-    pub fn opt_path(&self, name: &str) -> Result<Option<PathBuf>, String> {
-        Ok(self.opt_str(name)?.map(PathBuf::from))
-    }
-    pub fn f64_list(&self, name: &str) -> Result<Vec<f64>, String> {
-        let v = self.need(name)?;
-        v.as_array()
-            .and_then(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| format!("param `{name}` must be a list of numbers"))
-    }
-    pub fn usize_list(&self, name: &str) -> Result<Vec<usize>, String> {
-        let v = self.need(name)?;
-        v.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_u64().map(|u| u as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| format!("param `{name}` must be a list of non-negative integers"))
-    }
-    pub fn str_list(&self, name: &str) -> Result<Vec<String>, String> {
-        let v = self.need(name)?;
-        v.as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_str().map(String::from))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| format!("param `{name}` must be a list of strings"))
     }
 }
 
@@ -330,14 +308,21 @@ pub fn check_value(ty: &ParamType, v: &Value) -> Result<Value, String> {
             }
             Ok(Value::from(x))
         }
-        ParamType::Float { min, max } => {
+        ParamType::Float {
+            min,
+            max,
+            min_exclusive,
+            max_exclusive,
+        } => {
             let Some(x) = v
                 .as_f64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
             else {
                 return bad("a number");
             };
-            if !x.is_finite() || min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
+            let below = min.is_some_and(|m| x < m || *min_exclusive && x == m);
+            let above = max.is_some_and(|m| x > m || *max_exclusive && x == m);
+            if !x.is_finite() || below || above {
                 return Err(format!("{x} is out of range (must be {})", ty.describe()));
             }
             Ok(Value::from(x))
@@ -452,9 +437,21 @@ mod tests {
         let f = ParamType::Float {
             min: Some(0.0),
             max: None,
+            min_exclusive: false,
+            max_exclusive: false,
         };
         assert!(check_value(&f, &Value::from(-1.0)).is_err());
         assert_eq!(check_value(&f, &Value::from(2)).unwrap(), Value::from(2.0));
+        assert_eq!(check_value(&f, &Value::from(0)).unwrap(), Value::from(0.0));
+        let positive = ParamType::Float {
+            min: Some(0.0),
+            max: Some(1.0),
+            min_exclusive: true,
+            max_exclusive: false,
+        };
+        let e = check_value(&positive, &Value::from(0)).unwrap_err();
+        assert_eq!(e, "0 is out of range (must be float in (0, 1])");
+        assert!(check_value(&positive, &Value::from(1)).is_ok());
         assert!(check_value(&ParamType::Bool, &Value::from(1)).is_err());
     }
 }

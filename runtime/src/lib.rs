@@ -1,6 +1,9 @@
 //! The voxflow runtime: YAML graphs, validation, typed slice streams, scheduling.
 //! It knows nothing about medicine; nodes bring the meaning.
 
+// Lets `#[derive(NodeParams)]` output (which names `::voxflow_runtime`) compile in this crate.
+extern crate self as voxflow_runtime;
+
 pub mod decl;
 pub mod graph;
 pub mod stream;
@@ -12,10 +15,12 @@ pub use stream::{
 };
 pub mod exec;
 pub mod node;
+pub mod params;
 pub mod registry;
 pub mod validate;
 
 pub use exec::{execute, RunError, RunOptions, RunReport, RunStats};
 pub use node::{BuildEnv, Node, NodeCtx, NodeError, NodeKind, NodeTiming};
+pub use params::{NodeParams, ParamEnum, TypedKind};
 pub use registry::Registry;
 pub use validate::{check, check_all_ways, CheckOptions, Plan};

@@ -523,8 +523,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         }
         if unknown_params.is_empty() {
             for (param, msg) in entry.kind.check(&st.params) {
-                let pos = spec.entry(&param).map(|e| e.value_pos).unwrap_or(spec.pos);
-                c.err(pos, Some(id), format!("param `{param}`: {msg}"));
+                match spec.entry(&param) {
+                    Some(e) => c.err(e.value_pos, Some(id), format!("param `{param}`: {msg}")),
+                    None if param.is_empty() => c.err(spec.pos, Some(id), msg),
+                    None => c.err(spec.pos, Some(id), format!("param `{param}`: {msg}")),
+                }
             }
         }
         states.push(st);

@@ -85,6 +85,8 @@ impl NodeKind for AddKind {
                 ParamType::Float {
                     min: None,
                     max: None,
+                    min_exclusive: false,
+                    max_exclusive: false,
                 },
                 1.0,
                 "",

@@ -3,14 +3,15 @@
 
 use ndarray::Array3;
 use rayon::prelude::*;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use voxflow_metrics::{binary_metrics, detection};
 pub use voxflow_metrics::{ClassMetrics, Detection, Metric, Undefined};
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind, Volume,
 };
 
 pub struct Metrics;
@@ -329,8 +330,26 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), NodeError> {
         .map_err(|e| NodeError::msg(format!("cannot write {}: {e}", path.display())))
 }
 
-impl NodeKind for Metrics {
-    fn decl(&self) -> NodeDecl {
+/// Params of `metrics`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsParams {
+    /// classes as NAME:RULE (`>=N`, `==N`, `N,M`, ...)
+    #[param(default = DEFAULT_CLASSES.map(String::from).to_vec())]
+    pub classes: Vec<String>,
+    /// classes that also get per-lesion detection counts
+    #[param(default = vec!["lesion".to_string()])]
+    pub detection: Vec<String>,
+    /// JSON output file
+    pub json: Option<PathBuf>,
+    /// CSV output file, one row per class
+    pub csv: Option<PathBuf>,
+}
+
+impl TypedKind for Metrics {
+    type Params = MetricsParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "metrics",
             "Dice, VOE, RVD, ASD, MSD, HD95 and lesion detection of pred vs truth",
@@ -346,35 +365,20 @@ impl NodeKind for Metrics {
             PortType::Fixed(StreamType::Label),
             "ground-truth labels, same grid",
         )
-        .param(
-            "classes",
-            ParamType::StrList(None),
-            Value::from(DEFAULT_CLASSES.to_vec()),
-            "classes as NAME:RULE (`>=N`, `==N`, `N,M`, ...)",
-        )
-        .param(
-            "detection",
-            ParamType::StrList(None),
-            Value::from(vec!["lesion"]),
-            "classes that also get per-lesion detection counts",
-        )
-        .optional("json", ParamType::Path, "JSON output file")
-        .optional("csv", ParamType::Path, "CSV output file, one row per class")
         .writes(&["json", "csv"])
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
+    fn check_params(&self, p: &MetricsParams) -> Vec<(String, String)> {
         let mut errs = Vec::new();
-        let classes = p.str_list("classes").and_then(|c| parse_classes(&c));
-        match &classes {
-            Err(e) => errs.push(("classes".into(), e.clone())),
+        match parse_classes(&p.classes) {
+            Err(e) => errs.push(("classes".into(), e)),
             Ok(c) => {
-                if let Err(e) = p.str_list("detection").and_then(|d| check_detection(c, &d)) {
+                if let Err(e) = check_detection(&c, &p.detection) {
                     errs.push(("detection".into(), e));
                 }
             }
         }
-        if p.get("json").is_none() && p.get("csv").is_none() {
+        if p.json.is_none() && p.csv.is_none() {
             errs.push((
                 "json".into(),
                 "set `json` and/or `csv`, else the metrics go nowhere".into(),
@@ -383,20 +387,12 @@ impl NodeKind for Metrics {
         errs
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let classes = parse_classes(&p.str_list("classes")?)?;
-        let detect = p.str_list("detection")?;
-        check_detection(&classes, &detect)?;
-        let json = p.opt_path("json")?;
-        let csv = p.opt_path("csv")?;
-        if json.is_none() && csv.is_none() {
-            return Err(NodeError::msg("set `json` and/or `csv`"));
-        }
+    fn create(&self, p: MetricsParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(MetricsNode {
-            classes,
-            detect,
-            json,
-            csv,
+            classes: parse_classes(&p.classes)?,
+            detect: p.detection,
+            json: p.json,
+            csv: p.csv,
         }))
     }
 }

@@ -1,12 +1,13 @@
 //! `risk`: a user-supplied linear model on the survival features of one region -> low/high.
 
-use super::survival_features::{self as sf, RegionRow, REGION_KINDS};
+use super::survival_features::{self as sf, Region, RegionRow};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use voxflow_radiomics::{feature_names, Settings};
-use voxflow_runtime::decl::{did_you_mean, ParamType, PortType};
+use voxflow_runtime::decl::{did_you_mean, PortType};
 use voxflow_runtime::stream::StreamType;
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind};
 
 pub struct Risk;
 
@@ -249,8 +250,28 @@ pub fn to_csv(model: &RiskModel, results: &[RiskResult]) -> String {
     s
 }
 
-impl NodeKind for Risk {
-    fn decl(&self) -> NodeDecl {
+/// Params of `risk`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct RiskParams {
+    /// linear model file (JSON, or YAML for .yaml/.yml)
+    pub model: PathBuf,
+    /// region whose features the model reads
+    #[param(default = Region::Lesions)]
+    pub region: Region,
+    /// fixed bin width (as in survival_features)
+    #[param(default = 25.0, min = 1e-9)]
+    pub bin_width: f64,
+    /// JSON output file
+    pub json: Option<PathBuf>,
+    /// CSV output file
+    pub csv: Option<PathBuf>,
+}
+
+impl TypedKind for Risk {
+    type Params = RiskParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "risk",
             "Low/high risk from a user-supplied linear model on the survival features",
@@ -266,30 +287,11 @@ impl NodeKind for Risk {
             PortType::Fixed(StreamType::Label),
             "labels: 1 liver, 2 lesion; same grid",
         )
-        .required(
-            "model",
-            ParamType::Path,
-            "linear model file (JSON, or YAML for .yaml/.yml)",
-        )
-        .param(
-            "region",
-            ParamType::Enum(REGION_KINDS.iter().map(|s| s.to_string()).collect()),
-            "lesions",
-            "region whose features the model reads",
-        )
-        .param(
-            "bin_width",
-            sf::bin_width_type(),
-            25.0,
-            "fixed bin width (as in survival_features)",
-        )
-        .optional("json", ParamType::Path, "JSON output file")
-        .optional("csv", ParamType::Path, "CSV output file")
         .writes(&["json", "csv"])
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        if p.get("json").is_none() && p.get("csv").is_none() {
+    fn check_params(&self, p: &RiskParams) -> Vec<(String, String)> {
+        if p.json.is_none() && p.csv.is_none() {
             return vec![(
                 "json".into(),
                 "set `json` and/or `csv`, else the result goes nowhere".into(),
@@ -298,20 +300,15 @@ impl NodeKind for Risk {
         vec![]
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let model_path = p.path("model")?;
-        let model = RiskModel::load(&model_path)?;
-        let (json, csv) = (p.opt_path("json")?, p.opt_path("csv")?);
-        if json.is_none() && csv.is_none() {
-            return Err(NodeError::msg("set `json` and/or `csv`"));
-        }
+    fn create(&self, p: RiskParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let model = RiskModel::load(&p.model)?;
         Ok(Box::new(RiskNode {
             model,
-            model_path,
-            region: p.str("region")?.to_string(),
-            settings: sf::settings(p)?,
-            json,
-            csv,
+            model_path: p.model,
+            region: p.region.name(),
+            settings: sf::settings(p.bin_width),
+            json: p.json,
+            csv: p.csv,
         }))
     }
 }

@@ -3,14 +3,16 @@
 
 use ndarray::{s, Array3, ArrayView3, Axis};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use voxflow_metrics::components::{label_components, Connectivity};
 use voxflow_radiomics::{feature_names, features, RadiomicsError, Settings};
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
+use voxflow_runtime::params::variant_name;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind, Volume,
 };
 
 pub struct SurvivalFeatures;
@@ -43,12 +45,6 @@ the reason is in `note`.
 "regions": [{...}, ...]}` with the same keys per region (`feature_names` gives PyRadiomics'
 order, which JSON readers may not keep).
 "#;
-
-/// Region names accepted in `regions`.
-pub const REGION_KINDS: [&str; 4] = ["lesions", "each_lesion", "liver", "liver_parenchyma"];
-
-/// The default `regions`.
-pub const DEFAULT_REGIONS: [&str; 3] = ["lesions", "each_lesion", "liver"];
 
 /// Row columns before the features.
 pub const LEAD_COLUMNS: [&str; 8] = [
@@ -95,20 +91,17 @@ impl RegionRow {
     }
 }
 
-/// Checks `regions`: known names, not empty, no repeats.
-pub fn parse_regions(list: &[String]) -> Result<Vec<String>, String> {
+/// The names of `regions`, checked: not empty, no repeats.
+pub fn region_names(list: &[Region]) -> Result<Vec<String>, String> {
     if list.is_empty() {
         return Err("no region given".into());
     }
     for (n, r) in list.iter().enumerate() {
-        if !REGION_KINDS.contains(&r.as_str()) {
-            return Err(format!("`{r}` is not one of {}", REGION_KINDS.join(", ")));
-        }
         if list[..n].contains(r) {
-            return Err(format!("`{r}` is listed twice"));
+            return Err(format!("`{}` is listed twice", r.name()));
         }
     }
-    Ok(list.to_vec())
+    Ok(list.iter().map(|r| r.name()).collect())
 }
 
 /// Image and label must be an image and a label stream on the same grid.
@@ -275,7 +268,7 @@ fn region_row(
     Ok(row)
 }
 
-/// The rows of `regions` (names from [`REGION_KINDS`]) for an image and a label volume.
+/// The rows of `regions` (names of [`Region`]s) for an image and a label volume.
 pub fn compute(
     image: &Volume,
     label: &Volume,
@@ -444,24 +437,51 @@ pub fn write(path: &std::path::Path, text: &str) -> Result<(), NodeError> {
         .map_err(|e| NodeError::msg(format!("cannot write {}: {e}", path.display())))
 }
 
-/// `bin_width` param -> kernel settings.
-pub fn settings(p: &Params) -> Result<Settings, String> {
-    Ok(Settings {
-        bin_width: p.f64("bin_width")?,
-        ..Settings::default()
-    })
+/// A region the features are computed over; its serde name names its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Region {
+    Lesions,
+    EachLesion,
+    Liver,
+    LiverParenchyma,
 }
 
-/// The `bin_width` param's type.
-pub fn bin_width_type() -> ParamType {
-    ParamType::Float {
-        min: Some(1e-9),
-        max: None,
+impl Region {
+    /// The name used in rows and outputs.
+    pub fn name(self) -> String {
+        variant_name(&self)
     }
 }
 
-impl NodeKind for SurvivalFeatures {
-    fn decl(&self) -> NodeDecl {
+/// Kernel settings with a fixed bin width (`bin_width` of `survival_features` and `risk`).
+pub fn settings(bin_width: f64) -> Settings {
+    Settings {
+        bin_width,
+        ..Settings::default()
+    }
+}
+
+/// Params of `survival_features`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct SurvivalParams {
+    /// regions, in output order
+    #[param(default = vec![Region::Lesions, Region::EachLesion, Region::Liver])]
+    pub regions: Vec<Region>,
+    /// fixed bin width (PyRadiomics binWidth)
+    #[param(default = 25.0, min = 1e-9)]
+    pub bin_width: f64,
+    /// JSON output file
+    pub json: Option<PathBuf>,
+    /// CSV output file, one row per region
+    pub csv: Option<PathBuf>,
+}
+
+impl TypedKind for SurvivalFeatures {
+    type Params = SurvivalParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "survival_features",
             "PyRadiomics features of the lesions, each lesion and the liver",
@@ -477,33 +497,15 @@ impl NodeKind for SurvivalFeatures {
             PortType::Fixed(StreamType::Label),
             "labels: 1 liver, 2 lesion; same grid",
         )
-        .param(
-            "regions",
-            ParamType::StrList(Some(REGION_KINDS.iter().map(|s| s.to_string()).collect())),
-            Value::from(DEFAULT_REGIONS.to_vec()),
-            "regions, in output order",
-        )
-        .param(
-            "bin_width",
-            bin_width_type(),
-            25.0,
-            "fixed bin width (PyRadiomics binWidth)",
-        )
-        .optional("json", ParamType::Path, "JSON output file")
-        .optional(
-            "csv",
-            ParamType::Path,
-            "CSV output file, one row per region",
-        )
         .writes(&["json", "csv"])
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
+    fn check_params(&self, p: &SurvivalParams) -> Vec<(String, String)> {
         let mut errs = Vec::new();
-        if let Err(e) = p.str_list("regions").and_then(|r| parse_regions(&r)) {
+        if let Err(e) = region_names(&p.regions) {
             errs.push(("regions".into(), e));
         }
-        if p.get("json").is_none() && p.get("csv").is_none() {
+        if p.json.is_none() && p.csv.is_none() {
             errs.push((
                 "json".into(),
                 "set `json` and/or `csv`, else the features go nowhere".into(),
@@ -512,17 +514,12 @@ impl NodeKind for SurvivalFeatures {
         errs
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let regions = parse_regions(&p.str_list("regions")?)?;
-        let (json, csv) = (p.opt_path("json")?, p.opt_path("csv")?);
-        if json.is_none() && csv.is_none() {
-            return Err(NodeError::msg("set `json` and/or `csv`"));
-        }
+    fn create(&self, p: SurvivalParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(FeaturesNode {
-            regions,
-            settings: settings(p)?,
-            json,
-            csv,
+            regions: region_names(&p.regions)?,
+            settings: settings(p.bin_width),
+            json: p.json,
+            csv: p.csv,
         }))
     }
 }

@@ -2,13 +2,16 @@
 
 use ndarray::Array2;
 use voxflow_runtime::decl::PortType;
+use voxflow_runtime::params::NoParams;
 use voxflow_runtime::stream::{SliceData, StreamType};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, Slice, TypedKind};
 
 pub struct Argmax;
 
-impl NodeKind for Argmax {
-    fn decl(&self) -> NodeDecl {
+impl TypedKind for Argmax {
+    type Params = NoParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "argmax",
             "Label each voxel with its most probable class (prob -> label)",
@@ -30,7 +33,7 @@ impl NodeKind for Argmax {
         )
     }
 
-    fn build(&self, _p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, _p: NoParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(ArgmaxNode))
     }
 }

@@ -2,10 +2,12 @@
 
 use super::liver::{check_liver_header, liver_mask, MaskSpec, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, ArrayView2};
+use serde::Deserialize;
+use std::path::PathBuf;
 use voxflow_onnx::{resize_bilinear, ModelInfo, PreprocessStep};
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind};
 
 pub struct CropResample;
 
@@ -35,98 +37,89 @@ to the lesion model's input size.
   them. The header keeps the input's affine, which describes the full slices, not the crops.
 "#;
 
-impl NodeKind for CropResample {
-    fn decl(&self) -> NodeDecl {
-        MaskSpec::declare(
-            NodeDecl::new(
-                "crop_resample",
-                "Crop each slice to the liver box and resample it for the lesion model",
-            )
-            .docs(DOCS)
-            .input(
-                "image",
-                PortType::Fixed(StreamType::Image),
-                "preprocessed image",
-            )
-            .input(
-                "liver",
-                PortType::Any,
-                "liver probabilities (prob) or a liver label",
-            )
-            .output(
-                "out",
-                PortType::Fixed(StreamType::Image),
-                "liver crops (sparse), `roi` in slice metadata",
-            )
-            .param(
-                "min_box",
-                ParamType::Int {
-                    min: Some(1),
-                    max: None,
-                },
-                60,
-                "minimum box side in pixels",
-            )
-            .param(
-                "margin_mm",
-                ParamType::Float {
-                    min: Some(0.0),
-                    max: None,
-                },
-                0.0,
-                "margin added around the liver, mm",
-            )
-            .optional(
-                "size",
-                ParamType::IntList,
-                "crop size [H, W] (or give `model`)",
-            )
-            .optional(
-                "model",
-                ParamType::Path,
-                "lesion model whose input size (and `liver_level` step) the crops take",
-            ),
+/// Params of `crop_resample`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct CropParams {
+    /// minimum box side in pixels
+    #[param(default = 60, min = 1)]
+    pub min_box: usize,
+    /// margin added around the liver, mm
+    #[param(default = 0.0, min = 0)]
+    pub margin_mm: f64,
+    /// crop size [H, W] (or give `model`)
+    pub size: Option<Vec<usize>>,
+    /// lesion model whose input size (and `liver_level` step) the crops take
+    pub model: Option<PathBuf>,
+    #[serde(flatten)]
+    #[param(flatten)]
+    pub mask: MaskSpec,
+}
+
+impl TypedKind for CropResample {
+    type Params = CropParams;
+
+    fn declare(&self) -> NodeDecl {
+        NodeDecl::new(
+            "crop_resample",
+            "Crop each slice to the liver box and resample it for the lesion model",
+        )
+        .docs(DOCS)
+        .input(
+            "image",
+            PortType::Fixed(StreamType::Image),
+            "preprocessed image",
+        )
+        .input(
+            "liver",
+            PortType::Any,
+            "liver probabilities (prob) or a liver label",
+        )
+        .output(
+            "out",
+            PortType::Fixed(StreamType::Image),
+            "liver crops (sparse), `roi` in slice metadata",
         )
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        let (size, model) = (p.get("size").is_some(), p.get("model").is_some());
-        if size == model {
+    fn check_params(&self, p: &CropParams) -> Vec<(String, String)> {
+        if p.size.is_some() == p.model.is_some() {
             return vec![(
                 "size".into(),
                 "set exactly one of `size` and `model`".into(),
             )];
         }
-        match p.usize_list("size") {
-            Ok(v) if v.len() != 2 || v.contains(&0) => {
+        match &p.size {
+            Some(v) if v.len() != 2 || v.contains(&0) => {
                 vec![("size".into(), "must be [H, W] with H, W > 0".into())]
             }
             _ => vec![],
         }
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, p: CropParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         let mut liver_level = None;
-        let size = match (p.get("size").is_some(), p.opt_path("model")?) {
-            (true, None) => match p.usize_list("size")?[..] {
-                [h, w] if h > 0 && w > 0 => (h, w),
-                _ => return Err(NodeError::msg("param `size` must be [H, W] with H, W > 0")),
-            },
-            (false, Some(m)) => {
-                let info = ModelInfo::load(&m).map_err(|e| NodeError::msg(e.to_string()))?;
+        let size = match (p.size.as_deref(), &p.model) {
+            (Some(&[h, w]), None) => (h, w),
+            (None, Some(m)) => {
+                let info = ModelInfo::load(m).map_err(|e| NodeError::msg(e.to_string()))?;
                 liver_level = info.preprocess.iter().find_map(|s| match s {
                     PreprocessStep::LiverLevel { level } => Some(*level),
                     _ => None,
                 });
                 info.input_size
             }
-            _ => return Err(NodeError::msg("set exactly one of `size` and `model`")),
+            _ => {
+                return Err(NodeError::msg(
+                    "set exactly one of `size` and `model` = [H, W]",
+                ))
+            }
         };
         Ok(Box::new(CropNode {
-            mask: MaskSpec::from_params(p)?,
+            mask: p.mask,
             boxes: BoxSpec {
-                min_box: p.usize("min_box")?,
-                margin_mm: p.f64("margin_mm")?,
+                min_box: p.min_box,
+                margin_mm: p.margin_mm,
             },
             size,
             liver_level,

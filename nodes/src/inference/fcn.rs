@@ -2,12 +2,14 @@
 
 use super::liver::META_CLASSES;
 use ndarray::{Array2, Array3};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use voxflow_onnx::{Device, FcnSession, ModelInfo, PreprocessStep};
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
 use voxflow_runtime::{
-    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, META_PREPROCESS,
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind,
+    META_PREPROCESS,
 };
 
 pub struct Fcn;
@@ -34,12 +36,39 @@ the header metadata `classes`).
 - Slice metadata (e.g. the crop box from `crop_resample`) and header metadata pass through.
 "#;
 
-impl NodeKind for Fcn {
-    fn decl(&self) -> NodeDecl {
-        let pos = |min| ParamType::Int {
-            min: Some(min),
-            max: None,
-        };
+/// `device` param.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceParam {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Params of `fcn`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct FcnParams {
+    /// ONNX model file (voxflow model contract)
+    pub model: PathBuf,
+    /// where to run: auto (CUDA if available, else CPU), cpu, cuda
+    #[param(default = DeviceParam::Auto)]
+    pub device: DeviceParam,
+    /// ONNX Runtime intra-op threads per session (0: automatic)
+    #[param(default = 0)]
+    pub threads: usize,
+    /// slices per model call
+    #[param(default = 4, min = 1)]
+    pub batch: usize,
+    /// parallel sessions (one per worker thread)
+    #[param(default = 1, min = 1)]
+    pub workers: usize,
+}
+
+impl TypedKind for Fcn {
+    type Params = FcnParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "fcn",
             "Slice-wise FCN inference with ONNX Runtime (image -> class probabilities)",
@@ -55,51 +84,30 @@ impl NodeKind for Fcn {
             PortType::Fixed(StreamType::Prob),
             "class probabilities (C channels)",
         )
-        .required(
-            "model",
-            ParamType::Path,
-            "ONNX model file (voxflow model contract)",
-        )
-        .param(
-            "device",
-            ParamType::Enum(vec!["auto".into(), "cpu".into(), "cuda".into()]),
-            "auto",
-            "where to run: auto (CUDA if available, else CPU), cpu, cuda",
-        )
-        .param(
-            "threads",
-            pos(0),
-            0,
-            "ONNX Runtime intra-op threads per session (0: automatic)",
-        )
-        .param("batch", pos(1), 4, "slices per model call")
-        .param(
-            "workers",
-            pos(1),
-            1,
-            "parallel sessions (one per worker thread)",
-        )
     }
 
-    fn build(&self, p: &Params, env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let model = p.path("model")?;
-        let device: Device = p.str("device")?.parse()?;
-        let workers = p.usize("workers")?.max(1);
-        let threads = match p.usize("threads")? {
+    fn create(&self, p: FcnParams, env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let device = match p.device {
+            DeviceParam::Auto => Device::Auto,
+            DeviceParam::Cpu => Device::Cpu,
+            DeviceParam::Cuda => Device::Cuda,
+        };
+        let workers = p.workers.max(1);
+        let threads = match p.threads {
             0 => (env.threads / workers).max(1),
             t => t,
         };
         let mut sessions = Vec::with_capacity(workers);
         for _ in 0..workers {
             sessions.push(
-                FcnSession::new(&model, device, threads)
+                FcnSession::new(&p.model, device, threads)
                     .map_err(|e| NodeError::msg(e.to_string()))?,
             );
         }
         Ok(Box::new(FcnNode {
-            model,
+            model: p.model,
             sessions,
-            batch: p.usize("batch")?.max(1),
+            batch: p.batch.max(1),
         }))
     }
 }

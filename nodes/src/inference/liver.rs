@@ -1,9 +1,9 @@
 //! The liver mask shared by `crop_resample` and `paste_back`, and class lookup in stream metadata.
 
 use ndarray::{Array3, Axis};
-use voxflow_runtime::decl::ParamType;
+use serde::Deserialize;
 use voxflow_runtime::stream::{Header, StreamType, VolumeData};
-use voxflow_runtime::{NodeDecl, Params, Volume};
+use voxflow_runtime::{NodeParams, Volume};
 
 /// Header metadata key: class names of a prob stream, one per channel (set by `fcn`).
 pub const META_CLASSES: &str = "classes";
@@ -50,64 +50,23 @@ pub fn class_channel(
     }
 }
 
-/// Settings that turn a liver stream into the cascade's liver mask.
-#[derive(Clone, Debug)]
+/// Settings that turn a liver stream into the cascade's liver mask: params of both
+/// `crop_resample` and `paste_back` (flattened into theirs), so both build the same mask.
+#[derive(Clone, Debug, Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
 pub struct MaskSpec {
+    /// liver probability threshold
+    #[param(default = 0.5, min = 0, max = 1)]
     pub threshold: f32,
+    /// keep only the largest 3D connected component
+    #[param(default = true)]
     pub largest_component: bool,
-    /// Liver channel of a prob stream (`None`: by class name).
+    /// liver channel of a prob input
     pub channel: Option<usize>,
-    /// Radius (mm) of the in-plane morphological closing applied to each slice's mask; 0: none.
+    /// radius (mm) of a per-slice closing of the liver mask, so lesions biting into the liver
+    /// edge stay inside it; 0 = off
+    #[param(default = 0.0, min = 0)]
     pub close_mm: f64,
-}
-
-impl MaskSpec {
-    /// Declares the params that define the liver mask; `crop_resample` and `paste_back` both use
-    /// this, so their masks are built from the same settings.
-    pub fn declare(d: NodeDecl) -> NodeDecl {
-        d.param(
-            "threshold",
-            ParamType::Float {
-                min: Some(0.0),
-                max: Some(1.0),
-            },
-            0.5,
-            "liver probability threshold",
-        )
-        .param(
-            "largest_component",
-            ParamType::Bool,
-            true,
-            "keep only the largest 3D connected component",
-        )
-        .optional(
-            "channel",
-            ParamType::Int {
-                min: Some(0),
-                max: None,
-            },
-            "liver channel of a prob input",
-        )
-        .param(
-            "close_mm",
-            ParamType::Float {
-                min: Some(0.0),
-                max: None,
-            },
-            0.0,
-            "radius (mm) of a per-slice closing of the liver mask, so lesions biting into the liver edge stay inside it; 0 = off",
-        )
-    }
-
-    /// Reads the params declared by [`MaskSpec::declare`].
-    pub fn from_params(p: &Params) -> Result<Self, String> {
-        Ok(MaskSpec {
-            threshold: p.f64("threshold")? as f32,
-            largest_component: p.bool("largest_component")?,
-            channel: p.get("channel").map(|_| p.usize("channel")).transpose()?,
-            close_mm: p.f64("close_mm")?,
-        })
-    }
 }
 
 /// Liver probability (prob stream: the liver channel; label stream: 1 where the label is

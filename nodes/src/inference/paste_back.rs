@@ -3,11 +3,12 @@
 use super::crop_resample::Roi;
 use super::liver::{class_channel, liver_mask, MaskSpec, META_CLASSES, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
+use serde::Deserialize;
 use voxflow_onnx::resize_bilinear;
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{
-    BuildEnv, Meta, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice,
+    BuildEnv, Meta, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind,
 };
 
 pub struct PasteBack;
@@ -31,9 +32,22 @@ full slices and combines them with the liver result into one 3-class `prob` stre
   disagree about the mask.
 "#;
 
-impl NodeKind for PasteBack {
-    fn decl(&self) -> NodeDecl {
-        MaskSpec::declare(NodeDecl::new(
+/// Params of `paste_back`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct PasteParams {
+    /// lesion channel of the lesion input
+    pub lesion_channel: Option<usize>,
+    #[serde(flatten)]
+    #[param(flatten)]
+    pub mask: MaskSpec,
+}
+
+impl TypedKind for PasteBack {
+    type Params = PasteParams;
+
+    fn declare(&self) -> NodeDecl {
+        NodeDecl::new(
             "paste_back",
             "Map lesion probabilities from liver crops back; combine to background/liver/lesion",
         )
@@ -53,21 +67,12 @@ impl NodeKind for PasteBack {
             PortType::Fixed(StreamType::Prob),
             "3 classes: background, liver, lesion",
         )
-        .optional(
-            "lesion_channel",
-            ParamType::Int {
-                min: Some(0),
-                max: None,
-            },
-            "lesion channel of the lesion input",
-        ))
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let opt = |n: &str| p.get(n).map(|_| p.usize(n)).transpose();
+    fn create(&self, p: PasteParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(PasteNode {
-            mask: MaskSpec::from_params(p)?,
-            lesion_channel: opt("lesion_channel")?,
+            mask: p.mask,
+            lesion_channel: p.lesion_channel,
         }))
     }
 }

@@ -2,11 +2,12 @@
 
 use super::dicom_io::{self, DicomOptions};
 use super::{nifti_io, phantom::Phantom};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType, VolumeData};
 use voxflow_runtime::{
-    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, Volume,
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind, Volume,
 };
 
 pub struct ReadVolume;
@@ -49,70 +50,76 @@ Reads a volume and streams it slice by slice (`k` = slice index).
 `as: auto` picks `label` for uint8 files, `prob` for 4D files and `image` otherwise.
 "#;
 
-impl NodeKind for ReadVolume {
-    fn decl(&self) -> NodeDecl {
+/// `as` param: the stream type to read a file as.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadAs {
+    Auto,
+    Image,
+    Label,
+    Prob,
+}
+
+/// Params of `read_volume`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadVolumeParams {
+    /// NIfTI file, DICOM folder, or `phantom:`
+    pub path: PathBuf,
+    /// stream type to read the file as
+    #[param(default = ReadAs::Auto)]
+    pub r#as: ReadAs,
+    /// SeriesInstanceUID to read when a DICOM folder holds several
+    pub series: Option<String>,
+    /// DICOM: skip bad files (empty, not DICOM, truncated, no or undecodable pixels) with a warning naming each
+    #[param(default = false)]
+    pub skip_bad_files: bool,
+}
+
+impl TypedKind for ReadVolume {
+    type Params = ReadVolumeParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "read_volume",
             "Read a NIfTI file, a DICOM series folder or the built-in phantom",
         )
         .docs(DOCS)
         .output("out", PortType::FromParam("as".into()), "the volume")
-        .required(
-            "path",
-            ParamType::Path,
-            "NIfTI file, DICOM folder, or `phantom:`",
-        )
-        .param(
-            "as",
-            ParamType::Enum(vec![
-                "auto".into(),
-                "image".into(),
-                "label".into(),
-                "prob".into(),
-            ]),
-            "auto",
-            "stream type to read the file as",
-        )
-        .optional(
-            "series",
-            ParamType::Str,
-            "SeriesInstanceUID to read when a DICOM folder holds several",
-        )
-        .param(
-            "skip_bad_files",
-            ParamType::Bool,
-            false,
-            "DICOM: skip bad files (empty, not DICOM, truncated, no or undecodable pixels) with a warning naming each",
-        )
     }
 
-    fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let path = params.str("path")?.to_string();
-        let want = StreamType::parse(params.str("as")?);
+    fn create(&self, p: ReadVolumeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let want = match p.r#as {
+            ReadAs::Auto => None,
+            ReadAs::Image => Some(StreamType::Image),
+            ReadAs::Label => Some(StreamType::Label),
+            ReadAs::Prob => Some(StreamType::Prob),
+        };
+        // The checker keeps values with a scheme (`phantom:`) as written.
+        let path = p.path.to_string_lossy();
         if path.starts_with("phantom:") {
-            let p = Phantom::parse(&path)?;
+            let phantom = Phantom::parse(&path)?;
             if want == Some(StreamType::Prob) {
                 return Err(NodeError::msg(
                     "the phantom has no prob volume; use `as: image` or `as: label`",
                 ));
             }
             return Ok(Box::new(PhantomSource {
-                phantom: p,
+                phantom,
                 label: want == Some(StreamType::Label),
             }));
         }
-        let p = PathBuf::from(&path);
-        if !p.exists() {
+        if !p.path.exists() {
             return Err(NodeError::msg(format!(
                 "input {} does not exist",
-                p.display()
+                p.path.display()
             )));
         }
         Ok(Box::new(FileSource {
-            path: p,
+            path: p.path,
             want,
-            series: params.opt_str("series")?.map(String::from),
-            skip_bad_files: params.bool("skip_bad_files")?,
+            series: p.series,
+            skip_bad_files: p.skip_bad_files,
         }))
     }
 }

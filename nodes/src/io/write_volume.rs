@@ -1,14 +1,25 @@
 //! `write_volume`: NIfTI output with the stream's geometry.
 
 use super::nifti_io;
+use serde::Deserialize;
 use std::path::PathBuf;
-use voxflow_runtime::decl::{ParamType, PortType};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params};
+use voxflow_runtime::decl::PortType;
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind};
 
 pub struct WriteVolume;
 
-impl NodeKind for WriteVolume {
-    fn decl(&self) -> NodeDecl {
+/// Params of `write_volume`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct WriteVolumeParams {
+    /// output file, `.nii` or `.nii.gz`
+    pub path: PathBuf,
+}
+
+impl TypedKind for WriteVolume {
+    type Params = WriteVolumeParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new("write_volume", "Write a stream to a NIfTI file")
             .docs(
                 "Gathers the stream and writes it with the stream's affine in both sform and qform \
@@ -17,28 +28,19 @@ impl NodeKind for WriteVolume {
                  stream are zero. The file appears only when the whole graph succeeded.",
             )
             .input("in", PortType::Any, "stream to write")
-            .required("path", ParamType::Path, "output file, `.nii` or `.nii.gz`")
             .writes(&["path"])
     }
 
-    fn check(&self, params: &Params) -> Vec<(String, String)> {
-        match params.str("path") {
-            Ok(p) if !(p.ends_with(".nii") || p.ends_with(".nii.gz")) => {
-                vec![("path".into(), format!("`{p}` must end in .nii or .nii.gz"))]
-            }
-            _ => vec![],
+    fn check_params(&self, p: &WriteVolumeParams) -> Vec<(String, String)> {
+        let s = p.path.to_string_lossy();
+        if !(s.ends_with(".nii") || s.ends_with(".nii.gz")) {
+            return vec![("path".into(), format!("`{s}` must end in .nii or .nii.gz"))];
         }
+        vec![]
     }
 
-    fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let path = params.path("path")?;
-        let s = path.to_string_lossy();
-        if !(s.ends_with(".nii") || s.ends_with(".nii.gz")) {
-            return Err(NodeError::msg(format!(
-                "output {s} must end in .nii or .nii.gz"
-            )));
-        }
-        Ok(Box::new(WriteNode { path }))
+    fn create(&self, p: WriteVolumeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(WriteNode { path: p.path }))
     }
 }
 

@@ -1,9 +1,10 @@
 //! `equalize`: per-slice histogram equalisation.
 
 use ndarray::{Array2, ArrayView2};
-use voxflow_runtime::decl::{ParamType, PortType};
+use serde::Deserialize;
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{min_max, SliceData, StreamType};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind};
 
 pub struct Equalize;
 
@@ -18,8 +19,19 @@ to 1. A slice with an empty range (`lo == hi`) maps to 0. This is saratan's `his
 (256 bins, linear interpolation of the CDF) made exact at the bin edges.
 "#;
 
-impl NodeKind for Equalize {
-    fn decl(&self) -> NodeDecl {
+/// Params of `equalize`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct EqualizeParams {
+    /// histogram bins
+    #[param(default = 256, min = 2, max = 65536)]
+    pub bins: usize,
+}
+
+impl TypedKind for Equalize {
+    type Params = EqualizeParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new("equalize", "Per-slice histogram equalisation to [0, 1]")
             .docs(DOCS)
             .input("in", PortType::Fixed(StreamType::Image), "image")
@@ -28,21 +40,10 @@ impl NodeKind for Equalize {
                 PortType::Fixed(StreamType::Image),
                 "equalised image in [0, 1]",
             )
-            .param(
-                "bins",
-                ParamType::Int {
-                    min: Some(2),
-                    max: Some(65536),
-                },
-                256,
-                "histogram bins",
-            )
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(EqNode {
-            bins: p.usize("bins")?,
-        }))
+    fn create(&self, p: EqualizeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(EqNode { bins: p.bins }))
     }
 }
 

@@ -1,19 +1,44 @@
 //! `hu_window`: clip intensities to a window.
 
-use voxflow_runtime::decl::{ParamType, PortType};
+use serde::{Deserialize, Serialize};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{
-    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, META_PREPROCESS,
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind,
+    META_PREPROCESS,
 };
 
 pub struct HuWindow;
 
-impl NodeKind for HuWindow {
-    fn decl(&self) -> NodeDecl {
-        let f = ParamType::Float {
-            min: None,
-            max: None,
-        };
+/// Whether the window is mapped to [0, 1].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    None,
+    Unit,
+}
+
+/// Params of `hu_window`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct HuWindowParams {
+    /// lower bound
+    #[param(default = -100.0)]
+    pub min: f32,
+    /// upper bound
+    #[param(default = 400.0)]
+    pub max: f32,
+    /// values above this become 0 before clipping
+    pub zero_above: Option<f32>,
+    /// `unit` maps the window to [0, 1]
+    #[param(default = Scale::None)]
+    pub scale: Scale,
+}
+
+impl TypedKind for HuWindow {
+    type Params = HuWindowParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new("hu_window", "Clip intensities to [min, max] (the paper: [-100, 400] HU)")
             .docs(
                 "Per voxel: if `zero_above` is set, values above it become 0 first (the authors' \
@@ -23,27 +48,24 @@ impl NodeKind for HuWindow {
             )
             .input("in", PortType::Fixed(StreamType::Image), "image")
             .output("out", PortType::Fixed(StreamType::Image), "windowed image")
-            .param("min", f.clone(), -100.0, "lower bound")
-            .param("max", f.clone(), 400.0, "upper bound")
-            .optional("zero_above", f, "values above this become 0 before clipping")
-            .param("scale", ParamType::Enum(vec!["none".into(), "unit".into()]), "none", "`unit` maps the window to [0, 1]")
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        match (p.f64("min"), p.f64("max")) {
-            (Ok(a), Ok(b)) if a >= b => {
-                vec![("max".into(), format!("must be greater than min ({a})"))]
-            }
-            _ => vec![],
+    fn check_params(&self, p: &HuWindowParams) -> Vec<(String, String)> {
+        if p.min >= p.max {
+            return vec![(
+                "max".into(),
+                format!("must be greater than min ({})", p.min),
+            )];
         }
+        vec![]
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, p: HuWindowParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(Window {
-            min: p.f64("min")? as f32,
-            max: p.f64("max")? as f32,
-            zero_above: p.opt_f64("zero_above")?.map(|v| v as f32),
-            unit: p.str("scale")? == "unit",
+            min: p.min,
+            max: p.max,
+            zero_above: p.zero_above,
+            unit: p.scale == Scale::Unit,
         }))
     }
 }

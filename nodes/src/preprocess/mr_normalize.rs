@@ -1,9 +1,12 @@
 //! `mr_normalize`: MR intensity normalisation by foreground percentiles.
 
 use ndarray::{Array3, Zip};
-use voxflow_runtime::decl::{ParamType, PortType};
+use serde::{Deserialize, Serialize};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params};
+use voxflow_runtime::{
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind,
+};
 
 use super::n4::{make_mask, MaskMode};
 
@@ -27,12 +30,34 @@ connected; `in` is then only read and checked for the same shape. A graph can th
 bias correction off with `enabled:` and keep this node fed: `mr_normalize: { in: mr, corrected: n4 }`.
 "#;
 
-impl NodeKind for MrNormalize {
-    fn decl(&self) -> NodeDecl {
-        let pct = ParamType::Float {
-            min: Some(0.0),
-            max: Some(100.0),
-        };
+/// Voxels the percentiles are taken over.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Foreground {
+    Otsu,
+    Nonzero,
+    All,
+}
+
+/// Params of `mr_normalize`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct MrNormalizeParams {
+    /// lower percentile (of the foreground) mapped to 0
+    #[param(default = 0.5, min = 0, max = 100)]
+    pub p_low: f64,
+    /// upper percentile (of the foreground) mapped to 1
+    #[param(default = 99.5, min = 0, max = 100)]
+    pub p_high: f64,
+    /// voxels the percentiles are taken over
+    #[param(default = Foreground::Nonzero)]
+    pub foreground: Foreground,
+}
+
+impl TypedKind for MrNormalize {
+    type Params = MrNormalizeParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "mr_normalize",
             "MR intensity normalisation: clip to foreground percentiles, scale to [0, 1]",
@@ -49,51 +74,27 @@ impl NodeKind for MrNormalize {
             PortType::Fixed(StreamType::Image),
             "normalised image in [0, 1]",
         )
-        .param(
-            "p_low",
-            pct.clone(),
-            0.5,
-            "lower percentile (of the foreground) mapped to 0",
-        )
-        .param(
-            "p_high",
-            pct,
-            99.5,
-            "upper percentile (of the foreground) mapped to 1",
-        )
-        .param(
-            "foreground",
-            ParamType::Enum(vec!["otsu".into(), "nonzero".into(), "all".into()]),
-            "nonzero",
-            "voxels the percentiles are taken over",
-        )
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        match (p.f64("p_low"), p.f64("p_high")) {
-            (Ok(a), Ok(b)) if a >= b => {
-                vec![("p_high".into(), format!("must be greater than p_low ({a})"))]
-            }
-            _ => vec![],
+    fn check_params(&self, p: &MrNormalizeParams) -> Vec<(String, String)> {
+        if p.p_low >= p.p_high {
+            return vec![(
+                "p_high".into(),
+                format!("must be greater than p_low ({})", p.p_low),
+            )];
         }
+        vec![]
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let (p_low, p_high) = (p.f64("p_low")?, p.f64("p_high")?);
-        if p_low >= p_high {
-            return Err(NodeError::msg(format!(
-                "p_high ({p_high}) must be greater than p_low ({p_low})"
-            )));
-        }
-        let foreground = match p.str("foreground")? {
-            "otsu" => MaskMode::Otsu,
-            "nonzero" => MaskMode::Nonzero,
-            _ => MaskMode::All,
-        };
+    fn create(&self, p: MrNormalizeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(NormNode {
-            p_low,
-            p_high,
-            foreground,
+            p_low: p.p_low,
+            p_high: p.p_high,
+            foreground: match p.foreground {
+                Foreground::Otsu => MaskMode::Otsu,
+                Foreground::Nonzero => MaskMode::Nonzero,
+                Foreground::All => MaskMode::All,
+            },
         }))
     }
 }
@@ -186,6 +187,7 @@ impl Node for NormNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use voxflow_runtime::NodeKind;
 
     #[test]
     fn percentile_matches_numpy() {

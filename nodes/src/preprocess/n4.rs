@@ -1,13 +1,13 @@
 //! `n4`: N4 bias field correction (the `voxflow_n4` kernel as a node).
 
 use ndarray::{Array3, Axis};
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType, Volume};
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 pub use voxflow_n4::{
     itk_shrink_offsets, n4 as n4_kernel, n4_with_offsets, otsu_mask, ItkGeometry, N4Output,
     N4Params, NiftiXform,
@@ -35,15 +35,52 @@ and uses the node's thread budget. Errors: a value <= 0 (or not finite) inside t
 constant inside the mask, an empty mask (also after shrinking).
 "#;
 
-const MASKS: [&str; 3] = ["otsu", "nonzero", "none"];
+/// Where N4 fits when no `mask_label` is connected.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum N4Mask {
+    Otsu,
+    Nonzero,
+    None,
+}
 
-impl NodeKind for N4 {
-    fn decl(&self) -> NodeDecl {
-        let d = N4Params::default();
-        let int = |min: i64| ParamType::Int {
-            min: Some(min),
-            max: None,
-        };
+/// Params of `n4`; defaults from the kernel's [`N4Params`].
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct N4NodeParams {
+    /// subsampling factor of the fitting grid
+    #[param(default = N4Params::default().shrink, min = 1)]
+    pub shrink: usize,
+    /// maximum iterations per level (one entry per level)
+    #[param(default = N4Params::default().iterations.iter().map(|&n| n as i64).collect())]
+    pub iterations: Vec<i64>,
+    /// stop a level when the CV of the bias change is <= this
+    #[param(default = N4Params::default().convergence, min = 0)]
+    pub convergence: f64,
+    /// control points per axis at the first level
+    #[param(default = N4Params::default().control_points, min = 2)]
+    pub control_points: usize,
+    /// B-spline order
+    #[param(default = N4Params::default().spline_order, min = 1, max = 5)]
+    pub spline_order: usize,
+    /// histogram bins of the sharpening step
+    #[param(default = N4Params::default().bins, min = 2)]
+    pub bins: usize,
+    /// FWHM of the Gaussian bias model (log units)
+    #[param(default = N4Params::default().fwhm, gt = 0)]
+    pub fwhm: f64,
+    /// Wiener filter noise
+    #[param(default = N4Params::default().wiener_noise, min = 0)]
+    pub wiener_noise: f64,
+    /// where to fit: otsu | nonzero | none
+    #[param(default = N4Mask::Otsu)]
+    pub mask: N4Mask,
+}
+
+impl TypedKind for N4 {
+    type Params = N4NodeParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "n4",
             "N4 bias field correction (MR intensity inhomogeneity)",
@@ -65,113 +102,41 @@ impl NodeKind for N4 {
             PortType::Fixed(StreamType::Image),
             "multiplicative bias field",
         )
-        .param(
-            "shrink",
-            int(1),
-            d.shrink,
-            "subsampling factor of the fitting grid",
-        )
-        .param(
-            "iterations",
-            ParamType::IntList,
-            d.iterations,
-            "maximum iterations per level (one entry per level)",
-        )
-        .param(
-            "convergence",
-            ParamType::Float {
-                min: Some(0.0),
-                max: None,
-            },
-            d.convergence,
-            "stop a level when the CV of the bias change is <= this",
-        )
-        .param(
-            "control_points",
-            int(2),
-            d.control_points,
-            "control points per axis at the first level",
-        )
-        .param(
-            "spline_order",
-            ParamType::Int {
-                min: Some(1),
-                max: Some(5),
-            },
-            d.spline_order,
-            "B-spline order",
-        )
-        .param(
-            "bins",
-            int(2),
-            d.bins,
-            "histogram bins of the sharpening step",
-        )
-        .param(
-            "fwhm",
-            ParamType::Float {
-                min: Some(0.0),
-                max: None,
-            },
-            d.fwhm,
-            "FWHM of the Gaussian bias model (log units), > 0",
-        )
-        .param(
-            "wiener_noise",
-            ParamType::Float {
-                min: Some(0.0),
-                max: None,
-            },
-            d.wiener_noise,
-            "Wiener filter noise",
-        )
-        .param(
-            "mask",
-            ParamType::Enum(MASKS.map(String::from).to_vec()),
-            "otsu",
-            "where to fit: otsu | nonzero | none",
-        )
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
+    fn check_params(&self, p: &N4NodeParams) -> Vec<(String, String)> {
         let mut errs = Vec::new();
-        match p.get("iterations").and_then(|v| v.as_array()) {
-            Some(a) if a.is_empty() || a.iter().any(|x| x.as_i64().is_none_or(|n| n < 1)) => errs
-                .push((
-                    "iterations".into(),
-                    "must be a non-empty list of counts >= 1".into(),
-                )),
-            _ => {}
+        if p.iterations.is_empty() || p.iterations.iter().any(|&n| n < 1) {
+            errs.push((
+                "iterations".into(),
+                "must be a non-empty list of counts >= 1".into(),
+            ));
         }
-        if let (Ok(c), Ok(o)) = (p.i64("control_points"), p.i64("spline_order")) {
-            if c < o + 1 {
-                errs.push((
-                    "control_points".into(),
-                    format!("must be >= spline_order + 1 ({})", o + 1),
-                ));
-            }
-        }
-        if p.f64("fwhm").is_ok_and(|f| f <= 0.0) {
-            errs.push(("fwhm".into(), "must be > 0".into()));
+        if p.control_points < p.spline_order + 1 {
+            errs.push((
+                "control_points".into(),
+                format!("must be >= spline_order + 1 ({})", p.spline_order + 1),
+            ));
         }
         errs
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, p: N4NodeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         let params = N4Params {
-            shrink: p.usize("shrink")?,
-            iterations: p.usize_list("iterations")?,
-            convergence: p.f64("convergence")?,
-            control_points: p.usize("control_points")?,
-            spline_order: p.usize("spline_order")?,
-            bins: p.usize("bins")?,
-            fwhm: p.f64("fwhm")?,
-            wiener_noise: p.f64("wiener_noise")?,
+            shrink: p.shrink,
+            // check_params: every count is >= 1
+            iterations: p.iterations.iter().map(|&n| n as usize).collect(),
+            convergence: p.convergence,
+            control_points: p.control_points,
+            spline_order: p.spline_order,
+            bins: p.bins,
+            fwhm: p.fwhm,
+            wiener_noise: p.wiener_noise,
         };
-        let mask = match p.str("mask")? {
-            "otsu" => MaskMode::Otsu,
-            "nonzero" => MaskMode::Nonzero,
-            _ => MaskMode::All,
+        let mask = match p.mask {
+            N4Mask::Otsu => MaskMode::Otsu,
+            N4Mask::Nonzero => MaskMode::Nonzero,
+            N4Mask::None => MaskMode::All,
         };
         Ok(Box::new(N4Node { params, mask }))
     }

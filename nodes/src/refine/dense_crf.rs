@@ -1,10 +1,13 @@
 //! `dense_crf`: 3D fully connected CRF over a probability volume (issue 5, step 4 of the paper).
 
 use ndarray::{s, Array3, Array4, ArrayView3, ArrayView4, Axis};
+use serde::{Deserialize, Serialize};
 use std::ops::Range;
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{Header, SliceData, StreamType, Volume};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice};
+use voxflow_runtime::{
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind,
+};
 
 pub use voxflow_crf::CrfParams;
 
@@ -51,7 +54,68 @@ pub enum CrfRoi {
     Full,
 }
 
-/// Node params, also used by `voxflow crf-search`.
+/// `roi` param: where the CRF runs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RoiParam {
+    Liver,
+    Full,
+}
+
+/// Params of `dense_crf`; defaults from the kernel's [`CrfParams`].
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct DenseCrfParams {
+    /// weight of the spatial kernel (0 disables it)
+    #[param(default = CrfParams::default().w_pos, min = 0)]
+    pub w_pos: f32,
+    /// std of the spatial kernel, mm
+    #[param(default = CrfParams::default().sigma_pos_mm, gt = 0)]
+    pub sigma_pos_mm: f32,
+    /// weight of the bilateral kernel (0 disables it)
+    #[param(default = CrfParams::default().w_bil, min = 0)]
+    pub w_bil: f32,
+    /// positional std of the bilateral kernel, mm
+    #[param(default = CrfParams::default().sigma_bil_mm, gt = 0)]
+    pub sigma_bil_mm: f32,
+    /// intensity std of the bilateral kernel, in image units
+    #[param(default = CrfParams::default().sigma_int, gt = 0)]
+    pub sigma_int: f32,
+    /// mean-field iterations
+    #[param(default = CrfParams::default().iterations, max = 1000)]
+    pub iterations: usize,
+    /// where the CRF runs (see docs)
+    #[param(default = RoiParam::Liver)]
+    pub roi: RoiParam,
+    /// margin around the foreground box with `roi: liver`, mm
+    #[param(default = 10.0, min = 0)]
+    pub margin_mm: f64,
+}
+
+impl DenseCrfParams {
+    /// The kernel settings and region.
+    pub fn config(&self) -> CrfConfig {
+        CrfConfig {
+            params: CrfParams {
+                w_pos: self.w_pos,
+                sigma_pos_mm: self.sigma_pos_mm,
+                w_bil: self.w_bil,
+                sigma_bil_mm: self.sigma_bil_mm,
+                sigma_int: self.sigma_int,
+                iterations: self.iterations,
+            },
+            roi: match self.roi {
+                RoiParam::Full => CrfRoi::Full,
+                RoiParam::Liver => CrfRoi::Liver {
+                    margin_mm: self.margin_mm,
+                },
+            },
+        }
+    }
+}
+
+/// What [`refine`] runs: kernel settings and region (from the node params, or from
+/// `voxflow crf-search`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrfConfig {
     pub params: CrfParams,
@@ -59,27 +123,6 @@ pub struct CrfConfig {
 }
 
 impl CrfConfig {
-    /// Reads and checks the node params.
-    pub fn from_params(p: &Params) -> Result<Self, String> {
-        let params = CrfParams {
-            w_pos: p.f64("w_pos")? as f32,
-            sigma_pos_mm: p.f64("sigma_pos_mm")? as f32,
-            w_bil: p.f64("w_bil")? as f32,
-            sigma_bil_mm: p.f64("sigma_bil_mm")? as f32,
-            sigma_int: p.f64("sigma_int")? as f32,
-            iterations: p.usize("iterations")?,
-        };
-        let roi = match p.str("roi")? {
-            "full" => CrfRoi::Full,
-            _ => CrfRoi::Liver {
-                margin_mm: p.f64("margin_mm")?,
-            },
-        };
-        let c = CrfConfig { params, roi };
-        c.check()?;
-        Ok(c)
-    }
-
     /// Errors for values the kernel cannot take.
     pub fn check(&self) -> Result<(), String> {
         let p = &self.params;
@@ -138,13 +181,10 @@ fn round4(v: f32) -> f64 {
     (v * scale).round() / scale
 }
 
-impl NodeKind for DenseCrf {
-    fn decl(&self) -> NodeDecl {
-        let d = CrfParams::default();
-        let pos = ParamType::Float {
-            min: Some(0.0),
-            max: None,
-        };
+impl TypedKind for DenseCrf {
+    type Params = DenseCrfParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "dense_crf",
             "3D dense CRF refinement of class probabilities (mean field, permutohedral lattice)",
@@ -170,73 +210,12 @@ impl NodeKind for DenseCrf {
             PortType::Fixed(StreamType::Prob),
             "refined probabilities",
         )
-        .param(
-            "w_pos",
-            pos.clone(),
-            d.w_pos as f64,
-            "weight of the spatial kernel (0 disables it)",
-        )
-        .param(
-            "sigma_pos_mm",
-            pos.clone(),
-            d.sigma_pos_mm as f64,
-            "std of the spatial kernel, mm",
-        )
-        .param(
-            "w_bil",
-            pos.clone(),
-            d.w_bil as f64,
-            "weight of the bilateral kernel (0 disables it)",
-        )
-        .param(
-            "sigma_bil_mm",
-            pos.clone(),
-            d.sigma_bil_mm as f64,
-            "positional std of the bilateral kernel, mm",
-        )
-        .param(
-            "sigma_int",
-            pos.clone(),
-            d.sigma_int as f64,
-            "intensity std of the bilateral kernel, in image units",
-        )
-        .param(
-            "iterations",
-            ParamType::Int {
-                min: Some(0),
-                max: Some(1000),
-            },
-            d.iterations as i64,
-            "mean-field iterations",
-        )
-        .param(
-            "roi",
-            ParamType::Enum(vec!["liver".into(), "full".into()]),
-            "liver",
-            "where the CRF runs (see docs)",
-        )
-        .param(
-            "margin_mm",
-            pos,
-            10.0,
-            "margin around the foreground box with `roi: liver`, mm",
-        )
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for name in ["sigma_pos_mm", "sigma_bil_mm", "sigma_int"] {
-            if matches!(p.f64(name), Ok(v) if v <= 0.0) {
-                out.push((name.to_string(), "must be greater than 0".to_string()));
-            }
-        }
-        out
-    }
-
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(CrfNode {
-            config: CrfConfig::from_params(p)?,
-        }))
+    fn create(&self, p: DenseCrfParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        let config = p.config();
+        config.check()?;
+        Ok(Box::new(CrfNode { config }))
     }
 }
 

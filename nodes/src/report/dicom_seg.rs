@@ -8,13 +8,14 @@ use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemElement;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use ndarray::{Array3, Axis};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::node::check_slice;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind, Volume,
 };
 
 pub struct WriteDicomSeg;
@@ -59,8 +60,29 @@ does: `skip` writes no file and logs one line; `error` fails the graph before an
 of the graph is written (without `source`: as soon as the label's header arrives).
 "#;
 
-impl NodeKind for WriteDicomSeg {
-    fn decl(&self) -> NodeDecl {
+/// `if_unavailable` param: what a stream without DICOM identifiers does.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum IfUnavailable {
+    Skip,
+    Error,
+}
+
+/// Params of `write_dicom_seg`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct DicomSegParams {
+    /// output DICOM file (e.g. `seg.seg.dcm`)
+    pub path: PathBuf,
+    /// input not from a DICOM series: `skip` (log one line) or `error`
+    #[param(default = IfUnavailable::Error)]
+    pub if_unavailable: IfUnavailable,
+}
+
+impl TypedKind for WriteDicomSeg {
+    type Params = DicomSegParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "write_dicom_seg",
             "Write the liver/lesion labels as a DICOM SEG referencing the source series",
@@ -76,24 +98,13 @@ impl NodeKind for WriteDicomSeg {
             PortType::Any,
             "stream whose metadata names the DICOM series (default: `label`'s own)",
         )
-        .required(
-            "path",
-            ParamType::Path,
-            "output DICOM file (e.g. `seg.seg.dcm`)",
-        )
-        .param(
-            "if_unavailable",
-            ParamType::Enum(vec!["skip".into(), "error".into()]),
-            "error",
-            "input not from a DICOM series: `skip` (log one line) or `error`",
-        )
         .writes(&["path"])
     }
 
-    fn build(&self, params: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, p: DicomSegParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(SegNode {
-            path: params.path("path")?,
-            skip: params.str("if_unavailable")? == "skip",
+            path: p.path,
+            skip: p.if_unavailable == IfUnavailable::Skip,
         }))
     }
 }

@@ -3,11 +3,12 @@
 //! radiological orientation with square pixels. The `report` node embeds the same images.
 
 use ndarray::{Array2, Array3, ArrayView2, Axis};
+use serde::Deserialize;
 use std::path::PathBuf;
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind, Volume,
 };
 
 pub struct Overlay;
@@ -47,72 +48,49 @@ pub struct OverlaySpec {
     pub alpha: f32,
 }
 
-impl OverlaySpec {
-    /// Adds the overlay params to a declaration.
-    pub fn declare(d: NodeDecl) -> NodeDecl {
-        d.param(
-            "every",
-            ParamType::Int {
-                min: Some(0),
-                max: None,
-            },
-            10,
-            "also draw every N-th slice through the liver (0: none)",
-        )
-        .param(
-            "largest",
-            ParamType::Bool,
-            true,
-            "draw the slices with the largest liver and lesion areas",
-        )
-        .optional(
-            "window",
-            ParamType::FloatList,
-            "grey window [lo, hi] (default: the stream's value range, else percentiles)",
-        )
-        .param(
-            "size",
-            ParamType::Int {
-                min: Some(64),
-                max: Some(4096),
-            },
-            512,
-            "pixels along the longer side of each image",
-        )
-        .param(
-            "alpha",
-            ParamType::Float {
-                min: Some(0.0),
-                max: Some(1.0),
-            },
-            0.5,
-            "opacity of the colour fill (with truth)",
-        )
+/// The overlay params (shared with `report`, flattened into both).
+#[derive(Clone, Debug, Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayParams {
+    /// also draw every N-th slice through the liver (0: none)
+    #[param(default = 10)]
+    pub every: usize,
+    /// draw the slices with the largest liver and lesion areas
+    #[param(default = true)]
+    pub largest: bool,
+    /// grey window [lo, hi] (default: the stream's value range, else percentiles)
+    pub window: Option<Vec<f32>>,
+    /// pixels along the longer side of each image
+    #[param(default = 512, min = 64, max = 4096)]
+    pub size: usize,
+    /// opacity of the colour fill (with truth)
+    #[param(default = 0.5, min = 0, max = 1)]
+    pub alpha: f32,
+}
+
+impl OverlayParams {
+    /// The drawing settings; an error for a `window` that is not `[lo, hi]` with lo < hi.
+    pub fn spec(&self) -> Result<OverlaySpec, String> {
+        let window = match self.window.as_deref() {
+            None => None,
+            Some(&[lo, hi]) if lo < hi => Some((lo, hi)),
+            Some(w) => return Err(format!("`window` must be [lo, hi] with lo < hi, got {w:?}")),
+        };
+        Ok(OverlaySpec {
+            every: self.every,
+            largest: self.largest,
+            window,
+            size: self.size,
+            alpha: self.alpha,
+        })
     }
 
     /// Checks the `window` param.
-    pub fn check(p: &Params) -> Vec<(String, String)> {
-        match Self::from_params(p) {
+    pub fn check(&self) -> Vec<(String, String)> {
+        match self.spec() {
             Err(e) => vec![("window".into(), e)],
             Ok(_) => vec![],
         }
-    }
-
-    pub fn from_params(p: &Params) -> Result<Self, String> {
-        let window = match p.get("window") {
-            None => None,
-            Some(_) => match p.f64_list("window")?.as_slice() {
-                [lo, hi] if lo < hi => Some((*lo as f32, *hi as f32)),
-                w => return Err(format!("`window` must be [lo, hi] with lo < hi, got {w:?}")),
-            },
-        };
-        Ok(OverlaySpec {
-            every: p.usize("every")?,
-            largest: p.bool("largest")?,
-            window,
-            size: p.usize("size")?,
-            alpha: p.f64("alpha")? as f32,
-        })
     }
 }
 
@@ -683,26 +661,37 @@ pub fn declare_inputs(d: NodeDecl) -> NodeDecl {
     )
 }
 
-impl NodeKind for Overlay {
-    fn decl(&self) -> NodeDecl {
+/// Params of `overlay`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayNodeParams {
+    #[serde(flatten)]
+    #[param(flatten)]
+    pub overlay: OverlayParams,
+    /// output folder for the PNG files
+    pub dir: PathBuf,
+}
+
+impl TypedKind for Overlay {
+    type Params = OverlayNodeParams;
+
+    fn declare(&self) -> NodeDecl {
         let d = NodeDecl::new(
             "overlay",
             "PNG images of chosen slices with the liver and lesion segmentation drawn on them",
         )
         .docs(DOCS);
-        OverlaySpec::declare(declare_inputs(d))
-            .required("dir", ParamType::Path, "output folder for the PNG files")
-            .writes(&["dir"])
+        declare_inputs(d).writes(&["dir"])
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        OverlaySpec::check(p)
+    fn check_params(&self, p: &OverlayNodeParams) -> Vec<(String, String)> {
+        p.overlay.check()
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, p: OverlayNodeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(OverlayNode {
-            spec: OverlaySpec::from_params(p)?,
-            dir: p.path("dir")?,
+            spec: p.overlay.spec()?,
+            dir: p.dir,
         }))
     }
 }

@@ -1,18 +1,18 @@
 //! `report`: one self-contained HTML page per case: what was run, the liver and lesion
 //! numbers of `stats`, the metrics against a ground truth, the `overlay` images, node timings.
 
-use super::overlay::{self, Class, Drawn, OverlaySpec};
+use super::overlay::{self, Class, Drawn, OverlayParams, OverlaySpec};
 use super::stats::{case_name, case_stats, CaseStats};
 use super::viewer::{self, Viewer};
 use crate::eval::metrics::{evaluate, parse_classes, ClassResult, DEFAULT_CLASSES, METRIC_NAMES};
 use base64::Engine;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 use std::path::PathBuf;
 use voxflow_onnx::ModelInfo;
-use voxflow_runtime::decl::ParamType;
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, NodeTiming, Params,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, NodeTiming, TypedKind,
 };
 
 pub struct Report;
@@ -44,68 +44,60 @@ the page has loaded, so automated checks (`tests/report.rs`, headless Chromium) 
 the images render.
 "#;
 
-impl NodeKind for Report {
-    fn decl(&self) -> NodeDecl {
+/// Params of `report`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    #[serde(flatten)]
+    #[param(flatten)]
+    pub overlay: OverlayParams,
+    /// output HTML file
+    pub path: PathBuf,
+    /// case name (default: the input file name without extension)
+    pub case: Option<String>,
+    /// embed the interactive viewer (NiiVue) of image and label
+    #[param(default = true)]
+    pub viewer: bool,
+    /// most voxels the viewer embeds; larger volumes are downsampled in-plane
+    #[param(default = viewer::DEFAULT_MAX_VOXELS, min = 1)]
+    pub viewer_voxels: usize,
+    /// ONNX models whose versions the report lists
+    #[param(default = Vec::new())]
+    pub models: Vec<PathBuf>,
+}
+
+impl TypedKind for Report {
+    type Params = ReportParams;
+
+    fn declare(&self) -> NodeDecl {
         let d = NodeDecl::new(
             "report",
             "Self-contained HTML report of one case: numbers, metrics, overlay images, timings",
         )
         .docs(DOCS);
-        OverlaySpec::declare(overlay::declare_inputs(d))
-            .required("path", ParamType::Path, "output HTML file")
-            .optional(
-                "case",
-                ParamType::Str,
-                "case name (default: the input file name without extension)",
-            )
-            .param(
-                "viewer",
-                ParamType::Bool,
-                true,
-                "embed the interactive viewer (NiiVue) of image and label",
-            )
-            .param(
-                "viewer_voxels",
-                ParamType::Int {
-                    min: Some(1),
-                    max: None,
-                },
-                viewer::DEFAULT_MAX_VOXELS,
-                "most voxels the viewer embeds; larger volumes are downsampled in-plane",
-            )
-            .param(
-                "models",
-                ParamType::PathList,
-                serde_json::Value::Array(vec![]),
-                "ONNX models whose versions the report lists",
-            )
-            .writes(&["path"])
+        overlay::declare_inputs(d).writes(&["path"])
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        let mut errs = OverlaySpec::check(p);
-        if let Ok(path) = p.str("path") {
-            if !path.ends_with(".html") {
-                errs.push(("path".into(), format!("`{path}` must end in .html")));
-            }
+    fn check_params(&self, p: &ReportParams) -> Vec<(String, String)> {
+        let mut errs = p.overlay.check();
+        let path = p.path.to_string_lossy();
+        if !path.ends_with(".html") {
+            errs.push(("path".into(), format!("`{path}` must end in .html")));
         }
         errs
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn create(&self, p: ReportParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         let models = p
-            .str_list("models")?
+            .models
             .iter()
             .map(|m| ModelInfo::load(m).map_err(|e| NodeError::msg(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Box::new(ReportNode {
-            spec: OverlaySpec::from_params(p)?,
-            path: p.path("path")?,
-            case: p.opt_str("case")?.map(String::from),
-            viewer_voxels: p
-                .bool("viewer")?
-                .then(|| p.usize("viewer_voxels"))
-                .transpose()?,
+            spec: p.overlay.spec()?,
+            path: p.path,
+            case: p.case,
+            viewer_voxels: p.viewer.then_some(p.viewer_voxels),
             models,
         }))
     }

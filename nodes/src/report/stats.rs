@@ -3,13 +3,16 @@
 
 use ndarray::Array3;
 use rayon::prelude::*;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use voxflow_metrics::{label_components, Connectivity};
-use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::validate::strip_extension;
-use voxflow_runtime::{BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params};
+use voxflow_runtime::{
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind,
+};
 
 pub struct Stats;
 
@@ -205,8 +208,22 @@ fn write(path: &Path, text: &str) -> Result<(), NodeError> {
         .map_err(|e| NodeError::msg(format!("cannot write {}: {e}", path.display())))
 }
 
-impl NodeKind for Stats {
-    fn decl(&self) -> NodeDecl {
+/// Params of `stats`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatsParams {
+    /// JSON output file
+    pub json: Option<PathBuf>,
+    /// CSV output file (one row)
+    pub csv: Option<PathBuf>,
+    /// case name (default: the input file name without extension)
+    pub case: Option<String>,
+}
+
+impl TypedKind for Stats {
+    type Params = StatsParams;
+
+    fn declare(&self) -> NodeDecl {
         NodeDecl::new(
             "stats",
             "Liver volume, lesion count, lesion volumes and diameters of a label volume (JSON, CSV)",
@@ -217,18 +234,11 @@ impl NodeKind for Stats {
             PortType::Fixed(StreamType::Label),
             "labels: 0 background, 1 liver, 2 lesion",
         )
-        .optional("json", ParamType::Path, "JSON output file")
-        .optional("csv", ParamType::Path, "CSV output file (one row)")
         .writes(&["json", "csv"])
-        .optional(
-            "case",
-            ParamType::Str,
-            "case name (default: the input file name without extension)",
-        )
     }
 
-    fn check(&self, p: &Params) -> Vec<(String, String)> {
-        if p.get("json").is_none() && p.get("csv").is_none() {
+    fn check_params(&self, p: &StatsParams) -> Vec<(String, String)> {
+        if p.json.is_none() && p.csv.is_none() {
             return vec![(
                 "json".into(),
                 "set `json` and/or `csv`, else the numbers go nowhere".into(),
@@ -237,16 +247,11 @@ impl NodeKind for Stats {
         vec![]
     }
 
-    fn build(&self, p: &Params, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let json = p.opt_path("json")?;
-        let csv = p.opt_path("csv")?;
-        if json.is_none() && csv.is_none() {
-            return Err(NodeError::msg("set `json` and/or `csv`"));
-        }
+    fn create(&self, p: StatsParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(StatsNode {
-            json,
-            csv,
-            case: p.opt_str("case")?.map(String::from),
+            json: p.json,
+            csv: p.csv,
+            case: p.case,
         }))
     }
 }

@@ -184,7 +184,12 @@ fn param(v: &Value, n: usize, names: &mut HashSet<String>) -> Result<ParamDecl, 
             min: int_bound(min)?,
             max: int_bound(max)?,
         },
-        "float" => ParamType::Float { min, max },
+        "float" => ParamType::Float {
+            min,
+            max,
+            min_exclusive: false,
+            max_exclusive: false,
+        },
         "string" => ParamType::Str,
         "path" => ParamType::Path,
         "enum" => match choices {
