@@ -196,7 +196,7 @@ def _draw_one(host, hu, label, taken, cls, cfg, rng):
         reach = cfg["mass_reach"]
         inside = rho <= 1
         rho0 = np.where(inside, rho * (1 - k) ** (1 / 3), np.cbrt(np.maximum(rho ** 3 - k, 0)))
-        d = (rho - rho0) * np.where(inside, 1.0, np.clip((reach - rho) / (reach - 1), 0, 1) ** 2)
+        d = (rho - rho0) * np.where(inside, 1.0, np.clip((reach - rho) / (reach - 1), 0, 1))
         moving = d > 1e-3
         if moving.any():
             scale = (rho[moving] - d[moving]) / np.maximum(rho[moving], 1e-6)
