@@ -17,8 +17,16 @@ Checkpoints (last.pt every `checkpoint_minutes` and at each epoch's end, best.pt
 validation Dice) go to .cache/train/runs/NAME/ (git-ignored); the per-epoch log (loss,
 validation Dice per held-out case) to models/logs/NAME.tsv, next to the model cards.
 An "epoch" is `epoch_iters` iterations (random slices), not a pass over the data.
+
+A `synth:` section (config: the synthesis YAML, hosts: healthy livers prepared with
+`prepare.py --hosts`, every_epochs, target) draws synthetic tumours (synth_tumor.py) afresh every
+`every_epochs` epochs, deterministically from the seed and the draw's number:
+`target: lesion_rois` (default) adds the hosts' liver ROIs with the tumours as lesion to the real
+ROIs of `train_cases` (which may be empty); `target: liver_slices` replaces the hosts' liver
+slices among `train_cases` by slices with tumours, their liver label unchanged.
 """
 import argparse
+import copy
 import json
 import os
 import random
@@ -32,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from augment import augment  # noqa: E402
 from export import contract_metadata, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
-from synth_data import HostSet, draw_rois  # noqa: E402
+from synth_data import HostSet, draw_liver_slices, draw_rois  # noqa: E402
 from synth_tumor import load_config as load_synth_config  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
@@ -201,6 +209,11 @@ def train(cfg, resume, minutes, device, cosine):
         sys.exit(f"train: {cfg['name']}: no train_cases and no synth section: nothing to train on")
     hosts = None
     if sy is not None:
+        target = sy.get("target", "lesion_rois")
+        if target not in ("lesion_rois", "liver_slices"):
+            sys.exit(f"train: {cfg['name']}: synth target {target!r} is neither lesion_rois nor liver_slices")
+        if target == "liver_slices" and (real is None or not set(sy["hosts"]) <= set(real.cases)):
+            sys.exit(f"train: {cfg['name']}: synth target liver_slices draws into training cases: every host must be in train_cases")
         hosts = HostSet(os.path.join(ROOT, sy.get("data", ".cache/train/hosts")), sy["hosts"],
                         load_synth_config(os.path.join(ROOT, sy["config"])))
 
@@ -210,7 +223,17 @@ def train(cfg, resume, minutes, device, cosine):
         if hosts is None:
             return real.to(dev)
         t0 = time.time()
-        img, lab, case_of, medians, n = draw_rois(hosts, np.random.default_rng([seed, draw]), tuple(cfg["input_size"]),
+        rng_draw = np.random.default_rng([seed, draw])
+        if target == "liver_slices":  # the hosts' liver slabs replaced, labels unchanged
+            slabs, n = draw_liver_slices(hosts, rng_draw, tuple(cfg["input_size"]))
+            s = copy.copy(real)
+            s.img = real.img.copy()
+            for case, (k0, sl) in zip(hosts.cases, slabs):
+                first = int(np.flatnonzero(real.case == real.cases.index(case))[0])
+                s.img[first + k0:first + k0 + len(sl)] = sl
+            print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
+            return s.to(dev)
+        img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
                                                   sy.get("min_box", 60))
         if level is not None:
             for ci, med in enumerate(medians):

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from prepare import resize_label  # noqa: E402
-from synth_data import HostSet, draw_rois  # noqa: E402
+from synth_data import HostSet, draw_liver_slices, draw_rois, equalize_slice  # noqa: E402
 from synth_tumor import Host, load_config, synthesize  # noqa: E402
 
 
@@ -188,6 +188,77 @@ class SynthRois(unittest.TestCase):
             want = resize_label(m.astype(np.uint8)[None], (64, 64), 2)[0]
             got = (resize_image(m[None], (64, 64))[0] > 0.5).astype(np.uint8)
             self.assertTrue(np.array_equal(want, got))
+
+    def test_equalize_matches_the_node_definition(self):
+        """4 pixels over [0, 4) with 4 bins (the node's unit-test case) and a value mid-bin."""
+        out = equalize_slice(np.array([[0.0, 1.0], [2.0, 3.0]]), 0.0, 4.0, 4)
+        self.assertTrue(np.allclose(out, [[0.0, 0.25], [0.5, 0.75]]))
+        out = equalize_slice(np.array([[0.5, 1.0], [2.0, 9.0]]), 0.0, 4.0, 4)
+        self.assertTrue(np.allclose(out, [[0.125, 0.25], [0.5, 1.0]]))
+
+    def test_liver_slices_change_only_where_tumours_are(self):
+        cfg = load_config()
+        sp = (3.0, 1.2, 1.2)
+        hu, liver = phantom_liver(sp)
+        ks = np.flatnonzero(liver.any(axis=(1, 2)))
+        with tempfile.TemporaryDirectory() as d:
+            np.savez(os.path.join(d, "hostA.npz"), hu=np.rint(hu[ks[0]:ks[-1] + 1]).astype(np.int16),
+                     liver=liver[ks[0]:ks[-1] + 1].astype(np.uint8), spacing=np.array(sp), k0=int(ks[0]),
+                     shape=np.array(hu.shape))
+            hosts = HostSet(d, ["hostA"], cfg)
+            (k0, healthy), = draw_liver_slices(hosts, np.random.default_rng(0), (32, 32))[0]
+            self.assertEqual((k0, len(healthy)), (int(ks[0]), len(ks)))
+            cfg_t = dict(cfg, healthy_probability=0.0)
+            hosts.cfg = cfg_t
+            [(_, sick)], n = draw_liver_slices(hosts, np.random.default_rng(1), (32, 32))
+            self.assertGreater(n, 0)
+            self.assertEqual(sick.dtype, np.uint8)
+            hosts.cfg = dict(cfg, healthy_probability=1.0)
+            [(_, none)], _ = draw_liver_slices(hosts, np.random.default_rng(1), (32, 32))
+            changed = np.abs(sick.astype(int) - none.astype(int)).reshape(len(sick), -1).max(axis=1) > 0
+            self.assertTrue(changed.any())
+            self.assertFalse(changed.all(), "slices without tumour stay as they were")
+
+
+class TrainWithSynth(unittest.TestCase):
+    """train.py's synth section end to end on tiny data: a lesion model on synthetic tumours only
+    and a liver model whose training liver gets tumours."""
+
+    def run_config(self, d, **cfg):
+        import train
+        base = {"name": "t", "classes": ["background", "fg"], "input_size": [32, 32], "preprocess": "hu_window:-100,400",
+                "modality": "ct", "width": 4, "depth": 2, "batch_norm": True, "val_cases": [], "batch_size": 2,
+                "epoch_iters": 2, "epochs": 3, "loss": {"weights": [1.0, 3.0]}, "optimizer": {"name": "adam", "lr": 0.001},
+                "augment": {}, "threads": 1, "run_root": os.path.join(d, "runs"), "log_dir": os.path.join(d, "logs")}
+        base.update(cfg)
+        train.train(base, False, None, "cpu", False)
+        with open(os.path.join(d, "logs", "t.tsv")) as f:
+            return f.read().splitlines()
+
+    def test_lesion_and_liver_configs_train(self):
+        sp = (3.0, 1.2, 1.2)
+        hu, liver = phantom_liver(sp)
+        ks = np.flatnonzero(liver.any(axis=(1, 2)))
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "hosts"))
+            np.savez(os.path.join(d, "hosts", "hostA.npz"), hu=np.rint(hu[ks[0]:ks[-1] + 1]).astype(np.int16),
+                     liver=liver[ks[0]:ks[-1] + 1].astype(np.uint8), spacing=np.array(sp), k0=int(ks[0]),
+                     shape=np.array(hu.shape))
+            synth = {"config": "training/configs/synth_tumor.yaml", "data": os.path.join(d, "hosts"), "hosts": ["hostA"],
+                     "every_epochs": 1}
+            log = self.run_config(d, data=os.path.join(d, "none"), train_cases=[], synth=dict(synth),
+                                  preprocess="hu_window:-100,400;scale:0.002,0.2;liver_level:0.4")
+            self.assertEqual(len(log), 4, log)  # header + 3 epochs
+            os.makedirs(os.path.join(d, "slices"))
+            n = hu.shape[0]
+            np.savez(os.path.join(d, "slices", "hostA.npz"), img=np.zeros((n, 32, 32), np.uint8),
+                     lab=np.ones((n, 32, 32), np.uint8), shape=np.array(hu.shape))
+            log = self.run_config(d, data=os.path.join(d, "slices"), train_cases=["hostA"],
+                                  synth=dict(synth, target="liver_slices"))
+            self.assertEqual(len(log), 4, log)
+            with self.assertRaises(SystemExit):  # a liver host must be a training case
+                self.run_config(d, data=os.path.join(d, "slices"), train_cases=["hostA"],
+                                synth=dict(synth, target="liver_slices", hosts=["hostB"]))
 
 
 if __name__ == "__main__":
