@@ -46,27 +46,20 @@ def panel(before, after, label, k, window, zoom, aspect):
     return Image.fromarray(row).resize((int(w * zoom), int(h * zoom * aspect)), Image.BILINEAR)
 
 
-def render(ct_path, label_path, cfg, seed, out_png, slices, window, crop_liver=True, zoom=2.0):
+def render(ct_path, label_path, cfg, seed, out_png, slices, window, count=None, zoom=2.0):
     img = nib.load(ct_path)
     hu = np.asarray(img.dataobj, dtype=np.float32)
     lab = np.asarray(nib.load(label_path).dataobj)
     sp = [float(z) for z in img.header.get_zooms()[:3]]
     host = Host(hu, lab == 1, sp, cfg)
-    syn, syn_lab, tumours = synthesize(host, cfg, np.random.default_rng(seed))
-    before, after, label = host.hu, syn, syn_lab
-    if not crop_liver:
-        before, after = hu, hu.copy()
-        after[host.box] = syn
-        label = np.zeros(hu.shape, np.uint8)
-        label[host.box] = syn_lab
+    before, after, label, tumours = host.hu, *synthesize(host, cfg, np.random.default_rng(seed), count)
     for t in tumours:
         print(f"  {t['class']:6s} r {t['radius_mm']:5.1f} mm, {t['voxels']:6d} voxels, "
               f"delta {t['delta_hu']:+.0f} HU, mass {t['mass_effect']:.2f}, rim {t['rim_hu']}")
     ks = []
     for t in sorted(tumours, key=lambda t: -t["voxels"]):
-        z = np.nonzero((label == 2).any(axis=(0, 1)))[0]
-        k = int(t["centre"][2]) + (0 if crop_liver else host.box[2].start)
-        if k not in ks and z.size:
+        k = int(t["centre"][2])
+        if k not in ks:
             ks.append(k)
         if len(ks) == slices:
             break
@@ -95,19 +88,20 @@ def main():
     ap.add_argument("--slices", type=int, default=2)
     ap.add_argument("--window", type=float, nargs=2, default=(-100.0, 400.0), help="HU window (default: the lesion network's)")
     ap.add_argument("--zoom", type=float, default=2.0)
+    ap.add_argument("--count", type=int, help="this many tumours per liver (default: drawn from the config)")
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "synth"), help="folder (cases) or PNG (--ct)")
     a = ap.parse_args()
     cfg = load_config(a.config)
     if a.ct:
         if not a.label:
             sys.exit("render_synth: --ct needs --label")
-        render(a.ct, a.label, cfg, a.seed, a.out, a.slices, a.window, zoom=a.zoom)
+        render(a.ct, a.label, cfg, a.seed, a.out, a.slices, a.window, a.count, a.zoom)
         return
     for case in a.cases:
         if case in ("btcv0008", "btcv0022", "btcv0025"):
             sys.exit(f"render_synth: {case} is a held-out healthy-liver check, kept out of all synthesis")
         render(os.path.join(a.data, f"{case}_ct.nii.gz"), os.path.join(a.data, f"{case}_label.nii.gz"), cfg,
-               a.seed, os.path.join(a.out, f"{case}_seed{a.seed}.png"), a.slices, a.window, zoom=a.zoom)
+               a.seed, os.path.join(a.out, f"{case}_seed{a.seed}.png"), a.slices, a.window, a.count, a.zoom)
 
 
 if __name__ == "__main__":
