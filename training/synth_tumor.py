@@ -274,13 +274,6 @@ def synthesize(host, cfg, rng, count=None):
     return hu, label, tumours
 
 
-def paste(host, crop, fill):
-    """The host's crop placed back on its full grid (outside: `fill`, an array of that shape)."""
-    out = np.array(fill, copy=True)
-    out[host.box] = crop
-    return out
-
-
 def _bench(cases, cfg, data, seed, draws):
     import nibabel as nib
     rng = np.random.default_rng(seed)
