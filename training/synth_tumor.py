@@ -91,10 +91,10 @@ class Host:
             self.dist_vessel = ndimage.distance_transform_edt(~self.vessel, sampling=self.spacing).astype(np.float32)
         else:
             self.dist_vessel = np.full(self.hu.shape, np.inf, dtype=np.float32)
-        # Noise level: robust std of the high-pass CT over the parenchyma (liver minus vessels and
-        # its outer 2 mm, where edges would count as noise).
+        # Noise level: robust std of the high-pass CT over the parenchyma (liver minus 3 mm around
+        # vessels and its outer 6 mm, where edges and partial volume would count as noise).
         resid = self.hu - ndimage.gaussian_filter(self.hu, _sigma_vox(2.0, self.spacing))
-        paren = (self.dist_edge > 2.0) & (self.dist_vessel > 2.0)
+        paren = (self.dist_edge > 6.0) & (self.dist_vessel > 3.0)
         r = resid[paren if paren.sum() > 100 else self.liver]
         self.noise_std = float(1.4826 * np.median(np.abs(r - np.median(r))))
 
