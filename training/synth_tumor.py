@@ -120,8 +120,8 @@ def _smooth_noise(rng, shape, sigma_vox):
 
 
 def _elastic_field(rng, shape, spacing, sigma_mm):
-    """Three smooth displacement components (unitless, largest vector length 1) over `shape`: uniform noise on a
-    grid coarser by the field's own smoothness, smoothed, then interpolated up (fast)."""
+    """Three smooth displacement components over `shape` (unitless, longest vector 1): uniform
+    noise on a grid coarser by the field's own smoothness, smoothed, then interpolated up (fast)."""
     step = np.maximum(1, np.floor(sigma_mm / np.asarray(spacing))).astype(int)
     coarse = tuple(int(np.ceil(n / s)) + 1 for n, s in zip(shape, step))
     out = []
