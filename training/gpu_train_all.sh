@@ -2,7 +2,8 @@
 # Trains every model of training/configs in one time-boxed GPU run: all configs at once on one
 # GPU (each its own process), each for MINUTES minutes with a cosine learning-rate decay, then
 # exports the last checkpoints to ONNX. Needs the compact training set of training/prepare.py in
-# .cache/train/{slices128,roi256_window,mr128_n4,mr128_raw} (about 30 MB).
+# .cache/train/{slices128,roi256_window,mr128_n4,mr128_raw} (about 30 MB) and the tumour hosts of
+# `prepare.py --hosts` in .cache/train/hosts (cv/ct_lesion_synthetic_only).
 #
 #   MINUTES=7 bash training/gpu_train_all.sh            # models -> out/gpu/models/, logs -> models/logs/
 #
@@ -16,7 +17,7 @@ DEVICE=${DEVICE:-cuda}
 DEST=${OUT:-out/gpu}
 CONFIGS="ct_liver cv/ct_liver_not_ircadb01 cv/ct_liver_not_ircadb17 ct_lesion cv/ct_lesion_not_ircadb01
 cv/ct_lesion_not_ircadb17 mr_liver cv/mr_liver_not_fold1 cv/mr_liver_not_fold2 cv/mr_liver_raw_not_fold1
-cv/mr_liver_raw_not_fold2"
+cv/mr_liver_raw_not_fold2 cv/ct_lesion_synthetic_only"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 mkdir -p "$DEST" out/gpu/train_logs out/gpu/models/cv models/logs/cv
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -15,6 +15,11 @@ the inference uses), this script only reads what voxflow wrote and resamples it.
    volume in [0, 1] instead (ct_preprocess.yaml `windowed`), in .cache/train/roi{SIZE}_window/.
    Each ROI file also holds `liver_median`, the median of the ROI input over the case's liver
    voxels (train.py moves it to a model's `liver_level:V`, as crop_resample does).
+4. Tumour hosts (`--hosts`, CT): the windowed volume (voxflow's, back in HU: the window
+   [-100, 400] is exact inside it) and the liver mask over the slices with liver, full in-plane,
+   with the voxel spacing, in .cache/train/hosts/CASE.npz; train.py's `synth:` section draws
+   synthetic tumours into them (training/synth_tumor.py). BTCV 0008, 0022 and 0025 are refused:
+   they are the healthy-liver check and stay out of all synthesis.
 MR slices go to .cache/train/mr{SIZE}_{n4,raw}/CASE.npz (same layout as whole CT slices).
 
 Everything here is derived from licensed scans: it lives under the git-ignored .cache/ only.
@@ -124,6 +129,38 @@ def preprocess(voxflow, data, case, cache, mr_variant=None, windowed=False):
     return want
 
 
+HELD_OUT_HEALTHY = ("btcv0008", "btcv0022", "btcv0025")
+
+
+def prepare_host(voxflow, data, case, cache):
+    """Writes .cache/train/hosts/CASE.npz (see the module doc, step 4)."""
+    if case in HELD_OUT_HEALTHY:
+        sys.exit(f"prepare: {case} is a held-out healthy liver: no tumours are drawn into it")
+    path = os.path.join(cache, "hosts", f"{case}.npz")
+    if os.path.exists(path):
+        return
+    win = preprocess(voxflow, data, case, cache, windowed=True)
+    w = load_kji(win).astype(np.float32)
+    lab_path = case_files(data, case)[1]
+    lab = load_kji(lab_path)
+    if w.shape != lab.shape:
+        sys.exit(f"prepare: {case}: windowed shape {w.shape} != label shape {lab.shape}")
+    if (lab == 2).any():
+        sys.exit(f"prepare: {case}: {lab_path} has lesion voxels; a tumour host must be a healthy liver")
+    ks = np.flatnonzero((lab == 1).any(axis=(1, 2)))
+    if ks.size == 0:
+        sys.exit(f"prepare: {case}: {lab_path} has no liver")
+    k0, k1 = int(ks[0]), int(ks[-1]) + 1
+    zooms = nib.load(win).header.get_zooms()[:3]
+    spacing = np.array([zooms[2], zooms[1], zooms[0]], dtype=np.float64)  # (k, j, i) in mm
+    hu = np.rint(w[k0:k1] * 500.0 - 100.0).astype(np.int16)  # hu_window -100..400, scale unit
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.savez_compressed(path + ".tmp.npz", hu=hu, liver=(lab[k0:k1] == 1).astype(np.uint8), spacing=spacing,
+                        k0=k0, shape=np.array(w.shape))
+    os.replace(path + ".tmp.npz", path)
+    print(f"prepared host {case}: slices {k0}..{k1 - 1} of {w.shape}, spacing {spacing.round(3).tolist()} mm", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--voxflow", default=os.environ.get("VOXFLOW_BIN", "/tmp/target-training/release/voxflow"))
@@ -137,7 +174,14 @@ def main():
     ap.add_argument("--min-box", type=int, default=60)
     ap.add_argument("--roi-input", choices=["equalized", "window"], default="equalized",
                     help="CT ROIs from the equalised volume or from the windowed one in [0, 1] (roi{SIZE}_window/)")
+    ap.add_argument("--hosts", action="store_true", help="write tumour hosts (healthy CT livers) for train.py's synth section")
     a = ap.parse_args()
+    if a.hosts:
+        if a.modality != "ct" or a.roi or not a.cases:
+            sys.exit("prepare: --hosts is for CT, with --cases (healthy livers), without --roi")
+        for case in a.cases:
+            prepare_host(a.voxflow, a.data, case, a.cache)
+        return
     mr_variant = None if a.modality == "ct" else ("raw" if a.no_n4 else "n4")
     if a.roi_input == "window" and (mr_variant is not None or not a.roi):
         sys.exit("prepare: --roi-input window is for CT ROIs (--roi)")

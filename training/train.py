@@ -17,8 +17,16 @@ Checkpoints (last.pt every `checkpoint_minutes` and at each epoch's end, best.pt
 validation Dice) go to .cache/train/runs/NAME/ (git-ignored); the per-epoch log (loss,
 validation Dice per held-out case) to models/logs/NAME.tsv, next to the model cards.
 An "epoch" is `epoch_iters` iterations (random slices), not a pass over the data.
+
+A `synth:` section (config: the synthesis YAML, hosts: healthy livers prepared with
+`prepare.py --hosts`, every_epochs, target) draws synthetic tumours (synth_tumor.py) afresh every
+`every_epochs` epochs, deterministically from the seed and the draw's number:
+`target: lesion_rois` (default) adds the hosts' liver ROIs with the tumours as lesion to the real
+ROIs of `train_cases` (which may be empty); `target: liver_slices` replaces the hosts' liver
+slices among `train_cases` by slices with tumours, their liver label unchanged.
 """
 import argparse
+import copy
 import json
 import os
 import random
@@ -32,6 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from augment import augment  # noqa: E402
 from export import contract_metadata, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
+from synth_data import HostSet, draw_liver_slices, draw_rois  # noqa: E402
+from synth_tumor import load_config as load_synth_config  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -91,12 +101,28 @@ class SliceSet:
             imgs.append(z["img"] if level is None else shift_liver(z["img"], float(z["liver_median"]), level))
             labs.append(z["lab"])
             case_of.append(np.full(len(z["img"]), ci))
-        self.cases = cases
+        self.cases = list(cases)
         self.img = np.concatenate(imgs)
         self.lab = np.concatenate(labs)
         self.case = np.concatenate(case_of)
+        self._index()
+
+    def _index(self):
         self.fg = np.flatnonzero(self.lab.reshape(len(self.lab), -1).max(axis=1) > 0)
         self.bg = np.setdiff1d(np.arange(len(self.lab)), self.fg)
+
+    @classmethod
+    def with_extra(cls, base, cases, img, lab, case_of):
+        """A set of `base`'s slices (or none) plus `img` / `lab` of further `cases` (`case_of`
+        indexes `cases`)."""
+        s = cls.__new__(cls)
+        off = len(base.cases) if base else 0
+        s.cases = (base.cases if base else []) + list(cases)
+        s.img = np.concatenate([base.img, img]) if base else img
+        s.lab = np.concatenate([base.lab, lab]) if base else lab
+        s.case = np.concatenate([base.case, case_of + off]) if base else case_of
+        s._index()
+        return s
 
     def counts(self, classes):
         return np.bincount(self.lab.ravel(), minlength=classes)[:classes]
@@ -177,7 +203,48 @@ def train(cfg, resume, minutes, device, cosine):
     random.seed(seed)
     data = os.path.join(ROOT, cfg["data"])
     level = liver_level(cfg["preprocess"])
-    tr = SliceSet(data, cfg["train_cases"], level).to(dev)
+    real = SliceSet(data, cfg["train_cases"], level) if cfg["train_cases"] else None
+    sy = cfg.get("synth")
+    if sy is None and real is None:
+        sys.exit(f"train: {cfg['name']}: no train_cases and no synth section: nothing to train on")
+    hosts = None
+    if sy is not None:
+        target = sy.get("target", "lesion_rois")
+        if target not in ("lesion_rois", "liver_slices"):
+            sys.exit(f"train: {cfg['name']}: synth target {target!r} is neither lesion_rois nor liver_slices")
+        if target == "liver_slices" and (real is None or not set(sy["hosts"]) <= set(real.cases)):
+            sys.exit(f"train: {cfg['name']}: synth target liver_slices draws into training cases: every host must be in train_cases")
+        hosts = HostSet(os.path.join(ROOT, sy.get("data", ".cache/train/hosts")), sy["hosts"],
+                        load_synth_config(os.path.join(ROOT, sy["config"])))
+
+    def training_set(draw):
+        """The real training slices plus, with a synth section, synthetic draw number `draw`
+        (deterministic from the seed and `draw`)."""
+        if hosts is None:
+            return real.to(dev)
+        t0 = time.time()
+        rng_draw = np.random.default_rng([seed, draw])
+        if target == "liver_slices":  # the hosts' liver slabs replaced, labels unchanged
+            slabs, n = draw_liver_slices(hosts, rng_draw, tuple(cfg["input_size"]))
+            s = copy.copy(real)
+            s.img = real.img.copy()
+            for case, (k0, sl) in zip(hosts.cases, slabs):
+                first = int(np.flatnonzero(real.case == real.cases.index(case))[0])
+                s.img[first + k0:first + k0 + len(sl)] = sl
+            print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
+            return s.to(dev)
+        img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
+                                                  sy.get("min_box", 60))
+        if level is not None:
+            for ci, med in enumerate(medians):
+                m = case_of == ci
+                img[m] = shift_liver(img[m], med, level)
+        s = SliceSet.with_extra(real, hosts.cases, img, lab, case_of)
+        print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} livers, {len(img)} ROIs "
+              f"({int((lab.reshape(len(lab), -1).max(axis=1) > 0).sum())} with tumour), {time.time() - t0:.1f} s", flush=True)
+        return s.to(dev)
+
+    tr = training_set(0)
     va = SliceSet(data, cfg["val_cases"], level).to(dev) if cfg.get("val_cases") else None
     classes = len(cfg["classes"])
     w = cfg["loss"].get("weights", "frequency")
@@ -195,6 +262,7 @@ def train(cfg, resume, minutes, device, cosine):
     gen = torch.Generator(device=dev).manual_seed(seed)
     rng = np.random.default_rng(seed)
     epoch, it, best, elapsed = 0, 0, -1.0, 0.0
+    every = int(sy.get("every_epochs", 1)) if sy else 0
     last = os.path.join(rd, "last.pt")
     if resume:
         if not os.path.exists(last):
@@ -206,6 +274,8 @@ def train(cfg, resume, minutes, device, cosine):
         rng.bit_generator.state = st["rng"]
         epoch, it, best, elapsed = st["epoch"], st["it"], st["best"], st["elapsed"]
         print(f"resumed {cfg['name']} at epoch {epoch} iteration {it} (best Dice {best:.4f}, {elapsed / 60:.1f} min trained)", flush=True)
+        if hosts is not None and epoch >= every:
+            tr = training_set(epoch // every)
     elif os.path.exists(log_path(cfg)):
         os.remove(log_path(cfg))
     if not os.path.exists(log_path(cfg)):
@@ -268,6 +338,8 @@ def train(cfg, resume, minutes, device, cosine):
                 save_ckpt(os.path.join(rd, "best.pt"), state())
             save_ckpt(last, state())
             t_ckpt = time.time()
+            if hosts is not None and epoch % every == 0:
+                tr = training_set(epoch // every)
         elif time.time() - t_ckpt > ckpt_every:
             save_ckpt(last, state())
             t_ckpt = time.time()
