@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The pip route (README, "Without Rust: pip"), as `make test` runs it: builds the wheel
 # (scripts/build-wheel.sh), installs it into a fresh virtualenv in a temporary folder (onnxruntime
-# from PyPI through pip's cache), and runs the installed `voxflow` from another folder on the
-# phantom with the installed CT graph and models, ONNX Runtime from that environment alone. Fails
-# unless the installed files match the repository's, ONNX Runtime was loaded from the new
-# environment, and the segmentation has liver and lesion voxels. Not for a cargo test: cargo
+# from PyPI through pip's cache), and runs the installed `voxflow segment` from another folder on
+# the phantom (written to NIfTI first) with the installed CT graph and models, ONNX Runtime from
+# that environment alone. Fails unless the installed files match the repository's, ONNX Runtime
+# was loaded from the new environment, segment wrote its files, and the segmentation has liver
+# and lesion voxels. Not for a cargo test: cargo
 # holds its build-directory lock while tests run, so a test cannot build the wheel in target/.
 set -euo pipefail
 
@@ -31,17 +32,21 @@ done
 mkdir "$tmp/elsewhere"
 (
     cd "$tmp/elsewhere"
+    # The phantom as a NIfTI file, then the one-command route on it.
+    printf 'graph: phantom\nnodes:\n  ct: { kind: read_volume, path: "phantom:small" }\n  save: { kind: write_volume, in: ct, path: ct.nii.gz }\n' > phantom.yaml
+    "$venv/bin/voxflow" -q run phantom.yaml
     env -u ORT_DYLIB_PATH VOXFLOW_LOG=voxflow_onnx=debug NO_COLOR=1 \
-        "$venv/bin/voxflow" -q run "$home/graphs/ct_liver_lesion.yaml" \
-        --set input=phantom:small --set output=seg.nii.gz 2> "$tmp/run.log" \
-        || { cat "$tmp/run.log" >&2; echo "test-wheel: the installed voxflow failed" >&2; exit 1; }
+        "$venv/bin/voxflow" segment ct.nii.gz --modality ct -o seg > "$tmp/segment.out" 2> "$tmp/run.log" \
+        || { cat "$tmp/run.log" >&2; echo "test-wheel: the installed voxflow segment failed" >&2; exit 1; }
 )
 sed "s/\x1b\[[0-9;]*m//g" "$tmp/run.log" | grep -F "loaded ONNX Runtime path=$venv/lib/python3" >/dev/null \
     || { cat "$tmp/run.log" >&2; echo "test-wheel: ONNX Runtime was not loaded from $venv" >&2; exit 1; }
-[ -f "$tmp/elsewhere/seg.html" ] || { echo "test-wheel: no report beside the output" >&2; exit 1; }
+for f in seg.nii.gz liver.nii.gz liver_lesions.nii.gz seg.html seg.stats.json; do
+    [ -f "$tmp/elsewhere/seg/$f" ] || { cat "$tmp/segment.out" >&2; echo "test-wheel: segment wrote no $f" >&2; exit 1; }
+done
 
 # Labels read with numpy (installed with onnxruntime), not with voxflow's own reader.
-"$venv/bin/python" - "$tmp/elsewhere/seg.nii.gz" <<'PY'
+"$venv/bin/python" - "$tmp/elsewhere/seg/seg.nii.gz" <<'PY'
 import gzip, struct, sys
 import numpy as np
 
