@@ -181,7 +181,7 @@ fn address_space_room() -> Option<u64> {
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let mapped = kib_field(&status, "VmSize:").unwrap_or(0);
-    Some((lim.rlim_cur as u64).saturating_sub(mapped))
+    Some(lim.rlim_cur.saturating_sub(mapped))
 }
 
 /// `1.5 GiB`, `12.0 MiB`, `800 B`.
