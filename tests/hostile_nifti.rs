@@ -708,7 +708,8 @@ fn fuzz_seeds_read_and_regressions_do_not_panic() {
         ] {
             for bytes in [b.clone(), gzip(&b, 2)] {
                 let r = std::panic::catch_unwind(|| {
-                    read_nifti_from(bytes.as_slice(), Some(bytes.len() as u64), &p, want).map(|_| ())
+                    read_nifti_from(bytes.as_slice(), Some(bytes.len() as u64), &p, want)
+                        .map(|_| ())
                 });
                 assert!(r.is_ok(), "{} as {want:?}: panicked", p.display());
             }
