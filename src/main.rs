@@ -33,6 +33,10 @@ struct Cli {
     /// Load a node plugin library (repeatable; a bare name is looked up in VOXFLOW_PLUGIN_PATH).
     #[arg(long = "plugin", global = true, value_name = "PATH")]
     plugin: Vec<PathBuf>,
+    /// Largest volume a reader may load, in voxels (sets VOXFLOW_MAX_VOXELS; default: what fits
+    /// in half of the memory available to the process).
+    #[arg(long, global = true, value_name = "N")]
+    max_voxels: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -156,6 +160,10 @@ fn catch_stop_signals() -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(n) = cli.max_voxels {
+        // Before any thread starts; child processes (batch, Slurm) inherit it.
+        std::env::set_var(voxflow_nodes::io::budget::MAX_VOXELS_VAR, n.to_string());
+    }
     let filter = if cli.quiet { "error" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(

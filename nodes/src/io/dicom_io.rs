@@ -69,7 +69,14 @@ pub fn read_series_with(dir: &Path, opts: &DicomOptions) -> Result<DicomSeries, 
         grid.along_normal(a.info.position)
             .total_cmp(&grid.along_normal(b.info.position))
     });
-    check_voxel_budget(dir, [slices.len(), grid.rows, grid.cols])?;
+    super::budget::check_voxels(
+        dir,
+        grid.cols as u64,
+        grid.rows as u64,
+        slices.len() as u64,
+        1,
+        std::mem::size_of::<f32>() as u64,
+    )?;
     // Identifiers come from the first slice's header; decoding drops the headers.
     let identity = Identity::of(&slices[0].obj);
     let (voxels, kept) = decode_slices(slices, &grid, &mut bad)?;
@@ -543,27 +550,6 @@ impl Grid {
 
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
     a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
-}
-
-/// Largest volume the reader allocates, in voxels (8 GiB of f32). A stand-in until the shared
-/// voxel budget (`io/budget.rs`, issue 20) replaces this function.
-const MAX_VOXELS: u64 = 1 << 31;
-
-/// Refuses a series larger than the voxel budget before anything is allocated for it.
-fn check_voxel_budget(source: &Path, shape: [usize; 3]) -> Result<(), String> {
-    let voxels = shape
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-    match voxels {
-        Some(v) if v <= MAX_VOXELS => Ok(()),
-        _ => Err(format!(
-            "{}: {} slices of {}x{} pixels exceed the limit of {MAX_VOXELS} voxels",
-            source.display(),
-            shape[0],
-            shape[1],
-            shape[2]
-        )),
-    }
 }
 
 /// Decodes the sorted slices into one volume. A slice whose pixel data does not decode is a

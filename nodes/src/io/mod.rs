@@ -1,5 +1,6 @@
 //! Volume input and output.
 
+pub mod budget;
 pub mod dicom_io;
 pub mod nifti_io;
 pub mod phantom;

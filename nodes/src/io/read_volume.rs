@@ -15,8 +15,16 @@ pub struct ReadVolume;
 const DOCS: &str = r#"
 Reads a volume and streams it slice by slice (`k` = slice index).
 
-- NIfTI (`.nii`, `.nii.gz`): any scalar data type; 4D `x, y, z, class` files are read as `prob`.
-  The affine is kept exactly (sform if set, else qform).
+- NIfTI-1 or NIfTI-2 (`.nii`, `.nii.gz`, any number of gzip members): integer and float scalar
+  data types; 4D `x, y, z, class` float files are read as `prob`. The affine is kept exactly
+  (sform if set, else qform). The header is checked before anything is allocated: dimensions,
+  data type (complex, RGB and float128 are refused by name) and bitpix, `vox_offset` (honoured,
+  and within the file), `scl_slope` (0 or NaN = no scaling, as the standard says), a finite affine
+  with positive voxel sizes. Voxel values that the stream cannot hold are refused with the voxel
+  named: non-finite intensities, non-integer or out-of-range labels, probabilities outside 0..1.
+- Size: a volume larger than the voxel budget is refused before it is read: by default half of
+  the memory the process may still use (MemAvailable, the cgroup limit, `ulimit -v`), or
+  `--max-voxels N` / `VOXFLOW_MAX_VOXELS=N`.
 - DICOM series: a folder of files. Files are grouped by SeriesInstanceUID (with several series,
   `series` picks one; the error lists them), sorted by ImagePositionPatient along the slice
   normal, rescaled with RescaleSlope/Intercept, and checked for uniform spacing. The affine is
@@ -47,7 +55,8 @@ Reads a volume and streams it slice by slice (`k` = slice index).
 - `phantom:` a synthetic abdominal CT (see `phantom:small`, `phantom:NIxNJxNK`, `,seed=N`);
   with `as: label` it gives the phantom's ground truth.
 
-`as: auto` picks `label` for uint8 files, `prob` for 4D files and `image` otherwise.
+`as: auto` picks `label` for uint8 files, `prob` for 4D float files and `image` otherwise; a 4D
+integer file (e.g. a time series) is refused.
 "#;
 
 /// `as` param: the stream type to read a file as.
