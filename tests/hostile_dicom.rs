@@ -397,7 +397,13 @@ fn dimension_bomb_is_refused_before_allocation() {
         set(o, tags::ROWS, VR::US, PrimitiveValue::from(65535u16));
         set(o, tags::COLUMNS, VR::US, PrimitiveValue::from(65535u16));
     });
-    m.refused(false, &["65535 x 65535 x 1 = 4294836225 voxels", "more than the limit"]);
+    m.refused(
+        false,
+        &[
+            "65535 x 65535 x 1 = 4294836225 voxels",
+            "more than the limit",
+        ],
+    );
 }
 
 /// MONOCHROME1 is a display convention: the modality values are read as they are.
