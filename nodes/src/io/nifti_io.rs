@@ -746,28 +746,29 @@ fn read_voxels(
                             o.write(v as u8);
                         }
                     }
-                    StreamType::Prob => {
-                        if let Some(idx) = vals.iter().position(|v| !(0.0..=1.0).contains(v)) {
-                            return Err(format!(
-                                "{name}: probabilities must lie in 0..1; {} holds {}",
-                                at(idx),
-                                vals[idx]
-                            ));
-                        }
-                        for (o, &v) in out_f32.spare_capacity_mut()[dest + done..dest + done + n]
-                            .iter_mut()
-                            .zip(vals.iter())
-                        {
-                            o.write(v);
-                        }
-                    }
-                    StreamType::Image => {
-                        if let Some(idx) = vals.iter().position(|v| !v.is_finite()) {
-                            return Err(format!(
-                                "{name}: {} holds {}; voxflow needs finite intensities",
-                                at(idx),
-                                vals[idx]
-                            ));
+                    StreamType::Prob | StreamType::Image => {
+                        let prob = plan.ty == StreamType::Prob;
+                        let bad = |v: &f32| {
+                            if prob {
+                                !(0.0..=1.0).contains(v)
+                            } else {
+                                !v.is_finite()
+                            }
+                        };
+                        if let Some(idx) = vals.iter().position(bad) {
+                            return Err(if prob {
+                                format!(
+                                    "{name}: probabilities must lie in 0..1; {} holds {}",
+                                    at(idx),
+                                    vals[idx]
+                                )
+                            } else {
+                                format!(
+                                    "{name}: {} holds {}; voxflow needs finite intensities",
+                                    at(idx),
+                                    vals[idx]
+                                )
+                            });
                         }
                         for (o, &v) in out_f32.spare_capacity_mut()[dest + done..dest + done + n]
                             .iter_mut()
