@@ -423,3 +423,159 @@ fn monochrome1_slice_keeps_its_modality_values() {
     let (_, v, _) = m.read(false);
     assert!(v == orig.voxels);
 }
+
+/// Runs `voxflow args` with its address space capped at 1 GB, so that an attempt to allocate
+/// what a corrupt length field claims (GBs) fails the run.
+fn voxflow_capped(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_voxflow"));
+    cmd.args(args);
+    // SAFETY: setrlimit is async-signal-safe and touches no state of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let cap = libc::rlimit {
+                rlim_cur: 1_000_000_000,
+                rlim_max: 1_000_000_000,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd.output().expect("run voxflow")
+}
+
+/// The files of a committed `dicom_folder` fuzz input: its bytes split at the fuzz target's
+/// separator (`fuzz/src/lib.rs`), at most 8 files.
+fn fuzz_folder_files(bytes: &[u8]) -> Vec<Vec<u8>> {
+    const SEPARATOR: &[u8] = b"\xffFUZZFILE\xff";
+    let mut files = Vec::new();
+    let mut rest = bytes;
+    while files.len() < 7 {
+        match rest.windows(SEPARATOR.len()).position(|w| w == SEPARATOR) {
+            Some(i) => {
+                files.push(rest[..i].to_vec());
+                rest = &rest[i + SEPARATOR.len()..];
+            }
+            None => break,
+        }
+    }
+    files.push(rest.to_vec());
+    files
+}
+
+fn fuzz_regression(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions/dicom")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Reads `files` as a DICOM folder under the 1 GB cap: rc 1, a message naming `bad` (a file
+/// name) and its corrupt `element`, no panic text and no output.
+fn refused_capped(label: &str, files: &[(String, Vec<u8>)], bad: &str, element: &str) {
+    let root = temp_dir(label);
+    let series = root.join("series");
+    std::fs::create_dir_all(&series).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(series.join(name), bytes).unwrap();
+    }
+    let out = root.join("out.nii");
+    let g = write_graph(
+        &root,
+        "g.yaml",
+        &format!(
+            "graph: t\nnodes:\n  ct: {{ kind: read_volume, path: {} }}\n  out: {{ kind: write_volume, in: ct, path: {} }}\n",
+            series.display(),
+            out.display()
+        ),
+    );
+    let o = voxflow_capped(&["run", g.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let bad = series.join(bad).display().to_string();
+    for n in [
+        bad.as_str(),
+        "node `ct` (read_volume)",
+        "damaged DICOM file (truncated or corrupt)",
+        element,
+        "the file has",
+    ] {
+        assert!(err.contains(n), "`{n}` not in:\n{err}");
+    }
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert!(!out.exists(), "{} was written", out.display());
+}
+
+/// Fuzz input: a 523-byte file whose (0010,0010) claims 3.6 GB (the parser allocated it).
+#[test]
+fn fuzz_huge_element_length_is_refused_before_allocation() {
+    let bytes = fuzz_regression("oom_huge_pixel_data.dcm");
+    refused_capped(
+        "fuzz-oom",
+        &[("oom_huge_pixel_data.dcm".into(), bytes)],
+        "oom_huge_pixel_data.dcm",
+        "element (0010,0010) at byte 466 claims 3640703488 bytes",
+    );
+}
+
+/// Fuzz input for the `dicom_folder` target (took over 10 s): its first file's (007D,009C)
+/// claims 18 MB in a 524-byte file.
+#[test]
+fn fuzz_slow_folder_is_refused() {
+    let files: Vec<(String, Vec<u8>)> =
+        fuzz_folder_files(&fuzz_regression("slow_folder_split_at_separator.bin"))
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (format!("f{i}"), f))
+            .collect();
+    assert_eq!(files.len(), 2);
+    refused_capped(
+        "fuzz-slow",
+        &files,
+        "f0",
+        "element (007D,009C) at byte 484 claims 18350329 bytes",
+    );
+}
+
+/// The 3.6 GB claim among the real slices, under the 1 GB cap: refused naming it, or with
+/// `skip_bad_files` skipped with a warning naming it and the series read unchanged.
+#[test]
+fn fuzz_huge_element_length_among_real_slices() {
+    let Some(orig) = original() else { return };
+    let m = Mirror::new("fuzz-oom-among", orig);
+    let p = m.series.join("oom_huge_pixel_data.dcm");
+    std::fs::write(&p, fuzz_regression("oom_huge_pixel_data.dcm")).unwrap();
+    let out = m.root.join("out.nii");
+    for skip in [false, true] {
+        let _ = std::fs::remove_file(&out);
+        let g = write_graph(
+            &m.root,
+            "g.yaml",
+            &format!(
+                "graph: t\nnodes:\n  ct: {{ kind: read_volume, path: {}, skip_bad_files: {skip} }}\n  out: {{ kind: write_volume, in: ct, path: {} }}\n",
+                m.series.display(),
+                out.display()
+            ),
+        );
+        let o = voxflow_capped(&["run", g.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&p.display().to_string()), "{err}");
+        assert!(err.contains("element (0010,0010)"), "{err}");
+        if skip {
+            assert!(o.status.success(), "{err}");
+            let VolumeData::Image(v) = read_nifti(&out, None).unwrap().data else {
+                panic!("not an image")
+            };
+            assert!(v == orig.voxels, "the series read differently");
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            assert!(!out.exists());
+        }
+    }
+}

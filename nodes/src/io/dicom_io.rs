@@ -187,6 +187,8 @@ fn open_one(path: &Path) -> Result<DefaultDicomObject, String> {
     if len == 0 {
         return Err("empty file (0 bytes)".into());
     }
+    // Before the parser, which allocates what a length field claims.
+    super::dicom_lengths::check(path)?;
     let obj = open_file(path).map_err(|e| {
         if has_dicm_marker(path) {
             format!(

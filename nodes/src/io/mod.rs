@@ -2,6 +2,7 @@
 
 pub mod budget;
 pub mod dicom_io;
+mod dicom_lengths;
 pub mod nifti_io;
 pub mod phantom;
 pub mod read_volume;
