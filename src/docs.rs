@@ -127,8 +127,12 @@ pub fn dot(plan: &Plan, reg: &Registry) -> String {
         }
     }
     for (k, (prefix, file, ids)) in clusters.iter().enumerate() {
-        let name = file.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
-        s += &format!("  subgraph cluster_{k} {{\n    label=\"{prefix} ({name})\";\n    style=rounded;\n");
+        let name = file
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+        s += &format!(
+            "  subgraph cluster_{k} {{\n    label=\"{prefix} ({name})\";\n    style=rounded;\n"
+        );
         for id in ids {
             s += &format!("    \"{id}\";\n");
         }

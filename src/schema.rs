@@ -4,8 +4,8 @@
 //! what substituted values become).
 
 use serde_json::{json, Map, Value};
-use voxflow_runtime::{NodeDecl, ParamDecl, ParamType, PortDecl, Registry};
 use voxflow_runtime::graph::INCLUDE_KIND;
+use voxflow_runtime::{NodeDecl, ParamDecl, ParamType, PortDecl, Registry};
 
 /// A string with a `$name` / `${name}` / `${name:modifier}` reference: its value is known
 /// only after substitution, so the schema accepts it for a param of any type.

@@ -51,7 +51,10 @@ nodes:
     // The included node's output, used as a port of the caller.
     let a = std::fs::read(d.join("outer_copy.nii.gz")).unwrap();
     let b = std::fs::read(d.join("from_caller.nii.gz")).unwrap();
-    assert_eq!(a, b, "seg.w written by the caller differs from the included graph's output");
+    assert_eq!(
+        a, b,
+        "seg.w written by the caller differs from the included graph's output"
+    );
 }
 
 #[test]
@@ -123,10 +126,18 @@ fn include_cycle_is_refused_naming_the_chain() {
     );
     let e = stderr_of(&["check", a.to_str().unwrap()]);
     let canon = |n: &str| d.join(n).canonicalize().unwrap().display().to_string();
-    let chain = format!("{} -> {} -> {}", canon("a.yaml"), canon("b.yaml"), canon("a.yaml"));
+    let chain = format!(
+        "{} -> {} -> {}",
+        canon("a.yaml"),
+        canon("b.yaml"),
+        canon("a.yaml")
+    );
     assert!(e.contains("graph files include each other"), "{e}");
     assert!(e.contains(&chain), "expected `{chain}` in:\n{e}");
-    assert!(e.contains(&format!("{}:3:", d.join("b.yaml").display())), "{e}");
+    assert!(
+        e.contains(&format!("{}:3:", d.join("b.yaml").display())),
+        "{e}"
+    );
 }
 
 /// The shipped survival graph = the CT graph included + the feature nodes, on the phantom with

@@ -409,24 +409,31 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                     Ok(Sub::Known(v, Origin::Graph)) => Sub::Known(v, Origin::File(caller.scope)),
                     Ok(other) => other,
                     Err(m) => {
-                        c.err_in(caller.scope, a.value_pos, &caller.id, format!("param `{}`: {m}", p.name));
+                        c.err_in(
+                            caller.scope,
+                            a.value_pos,
+                            &caller.id,
+                            format!("param `{}`: {m}", p.name),
+                        );
                         Sub::Unknown
                     }
                 },
-                None => match &p.default {
-                    Some(v) => Sub::Known(v.clone(), Origin::File(k)),
-                    None => {
-                        if opts.require_values {
-                            c.err_in(
+                None => {
+                    match &p.default {
+                        Some(v) => Sub::Known(v.clone(), Origin::File(k)),
+                        None => {
+                            if opts.require_values {
+                                c.err_in(
                                 caller.scope,
                                 caller.pos,
                                 &caller.id,
                                 format!("the included graph's param `{}` has no default; set it here", p.name),
                             );
+                            }
+                            Sub::Unknown
                         }
-                        Sub::Unknown
                     }
-                },
+                }
             };
             inner.insert(p.name.clone(), sub);
         }
@@ -568,7 +575,13 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                                 Some(id),
                                 format!(
                                     "input `{key}`: no node named `{src}`{}",
-                                    did_you_mean(src, doc.nodes.iter().filter(|n| n.scope == spec.scope).map(|n| n.id.as_str()))
+                                    did_you_mean(
+                                        src,
+                                        doc.nodes
+                                            .iter()
+                                            .filter(|n| n.scope == spec.scope)
+                                            .map(|n| n.id.as_str())
+                                    )
                                 ),
                             ),
                         }
