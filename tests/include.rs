@@ -90,8 +90,8 @@ fn error_in_an_included_file_names_that_file_and_place() {
         "graph: outer\nnodes:\n  seg: { kind: graph, file: sub/inner.yaml }\n",
     );
     let e = stderr_of(&["check", g.to_str().unwrap()]);
-    // `minn` is on line 7, column 34 of the included file.
-    let want = format!("{}:7:34: node `seg/w`", inner.display());
+    // `minn` is on line 7, column 32 of the included file.
+    let want = format!("{}:7:32: node `seg/w`", inner.display());
     assert!(e.contains(&want), "expected `{want}` in:\n{e}");
     assert!(e.contains("no input or param `minn`"), "{e}");
 }
@@ -108,7 +108,7 @@ nodes:
     let e = stderr_of(&["check", g.to_str().unwrap()]);
     let want = format!("{}:3:45: node `seg`", g.display());
     assert!(e.contains(&want), "expected `{want}` in:\n{e}");
-    assert!(e.contains("has no param `outt`; did you mean `out`"), "{e}");
+    assert!(e.contains("has no param `outt` (did you mean `out`?)"), "{e}");
 }
 
 #[test]
