@@ -108,7 +108,10 @@ nodes:
     let e = stderr_of(&["check", g.to_str().unwrap()]);
     let want = format!("{}:3:45: node `seg`", g.display());
     assert!(e.contains(&want), "expected `{want}` in:\n{e}");
-    assert!(e.contains("has no param `outt` (did you mean `out`?)"), "{e}");
+    assert!(
+        e.contains("has no param `outt` (did you mean `out`?)"),
+        "{e}"
+    );
 }
 
 #[test]
