@@ -109,8 +109,34 @@ pub fn dot(plan: &Plan, reg: &Registry) -> String {
         "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];\n",
         plan.graph
     );
+    // Nodes of an included graph (`seg/...`) go in one cluster per include.
+    let mut clusters: Vec<(&str, &std::path::Path, Vec<&str>)> = Vec::new();
     for n in &plan.nodes {
-        s += &format!("  \"{}\" [label=\"{}\\n({})\"];\n", n.id, n.id, n.kind);
+        let label = n.id.rsplit('/').next().unwrap_or(&n.id);
+        let line = format!("\"{}\" [label=\"{}\\n({})\"];\n", n.id, label, n.kind);
+        match n.id.rfind('/') {
+            None => s += &format!("  {line}"),
+            Some(i) => {
+                let prefix = &n.id[..i];
+                match clusters.iter_mut().find(|c| c.0 == prefix) {
+                    Some(c) => c.2.push(n.id.as_str()),
+                    None => clusters.push((prefix, &n.file, vec![n.id.as_str()])),
+                }
+                s += &format!("  {line}");
+            }
+        }
+    }
+    for (k, (prefix, file, ids)) in clusters.iter().enumerate() {
+        let name = file
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+        s += &format!(
+            "  subgraph cluster_{k} {{\n    label=\"{prefix} ({name})\";\n    style=rounded;\n"
+        );
+        for id in ids {
+            s += &format!("    \"{id}\";\n");
+        }
+        s += "  }\n";
     }
     for d in &plan.disabled {
         s += &format!("  \"{d}\" [style=dashed, label=\"{d}\\n(disabled)\"];\n");

@@ -4,6 +4,7 @@
 //! what substituted values become).
 
 use serde_json::{json, Map, Value};
+use voxflow_runtime::graph::INCLUDE_KIND;
 use voxflow_runtime::{NodeDecl, ParamDecl, ParamType, PortDecl, Registry};
 
 /// A string with a `$name` / `${name}` / `${name:modifier}` reference: its value is known
@@ -23,7 +24,8 @@ pub fn text(reg: &Registry) -> String {
 /// The schema for graphs that may use every kind of `reg`.
 pub fn schema(reg: &Registry) -> Value {
     let decls: Vec<&NodeDecl> = reg.entries().map(|e| &e.decl).collect();
-    let kinds: Vec<&str> = decls.iter().map(|d| d.kind.as_str()).collect();
+    let mut kinds: Vec<&str> = decls.iter().map(|d| d.kind.as_str()).collect();
+    kinds.push(INCLUDE_KIND);
     let mut defs = Map::new();
     defs.insert(
         "substitution".into(),
@@ -51,7 +53,25 @@ pub fn schema(reg: &Registry) -> Value {
             "additionalProperties": false
         }),
     );
-    let mut rules = Vec::new();
+    // An include node: `file:` plus the included graph's params (any names; the validator
+    // checks them against that file).
+    defs.insert(
+        "kind_graph".into(),
+        json!({
+            "description": "Includes another graph file as this node; its nodes become `ID/NODE`, used as ports `ID.NODE`; other keys set its params (docs/GRAPHS.md).",
+            "properties": {
+                "kind": { "const": INCLUDE_KIND },
+                "file": { "type": "string", "description": "The graph file to include, relative to this file." },
+                "about": { "type": "string", "description": "A note on this node (ignored)." },
+                "enabled": { "$ref": "#/definitions/enabled" }
+            },
+            "required": ["kind", "file"]
+        }),
+    );
+    let mut rules = vec![json!({
+        "if": { "properties": { "kind": { "const": INCLUDE_KIND } }, "required": ["kind"] },
+        "then": { "$ref": "#/definitions/kind_graph" }
+    })];
     for d in &decls {
         defs.insert(format!("kind_{}", d.kind), kind_schema(d));
         rules.push(json!({
@@ -143,14 +163,14 @@ fn kind_schema(d: &NodeDecl) -> Value {
 
 fn port_schema(p: &PortDecl) -> Value {
     let text = format!(
-        "Input port ({}{}): {}. Names the upstream node, `node` (its first output) or `node.port`.",
+        "Input port ({}{}): {}. Names the upstream node, `node` (its first output) or `node.port`; `include.node[.port]` for a node of an included graph.",
         p.ty.describe(),
         if p.optional { ", optional" } else { "" },
         p.about
     );
     json!({
         "type": "string",
-        "pattern": r"^[^.]+(\.[^.]+)?$",
+        "pattern": r"^[^.]+(\.[^.]+){0,2}$",
         "description": text,
         "markdownDescription": text
     })

@@ -239,6 +239,7 @@ fn adapt_graph(doc: &mut GraphDoc, out: &Path, dicom: bool, lesions: bool) -> Re
         id,
         pos,
         entries: vec![],
+        scope: 0,
     };
     set_entry(&mut masks, "kind", MASK_KIND.into());
     set_entry(&mut masks, "in", label_source);

@@ -215,7 +215,7 @@ pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
             return Err(RunError {
                 node: plan.nodes[out.node].id.clone(),
                 kind: plan.nodes[out.node].kind.clone(),
-                file: plan.file.clone(),
+                file: plan.nodes[out.node].file.clone(),
                 pos: plan.nodes[out.node].pos,
                 message: format!(
                     "output `{}` = {} is the same file as {what} `{}` = {} of node `{}` ({}, line {}); \
@@ -238,7 +238,7 @@ pub fn execute(
     let err_at = |n: usize, message: String| RunError {
         node: plan.nodes[n].id.clone(),
         kind: plan.nodes[n].kind.clone(),
-        file: plan.file.clone(),
+        file: plan.nodes[n].file.clone(),
         pos: plan.nodes[n].pos,
         message,
     };

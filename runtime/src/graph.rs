@@ -95,9 +95,12 @@ pub struct Entry {
 /// A node as written in the file.
 #[derive(Clone, Debug)]
 pub struct NodeSpec {
+    /// Its id in the plan: `seg/crf` for node `crf` of a graph included as node `seg`.
     pub id: String,
     pub pos: Pos,
     pub entries: Vec<Entry>,
+    /// Index into `GraphDoc::scopes` of the file it was written in (0: the graph file itself).
+    pub scope: usize,
 }
 
 impl NodeSpec {
@@ -106,7 +109,40 @@ impl NodeSpec {
     }
 }
 
-/// A parsed (not yet validated) graph file.
+/// `kind` of a node that includes another graph file (`file:`), its other keys setting that
+/// graph's params.
+pub const INCLUDE_KIND: &str = "graph";
+
+/// Keys of an include node that are not params of the included graph.
+pub const INCLUDE_KEYS: [&str; 4] = ["kind", "file", "about", "enabled"];
+
+/// One graph file of a (possibly composed) graph.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub file: PathBuf,
+    /// Folder that relative paths written in this file resolve against.
+    pub dir: PathBuf,
+    pub params: Vec<GraphParam>,
+    /// Prefix of its node ids in the plan (`seg/`; empty for the graph file itself).
+    pub prefix: String,
+    /// For an included file: the node that includes it.
+    pub caller: Option<Caller>,
+}
+
+/// An include node: `seg: { kind: graph, file: x.yaml, param: value, enabled: ... }`.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Its id in the caller's file.
+    pub id: String,
+    pub pos: Pos,
+    /// Scope of the file the include node is written in.
+    pub scope: usize,
+    /// Values for the included graph's params, written in the caller's file.
+    pub args: Vec<Entry>,
+    pub enabled: Option<Entry>,
+}
+
+/// A parsed (not yet validated) graph file, its includes expanded.
 #[derive(Clone, Debug)]
 pub struct GraphDoc {
     /// The file as given (for messages).
@@ -117,7 +153,10 @@ pub struct GraphDoc {
     pub about: String,
     pub params: Vec<GraphParam>,
     pub plugins: Vec<(String, Pos)>,
+    /// Every node, those of included graphs in place of their include node.
     pub nodes: Vec<NodeSpec>,
+    /// The graph file (0) and each included file, callers before what they include.
+    pub scopes: Vec<Scope>,
 }
 
 /// A problem found in a graph, with its place in the file.
@@ -181,8 +220,32 @@ impl GraphDoc {
         Self::parse(&text, path)
     }
 
-    /// Parses graph text; `path` names the file in messages and sets the folder for relative paths.
+    /// Parses graph text and expands its includes (read from disk); `path` names the file in
+    /// messages and sets the folder for relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<GraphDoc, Diagnostics> {
+        let mut doc = Self::parse_file(text, path)?;
+        let mut scopes = vec![Scope {
+            file: doc.file.clone(),
+            dir: doc.dir.clone(),
+            params: doc.params.clone(),
+            prefix: String::new(),
+            caller: None,
+        }];
+        let chain = vec![path.canonicalize().unwrap_or_else(|_| path.to_path_buf())];
+        let mut nodes = Vec::new();
+        let mut errors = Vec::new();
+        let own = std::mem::take(&mut doc.nodes);
+        expand(own, 0, &chain, &mut scopes, &mut nodes, &mut errors);
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        doc.nodes = nodes;
+        doc.scopes = scopes;
+        Ok(doc)
+    }
+
+    /// Parses one file, includes left as nodes.
+    fn parse_file(text: &str, path: &Path) -> Result<GraphDoc, Diagnostics> {
         let raw: RawGraph = serde_saphyr::from_str(text).map_err(|e| {
             let msg = e.to_string();
             Diagnostics(vec![Diagnostic {
@@ -221,6 +284,7 @@ impl GraphDoc {
             .map(|(id, body)| NodeSpec {
                 pos: pos(&id),
                 id: id.value,
+                scope: 0,
                 entries: body
                     .value
                     .0
@@ -246,7 +310,153 @@ impl GraphDoc {
                 .map(|p| (p.value.clone(), pos(&p)))
                 .collect(),
             nodes,
+            scopes: vec![],
         })
+    }
+}
+
+fn diag(file: &Path, pos: Pos, node: Option<&str>, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_path_buf(),
+        pos,
+        node: node.map(String::from),
+        message,
+    }
+}
+
+/// Appends `own` (the nodes of scope `scope`) to `out`, each include node replaced by the nodes
+/// of the file it names. `chain`: the files being included, outermost first (for cycles).
+fn expand(
+    own: Vec<NodeSpec>,
+    scope: usize,
+    chain: &[PathBuf],
+    scopes: &mut Vec<Scope>,
+    out: &mut Vec<NodeSpec>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let file = scopes[scope].file.clone();
+    let prefix = scopes[scope].prefix.clone();
+    for mut node in own {
+        if node.id.contains('/') {
+            errors.push(diag(
+                &file,
+                node.pos,
+                Some(&node.id),
+                "node ids may not contain `/` (it joins included graphs' ids)".into(),
+            ));
+        }
+        let is_include = node
+            .entry("kind")
+            .is_some_and(|e| e.value.as_str() == Some(INCLUDE_KIND));
+        if !is_include {
+            node.id = format!("{prefix}{}", node.id);
+            node.scope = scope;
+            out.push(node);
+            continue;
+        }
+        let id = node.id.as_str();
+        let Some(file_entry) = node.entry("file") else {
+            errors.push(diag(
+                &file,
+                node.pos,
+                Some(id),
+                "a `kind: graph` node needs `file:` (the graph file to include)".into(),
+            ));
+            continue;
+        };
+        let Some(name) = file_entry.value.as_str().filter(|s| !s.contains('$')) else {
+            errors.push(diag(
+                &file,
+                file_entry.value_pos,
+                Some(id),
+                "`file` must be a path written out (no `$param`)".into(),
+            ));
+            continue;
+        };
+        let path = scopes[scope].dir.join(name);
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if let Some(start) = chain.iter().position(|f| *f == canonical) {
+            let names: Vec<String> = chain[start..]
+                .iter()
+                .chain([&canonical])
+                .map(|f| f.display().to_string())
+                .collect();
+            errors.push(diag(
+                &file,
+                file_entry.value_pos,
+                Some(id),
+                format!("graph files include each other: {}", names.join(" -> ")),
+            ));
+            continue;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(diag(
+                    &file,
+                    file_entry.value_pos,
+                    Some(id),
+                    format!("cannot read included graph file {}: {e}", path.display()),
+                ));
+                continue;
+            }
+        };
+        let inner = match GraphDoc::parse_file(&text, &path) {
+            Ok(d) => d,
+            Err(d) => {
+                errors.extend(d.0);
+                continue;
+            }
+        };
+        if let Some((_, p)) = inner.plugins.first() {
+            errors.push(diag(
+                &path,
+                *p,
+                None,
+                "an included graph may not load plugins; list them in the including graph".into(),
+            ));
+        }
+        let mut args = Vec::new();
+        for e in &node.entries {
+            if INCLUDE_KEYS.contains(&e.key.as_str()) {
+                continue;
+            }
+            if inner.params.iter().any(|p| p.name == e.key) {
+                args.push(e.clone());
+            } else {
+                errors.push(diag(
+                    &file,
+                    e.key_pos,
+                    Some(id),
+                    format!(
+                        "the included graph {} has no param `{}`{}",
+                        path.display(),
+                        e.key,
+                        crate::decl::did_you_mean(
+                            &e.key,
+                            inner.params.iter().map(|p| p.name.as_str())
+                        )
+                    ),
+                ));
+            }
+        }
+        let inner_scope = scopes.len();
+        scopes.push(Scope {
+            file: path,
+            dir: inner.dir,
+            params: inner.params,
+            prefix: format!("{prefix}{id}/"),
+            caller: Some(Caller {
+                id: node.id.clone(),
+                pos: node.pos,
+                scope,
+                args,
+                enabled: node.entry("enabled").cloned(),
+            }),
+        });
+        let mut inner_chain = chain.to_vec();
+        inner_chain.push(canonical);
+        expand(inner.nodes, inner_scope, &inner_chain, scopes, out, errors);
     }
 }
 

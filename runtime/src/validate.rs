@@ -15,6 +15,8 @@ pub const RESERVED_KEYS: [&str; 3] = ["kind", "about", "enabled"];
 #[derive(Clone, Debug)]
 pub struct PlanNode {
     pub id: String,
+    /// The graph file it is written in (an included file for `seg/...` ids).
+    pub file: PathBuf,
     pub kind: String,
     pub pos: Pos,
     pub params: Params,
@@ -37,7 +39,10 @@ pub struct Plan {
 /// Where a value came from; decides what relative paths are relative to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
+    /// Written in the file of the node being checked.
     Graph,
+    /// Written in the file of this scope (a value passed to an included graph).
+    File(usize),
     CommandLine,
 }
 
@@ -93,12 +98,27 @@ pub fn has_scheme(s: &str) -> bool {
 struct Checker<'a> {
     doc: &'a GraphDoc,
     errors: Vec<Diagnostic>,
+    /// File of each node, for nodes of included graphs.
+    files: HashMap<&'a str, &'a Path>,
 }
 
 impl Checker<'_> {
-    fn err(&mut self, pos: Pos, node: Option<&str>, message: String) {
+    /// An error about include node `node` written in the file of `scope`.
+    fn err_in(&mut self, scope: usize, pos: Pos, node: &str, message: String) {
         self.errors.push(Diagnostic {
-            file: self.doc.file.clone(),
+            file: scope_file(self.doc, scope),
+            pos,
+            node: Some(node.into()),
+            message,
+        });
+    }
+
+    fn err(&mut self, pos: Pos, node: Option<&str>, message: String) {
+        let file = node
+            .and_then(|n| self.files.get(n).copied())
+            .unwrap_or(&self.doc.file);
+        self.errors.push(Diagnostic {
+            file: file.to_path_buf(),
             pos,
             node: node.map(String::from),
             message,
@@ -262,13 +282,26 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
     Ok(Sub::Known(Value::String(out), origin))
 }
 
-/// A relative path resolved against the graph file's folder or the current directory.
-fn resolve_path(s: &str, origin: Origin, doc: &GraphDoc, opts: &CheckOptions) -> String {
+/// Folder of the file of scope `k`.
+fn scope_dir(doc: &GraphDoc, k: usize) -> &Path {
+    doc.scopes.get(k).map_or(&doc.dir, |s| &s.dir)
+}
+
+/// A relative path resolved against the folder of the graph file it was written in (`scope`:
+/// the file of the node) or the current directory.
+fn resolve_path(
+    s: &str,
+    origin: Origin,
+    scope: usize,
+    doc: &GraphDoc,
+    opts: &CheckOptions,
+) -> String {
     if has_scheme(s) || Path::new(s).is_absolute() {
         return s.to_string();
     }
     let base = match origin {
-        Origin::Graph => &doc.dir,
+        Origin::Graph => scope_dir(doc, scope),
+        Origin::File(k) => scope_dir(doc, k),
         Origin::CommandLine => &opts.cwd,
     };
     base.join(s).to_string_lossy().into_owned()
@@ -279,6 +312,7 @@ fn resolve_path(s: &str, origin: Origin, doc: &GraphDoc, opts: &CheckOptions) ->
 fn substitute_paths(
     v: &Value,
     gp: &HashMap<String, Sub>,
+    scope: usize,
     doc: &GraphDoc,
     opts: &CheckOptions,
 ) -> Result<Sub, String> {
@@ -301,11 +335,16 @@ fn substitute_paths(
     let resolved = items
         .into_iter()
         .map(|(v, o)| match v {
-            Value::String(s) => Value::String(resolve_path(&s, o, doc, opts)),
+            Value::String(s) => Value::String(resolve_path(&s, o, scope, doc, opts)),
             other => other,
         })
         .collect();
     Ok(Sub::Known(Value::Array(resolved), Origin::Graph))
+}
+
+/// The file of scope `k`.
+fn scope_file(doc: &GraphDoc, k: usize) -> PathBuf {
+    doc.scopes.get(k).map_or(&doc.file, |s| &s.file).clone()
 }
 
 /// Checks a graph against the registry; on success returns the plan of enabled nodes.
@@ -313,6 +352,11 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
     let mut c = Checker {
         doc,
         errors: vec![],
+        files: doc
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id.as_str(), doc.scopes.get(n.scope)?.file.as_path())))
+            .collect(),
     };
 
     // Graph params.
@@ -352,13 +396,81 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         }
     }
 
+    // Params of included graphs: the caller's values (in the caller's params), else defaults;
+    // an include switched off switches off every node of its graph.
+    let mut gps = vec![gp];
+    let mut scope_on = vec![true];
+    for (k, scope) in doc.scopes.iter().enumerate().skip(1) {
+        let caller = scope.caller.as_ref().expect("included scope");
+        let mut inner: HashMap<String, Sub> = HashMap::new();
+        for p in &scope.params {
+            let sub = match caller.args.iter().find(|a| a.key == p.name) {
+                Some(a) => match substitute(&a.value, &gps[caller.scope]) {
+                    Ok(Sub::Known(v, Origin::Graph)) => Sub::Known(v, Origin::File(caller.scope)),
+                    Ok(other) => other,
+                    Err(m) => {
+                        c.err_in(
+                            caller.scope,
+                            a.value_pos,
+                            &caller.id,
+                            format!("param `{}`: {m}", p.name),
+                        );
+                        Sub::Unknown
+                    }
+                },
+                None => {
+                    match &p.default {
+                        Some(v) => Sub::Known(v.clone(), Origin::File(k)),
+                        None => {
+                            if opts.require_values {
+                                c.err_in(
+                                caller.scope,
+                                caller.pos,
+                                &caller.id,
+                                format!("the included graph's param `{}` has no default; set it here", p.name),
+                            );
+                            }
+                            Sub::Unknown
+                        }
+                    }
+                }
+            };
+            inner.insert(p.name.clone(), sub);
+        }
+        let mut on = scope_on[caller.scope];
+        if let Some(e) = &caller.enabled {
+            match substitute(&e.value, &gps[caller.scope]) {
+                Ok(Sub::Known(Value::Bool(b), _)) => on &= b,
+                Ok(Sub::Known(v, _)) => c.err_in(
+                    caller.scope,
+                    e.value_pos,
+                    &caller.id,
+                    format!("`enabled` must be true or false, got {v}"),
+                ),
+                Ok(Sub::Unknown) => {}
+                Err(m) => c.err_in(caller.scope, e.value_pos, &caller.id, m),
+            }
+        }
+        gps.push(inner);
+        scope_on.push(on);
+    }
+    let no_params = HashMap::new();
+    let gp_of = |k: usize| gps.get(k).unwrap_or(&no_params);
+    let prefix_of = |k: usize| doc.scopes.get(k).map_or("", |s| s.prefix.as_str());
+    // Include nodes by (scope, id), for `include.NODE` references.
+    let includes: Vec<(usize, &str)> = doc
+        .scopes
+        .iter()
+        .filter_map(|s| s.caller.as_ref().map(|c| (c.scope, c.id.as_str())))
+        .collect();
+
     // Node ids.
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (n, spec) in doc.nodes.iter().enumerate() {
         if index.insert(spec.id.as_str(), n).is_some() {
             c.err(spec.pos, Some(&spec.id), "node id is used twice".into());
         }
-        if spec.id.contains('.') {
+        if spec.id[prefix_of(spec.scope).len()..].contains('.') {
             c.err(
                 spec.pos,
                 Some(&spec.id),
@@ -378,12 +490,14 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
     let mut states: Vec<NodeState> = Vec::new();
     for spec in &doc.nodes {
         let id = spec.id.as_str();
+        let gp = gp_of(spec.scope);
+        let prefix = prefix_of(spec.scope);
         let mut st = NodeState {
             spec,
             kind: None,
             params: Params::default(),
             inputs: vec![],
-            enabled: true,
+            enabled: scope_on.get(spec.scope).copied().unwrap_or(true),
         };
         let Some(kind_entry) = spec.entry("kind") else {
             c.err(spec.pos, Some(id), "missing `kind`".into());
@@ -419,8 +533,8 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         for e in &spec.entries {
             match e.key.as_str() {
                 "kind" | "about" => {}
-                "enabled" => match substitute(&e.value, &gp) {
-                    Ok(Sub::Known(Value::Bool(b), _)) => st.enabled = b,
+                "enabled" => match substitute(&e.value, gp) {
+                    Ok(Sub::Known(Value::Bool(b), _)) => st.enabled &= b,
                     Ok(Sub::Known(v, _)) => c.err(
                         e.value_pos,
                         Some(id),
@@ -435,10 +549,25 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                             c.err(e.value_pos, Some(id), format!("input `{key}` must name an upstream node (`node` or `node.port`)"));
                             continue;
                         };
-                        let (src, src_port) = match r.split_once('.') {
-                            Some((a, b)) => (a, Some(b.to_string())),
-                            None => (r, None),
+                        let (mut src, mut src_port) = match r.split_once('.') {
+                            Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                            None => (r.to_string(), None),
                         };
+                        // `seg.NODE[.port]`: node NODE of the graph included as `seg`.
+                        if includes.contains(&(spec.scope, src.as_str())) {
+                            let Some(inner) = src_port.take() else {
+                                c.err(e.value_pos, Some(id), format!("input `{key}`: `{src}` is an included graph; name one of its nodes as `{src}.NODE`"));
+                                continue;
+                            };
+                            let (node, port) = match inner.split_once('.') {
+                                Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                                None => (inner, None),
+                            };
+                            src = format!("{src}/{node}");
+                            src_port = port;
+                        }
+                        let src = format!("{prefix}{src}");
+                        let src = src.as_str();
                         match index.get(src) {
                             Some(&s) => st.inputs[port] = Some((s, src_port, e.value_pos)),
                             None => c.err(
@@ -446,15 +575,21 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                                 Some(id),
                                 format!(
                                     "input `{key}`: no node named `{src}`{}",
-                                    did_you_mean(src, doc.nodes.iter().map(|n| n.id.as_str()))
+                                    did_you_mean(
+                                        src,
+                                        doc.nodes
+                                            .iter()
+                                            .filter(|n| n.scope == spec.scope)
+                                            .map(|n| n.id.as_str())
+                                    )
                                 ),
                             ),
                         }
                     } else if let Some(pd) = decl.param_decl(key) {
                         let sub = if pd.ty == ParamType::PathList {
-                            substitute_paths(&e.value, &gp, doc, opts)
+                            substitute_paths(&e.value, gp, spec.scope, doc, opts)
                         } else {
-                            substitute(&e.value, &gp)
+                            substitute(&e.value, gp)
                         };
                         match sub {
                             Ok(Sub::Known(v, o)) => match check_value(&pd.ty, &v) {
@@ -492,7 +627,7 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                 Some((v, origin, _)) => {
                     let v = match (&pd.ty, v) {
                         (ParamType::Path, Value::String(s)) => {
-                            Value::String(resolve_path(&s, origin, doc, opts))
+                            Value::String(resolve_path(&s, origin, spec.scope, doc, opts))
                         }
                         (_, v) => v,
                     };
@@ -685,6 +820,7 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         new_index[n] = nodes.len();
         nodes.push(PlanNode {
             id: st.spec.id.clone(),
+            file: scope_file(doc, st.spec.scope),
             kind: st.kind.clone().expect("checked"),
             pos: st.spec.pos,
             params: st.params.clone(),
@@ -717,11 +853,20 @@ pub fn check_all_ways(
 ) -> Result<Plan, Diagnostics> {
     let plan = check(doc, reg, opts)?;
     let mut errors = Vec::new();
-    // `enabled: $b` (a bool param) or `enabled: ${p:set}` (any param).
+    // `enabled: $b` (a bool param) or `enabled: ${p:set}` (any param), in the graph file itself
+    // (including a graph's include node).
     let mut switches: Vec<(String, bool)> = doc
         .nodes
         .iter()
+        .filter(|n| n.scope == 0)
         .filter_map(|n| n.entry("enabled"))
+        .chain(
+            doc.scopes
+                .iter()
+                .filter_map(|s| s.caller.as_ref())
+                .filter(|c| c.scope == 0)
+                .filter_map(|c| c.enabled.as_ref()),
+        )
         .filter_map(|e| e.value.as_str())
         .filter_map(|s| s.strip_prefix('$'))
         .filter_map(|s| param_ref(s).filter(|r| r.len == s.len()))
