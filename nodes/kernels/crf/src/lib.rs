@@ -359,9 +359,10 @@ fn update_chunk<const C: usize>(
     }
 }
 
-/// Runs mean-field inference; `prob` must be standard layout. `None` when `stop` said yes
-/// (asked after the set-up and before each iteration).
-fn mean_field(
+/// [`dense_crf`] that gives up, returning `None`, as soon as `stop` returns true (it is asked
+/// after the set-up and before each iteration): a cancelled run stops within one iteration.
+/// `prob` must be standard layout.
+pub fn dense_crf_until(
     image: ArrayView3<f32>,
     prob: ArrayView4<f32>,
     spacing: [f64; 3],
@@ -489,19 +490,7 @@ pub fn dense_crf(
     spacing: [f64; 3],
     params: &CrfParams,
 ) -> Array4<f32> {
-    mean_field(image, prob, spacing, params, &|| false).expect("never stopped")
-}
-
-/// [`dense_crf`] that gives up, returning `None`, as soon as `stop` returns true (it is asked
-/// after the set-up and before each iteration): a cancelled run stops within one iteration.
-pub fn dense_crf_until(
-    image: ArrayView3<f32>,
-    prob: ArrayView4<f32>,
-    spacing: [f64; 3],
-    params: &CrfParams,
-    stop: &(dyn Fn() -> bool + Sync),
-) -> Option<Array4<f32>> {
-    mean_field(image, prob, spacing, params, stop)
+    dense_crf_until(image, prob, spacing, params, &|| false).expect("never stopped")
 }
 
 /// Label of the largest probability per voxel (first one on ties).
