@@ -37,16 +37,6 @@ fn check_seg(seg: &Path, dicom: &Path, label: &Path) {
     eprint!("{out}");
 }
 
-/// File names in `dir`, sorted.
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 fn run_graph(dir: &Path, text: &str, quiet: bool) -> std::process::Output {
     let g = write_graph(dir, "g.yaml", text);
     let mut args = vec!["run", g.to_str().unwrap()];

@@ -70,16 +70,6 @@ fn check_masks(out: &Path, lesions: bool) -> (usize, usize) {
     (liver.iter().filter(|&&v| v == 1).count(), n_lesion)
 }
 
-/// Files in `dir`, sorted.
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 fn segment(args: &[&str]) -> std::process::Output {
     let o = voxflow(args);
     assert!(

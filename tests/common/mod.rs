@@ -63,3 +63,18 @@ pub fn write_graph(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write graph");
     p
 }
+
+/// File names in `dir`, sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
