@@ -454,6 +454,27 @@ fn cases(nii: &[u8]) -> Vec<Case> {
         as_: "label",
         expect: Refused(&["label volumes need integer values in 0..255"]),
     });
+    // An 8-bit image (every voxel value from the low byte of the int16 data: many distinct
+    // values) is not taken for a label map by `as: auto`.
+    let uint8_image = edit(&|b| {
+        let start = data_start(b);
+        let bytes: Vec<u8> = b[start..].chunks(2).map(|c| c[0]).collect();
+        b.truncate(start);
+        b.extend(bytes);
+        set_i16(b, 70, 2);
+        set_i16(b, 72, 8);
+    });
+    let distinct = uint8_image[start..]
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    assert!(distinct > 128, "the uint8 image has only {distinct} values");
+    v.push(case(
+        "uint8_image_as_auto",
+        gz(uint8_image),
+        "nii.gz",
+        Refused(&["distinct values look like an image", "`as: image`"]),
+    ));
     // Bombs: a header claiming 32768 x 32768 x 2 int16 voxels (4 GiB) over the real data.
     let bomb = gz(edit(&|b| {
         set_i16(b, 42, i16::MAX);

@@ -56,7 +56,8 @@ Reads a volume and streams it slice by slice (`k` = slice index).
   with `as: label` it gives the phantom's ground truth.
 
 `as: auto` picks `label` for uint8 files, `prob` for 4D float files and `image` otherwise; a 4D
-integer file (e.g. a time series) is refused.
+integer file (e.g. a time series) is refused, and so is a uint8 file with more than 128 distinct
+values (an 8-bit image, not a label map: set `as: image` or `as: label`).
 "#;
 
 /// `as` param: the stream type to read a file as.
@@ -224,11 +225,39 @@ pub fn read_any_with(
         Ok(v)
     } else {
         let mut n = nifti_io::read_nifti(path, want)?;
+        if want.is_none() {
+            if let VolumeData::Label(l) = &n.data {
+                refuse_image_like_label(l, path)?;
+            }
+        }
         n.header
             .meta
             .insert("source".into(), path.display().to_string().into());
         Ok(Volume::new(n.header, n.data))
     }
+}
+
+/// Most distinct values `as: auto` accepts in a uint8 file: label maps have few classes (117 in
+/// TotalSegmentator's), an 8-bit image (a windowed CT, a screenshot) uses most of 0..255.
+const AUTO_LABEL_MAX_VALUES: usize = 128;
+
+/// Refuses a uint8 volume that `as: auto` took for a label but that holds more distinct values
+/// than a label map has.
+fn refuse_image_like_label(l: &ndarray::Array3<u8>, path: &Path) -> Result<(), String> {
+    let mut seen = [false; 256];
+    for &x in l {
+        seen[x as usize] = true;
+    }
+    let n = seen.iter().filter(|&&s| s).count();
+    if n > AUTO_LABEL_MAX_VALUES {
+        return Err(format!(
+            "{}: 8-bit voxels with {n} distinct values look like an image, not a label map \
+             (`as: auto` reads uint8 files as labels); set `as: image` to read it as an image, \
+             or `as: label` if it is a label map",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 impl Node for FileSource {
