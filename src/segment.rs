@@ -25,7 +25,7 @@ pub struct SegmentArgs {
     /// needs it.
     #[arg(long, value_enum)]
     modality: Option<Modality>,
-    /// Where the FCNs run: auto (CUDA if available, else CPU), cpu or cuda.
+    /// Where the FCNs run: auto (CUDA device 0 if available, else CPU), cpu, cuda or cuda:N.
     #[arg(long)]
     device: Option<String>,
     /// Override a param of the graph, as with `voxflow run` (repeatable).
@@ -358,8 +358,10 @@ struct ClassMasks;
 #[serde(deny_unknown_fields)]
 struct ClassMasksParams {
     /// mask of label >= 1 (the liver with its lesions)
+    #[param(writes)]
     liver: PathBuf,
     /// mask of label 2
+    #[param(writes)]
     lesions: Option<PathBuf>,
 }
 
@@ -376,7 +378,6 @@ impl TypedKind for ClassMasks {
             PortType::Fixed(StreamType::Label),
             "labels: 0 background, 1 liver, 2 lesion",
         )
-        .writes(&["liver", "lesions"])
     }
 
     fn create(&self, p: ClassMasksParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {

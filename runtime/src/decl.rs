@@ -127,7 +127,8 @@ pub struct NodeDecl {
     pub inputs: Vec<PortDecl>,
     pub outputs: Vec<PortDecl>,
     pub params: Vec<ParamDecl>,
-    /// Path params naming files or folders the node writes (all other path params are read).
+    /// Path params naming files or folders the node writes (all other path params are read):
+    /// the runtime refuses a run whose outputs name one of its inputs, or one file twice.
     pub writes: Vec<String>,
 }
 
@@ -211,12 +212,6 @@ impl NodeDecl {
             required: false,
             about: about.into(),
         });
-        self
-    }
-    /// Marks path params as files or folders the node writes: the runtime refuses a run whose
-    /// outputs name one of its inputs, or one file twice.
-    pub fn writes(mut self, params: &[&str]) -> Self {
-        self.writes.extend(params.iter().map(|p| p.to_string()));
         self
     }
     pub fn input_index(&self, name: &str) -> Option<usize> {

@@ -18,6 +18,8 @@ pub trait NodeParams: DeserializeOwned {
     fn decls() -> Vec<ParamDecl>;
     /// `(param, message)` for each value that does not fit its field's Rust type.
     fn value_errors(values: &ValueMap) -> Vec<(String, String)>;
+    /// The path params marked `#[param(writes)]`: files or folders the node writes.
+    fn written() -> Vec<&'static str>;
 }
 
 /// Param values by name.
@@ -213,6 +215,7 @@ impl<K: TypedKind> NodeKind for K {
     fn decl(&self) -> NodeDecl {
         let mut d = self.declare();
         d.params = K::Params::decls();
+        d.writes = K::Params::written().into_iter().map(String::from).collect();
         d
     }
 
@@ -297,6 +300,32 @@ mod tests {
         assert_eq!(d[2].default, Some(Value::from("big_box")));
         assert!(!d[3].required && d[3].default.is_none());
         assert!(d[4].required);
+    }
+
+    #[derive(Deserialize, NodeParams)]
+    struct Outputs {
+        /// written
+        #[param(writes)]
+        out: PathBuf,
+        /// read
+        #[serde(flatten)]
+        #[param(flatten)]
+        inner: Inner,
+    }
+
+    #[derive(Deserialize, NodeParams)]
+    struct Inner {
+        /// read
+        input: PathBuf,
+        /// written too
+        #[param(writes)]
+        log: Option<PathBuf>,
+    }
+
+    #[test]
+    fn writes_marks_written_paths_flattened_too() {
+        assert_eq!(Example::written(), Vec::<&str>::new());
+        assert_eq!(Outputs::written(), ["out", "log"]);
     }
 
     #[test]

@@ -341,8 +341,10 @@ pub struct MetricsParams {
     #[param(default = vec!["lesion".to_string()])]
     pub detection: Vec<String>,
     /// JSON output file
+    #[param(writes)]
     pub json: Option<PathBuf>,
     /// CSV output file, one row per class
+    #[param(writes)]
     pub csv: Option<PathBuf>,
 }
 
@@ -365,7 +367,6 @@ impl TypedKind for Metrics {
             PortType::Fixed(StreamType::Label),
             "ground-truth labels, same grid",
         )
-        .writes(&["json", "csv"])
     }
 
     fn check_params(&self, p: &MetricsParams) -> Vec<(String, String)> {

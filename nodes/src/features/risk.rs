@@ -263,8 +263,10 @@ pub struct RiskParams {
     #[param(default = 25.0, min = 1e-9)]
     pub bin_width: f64,
     /// JSON output file
+    #[param(writes)]
     pub json: Option<PathBuf>,
     /// CSV output file
+    #[param(writes)]
     pub csv: Option<PathBuf>,
 }
 
@@ -287,7 +289,6 @@ impl TypedKind for Risk {
             PortType::Fixed(StreamType::Label),
             "labels: 1 liver, 2 lesion; same grid",
         )
-        .writes(&["json", "csv"])
     }
 
     fn check_params(&self, p: &RiskParams) -> Vec<(String, String)> {

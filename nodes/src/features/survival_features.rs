@@ -473,8 +473,10 @@ pub struct SurvivalParams {
     #[param(default = 25.0, min = 1e-9)]
     pub bin_width: f64,
     /// JSON output file
+    #[param(writes)]
     pub json: Option<PathBuf>,
     /// CSV output file, one row per region
+    #[param(writes)]
     pub csv: Option<PathBuf>,
 }
 
@@ -497,7 +499,6 @@ impl TypedKind for SurvivalFeatures {
             PortType::Fixed(StreamType::Label),
             "labels: 1 liver, 2 lesion; same grid",
         )
-        .writes(&["json", "csv"])
     }
 
     fn check_params(&self, p: &SurvivalParams) -> Vec<(String, String)> {

@@ -13,6 +13,7 @@ pub struct WriteVolume;
 #[serde(deny_unknown_fields)]
 pub struct WriteVolumeParams {
     /// output file, `.nii` or `.nii.gz`
+    #[param(writes)]
     pub path: PathBuf,
 }
 
@@ -28,7 +29,6 @@ impl TypedKind for WriteVolume {
                  stream are zero. The file appears only when the whole graph succeeded.",
             )
             .input("in", PortType::Any, "stream to write")
-            .writes(&["path"])
     }
 
     fn check_params(&self, p: &WriteVolumeParams) -> Vec<(String, String)> {

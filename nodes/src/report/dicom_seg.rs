@@ -73,6 +73,7 @@ pub enum IfUnavailable {
 #[serde(deny_unknown_fields)]
 pub struct DicomSegParams {
     /// output DICOM file (e.g. `seg.seg.dcm`)
+    #[param(writes)]
     pub path: PathBuf,
     /// input not from a DICOM series: `skip` (log one line) or `error`
     #[param(default = IfUnavailable::Error)]
@@ -98,7 +99,6 @@ impl TypedKind for WriteDicomSeg {
             PortType::Any,
             "stream whose metadata names the DICOM series (default: `label`'s own)",
         )
-        .writes(&["path"])
     }
 
     fn create(&self, p: DicomSegParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {

@@ -669,6 +669,7 @@ pub struct OverlayNodeParams {
     #[param(flatten)]
     pub overlay: OverlayParams,
     /// output folder for the PNG files
+    #[param(writes)]
     pub dir: PathBuf,
 }
 
@@ -681,7 +682,7 @@ impl TypedKind for Overlay {
             "PNG images of chosen slices with the liver and lesion segmentation drawn on them",
         )
         .docs(DOCS);
-        declare_inputs(d).writes(&["dir"])
+        declare_inputs(d)
     }
 
     fn check_params(&self, p: &OverlayNodeParams) -> Vec<(String, String)> {

@@ -213,8 +213,10 @@ fn write(path: &Path, text: &str) -> Result<(), NodeError> {
 #[serde(deny_unknown_fields)]
 pub struct StatsParams {
     /// JSON output file
+    #[param(writes)]
     pub json: Option<PathBuf>,
     /// CSV output file (one row)
+    #[param(writes)]
     pub csv: Option<PathBuf>,
     /// case name (default: the input file name without extension)
     pub case: Option<String>,
@@ -234,7 +236,6 @@ impl TypedKind for Stats {
             PortType::Fixed(StreamType::Label),
             "labels: 0 background, 1 liver, 2 lesion",
         )
-        .writes(&["json", "csv"])
     }
 
     fn check_params(&self, p: &StatsParams) -> Vec<(String, String)> {

@@ -7,7 +7,8 @@ use syn::{parse_macro_input, Data, DeriveInput, Expr, Fields, Lit, Meta};
 
 /// Declares a struct's fields as node params: doc comment = about, type = param type,
 /// `#[param(default = EXPR, min = X, max = X, gt = X, lt = X)]` (`gt`/`lt`: exclusive bounds),
-/// `#[param(flatten)]` for a field that is itself a `NodeParams` group.
+/// `#[param(flatten)]` for a field that is itself a `NodeParams` group, `#[param(writes)]` for a
+/// path param naming a file or folder the node writes.
 #[proc_macro_derive(NodeParams, attributes(param))]
 pub fn derive_node_params(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -39,6 +40,7 @@ fn node_params(input: &DeriveInput) -> syn::Result<Tokens> {
     let rt = quote!(::voxflow_runtime::params);
     let mut pushes = Vec::new();
     let mut value_checks = Vec::new();
+    let mut written = Vec::new();
     for f in &fields.named {
         let ident = f.ident.as_ref().expect("named field");
         let ty = &f.ty;
@@ -47,6 +49,7 @@ fn node_params(input: &DeriveInput) -> syn::Result<Tokens> {
         let mut default = None;
         let mut bounds: [Option<Expr>; 4] = Default::default();
         let mut flatten = false;
+        let mut writes = false;
         for attr in f.attrs.iter().filter(|a| a.path().is_ident("param")) {
             attr.parse_nested_meta(|meta| {
                 let slot = ["min", "max", "gt", "lt"]
@@ -54,12 +57,14 @@ fn node_params(input: &DeriveInput) -> syn::Result<Tokens> {
                     .position(|k| meta.path.is_ident(k));
                 if meta.path.is_ident("flatten") {
                     flatten = true;
+                } else if meta.path.is_ident("writes") {
+                    writes = true;
                 } else if meta.path.is_ident("default") {
                     default = Some(meta.value()?.parse::<Expr>()?);
                 } else if let Some(i) = slot {
                     bounds[i] = Some(meta.value()?.parse::<Expr>()?);
                 } else {
-                    return Err(meta.error("expected default, min, max, gt, lt or flatten"));
+                    return Err(meta.error("expected default, min, max, gt, lt, flatten or writes"));
                 }
                 Ok(())
             })?;
@@ -68,7 +73,11 @@ fn node_params(input: &DeriveInput) -> syn::Result<Tokens> {
             pushes.push(quote! { out.extend(<#ty as #rt::NodeParams>::decls()); });
             value_checks
                 .push(quote! { out.extend(<#ty as #rt::NodeParams>::value_errors(values)); });
+            written.push(quote! { out.extend(<#ty as #rt::NodeParams>::written()); });
             continue;
+        }
+        if writes {
+            written.push(quote! { out.push(#param); });
         }
         if about.is_empty() {
             return Err(syn::Error::new_spanned(
@@ -121,6 +130,11 @@ fn node_params(input: &DeriveInput) -> syn::Result<Tokens> {
             ) -> ::std::vec::Vec<(::std::string::String, ::std::string::String)> {
                 let mut out = ::std::vec::Vec::new();
                 #(#value_checks)*
+                out
+            }
+            fn written() -> ::std::vec::Vec<&'static str> {
+                let mut out = ::std::vec::Vec::new();
+                #(#written)*
                 out
             }
         }
