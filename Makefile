@@ -5,10 +5,11 @@ DEMO_OUT ?= out/demo
 
 .PHONY: demo test test-wheel setup setup-training setup-chromium setup-niivue build docs
 
-# Project-local ONNX Runtime (PyPI wheel onnxruntime) in .venv; CMake and g++ for the JPEG-LS
-# decoder (CharLS, built by cargo).
+# Project-local ONNX Runtime (PyPI wheel onnxruntime; `make setup ORT=gpu`: onnxruntime-gpu) in
+# .venv; CMake and g++ for the JPEG-LS decoder (CharLS, built by cargo).
+ORT ?= cpu
 setup:
-	bash scripts/setup-ort.sh
+	ORT=$(ORT) bash scripts/setup-ort.sh
 	bash scripts/setup-cmake.sh
 
 # PyTorch and friends for training/ (the training smoke test needs them).

@@ -202,14 +202,123 @@ fn missing_metadata() {
     );
 }
 
+/// Whether this build can run CUDA: the ONNX Runtime it loads has its CUDA provider beside it
+/// and the machine has an NVIDIA device.
+fn cuda_available() -> bool {
+    let lib = voxflow_onnx::ort_library().expect("ONNX Runtime found");
+    let provider = lib
+        .parent()
+        .expect("library folder")
+        .join("libonnxruntime_providers_cuda.so");
+    provider.is_file() && Path::new("/dev/nvidiactl").exists()
+}
+
+/// Runs a phantom through `fcn` with `device`; returns the process output and the run report.
+fn run_on(device: &str) -> (std::process::Output, Option<serde_json::Value>) {
+    let dir = temp_dir(&format!("fcn-device-{}", device.replace(':', "-")));
+    let graph = format!(
+        "graph: device\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:64x64x8\" }}\n  {EQ}\n  \
+         f: {{ kind: fcn, in: pre, model: {}, device: \"{device}\" }}\n  \
+         save: {{ kind: write_volume, in: f, path: out.nii.gz }}\n",
+        model("tiny_fcn.onnx")
+    );
+    let g = write_graph(&dir, "g.yaml", &graph);
+    let report = dir.join("report.json");
+    let o = voxflow(&[
+        "-q",
+        "run",
+        g.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let r = std::fs::read_to_string(&report)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("run report is JSON"));
+    (o, r)
+}
+
+/// The facts the `fcn` node `f` put in the run report.
+fn fcn_facts(report: &serde_json::Value) -> (String, String) {
+    let f = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "f")
+        .expect("node f in the run report");
+    (
+        f["facts"]["device"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        f["facts"]["provider"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
 #[test]
-fn cuda_without_cuda() {
-    // The PyPI onnxruntime wheel has no CUDA provider; on a CUDA build this test does not apply.
-    expect_failure(
-        "cuda",
-        &format!("model: {}, device: cuda", model("tiny_fcn.onnx")),
-        EQ,
-        &["tiny_fcn.onnx", "device cuda requested", "CUDA"],
+fn the_run_report_names_the_device_that_ran() {
+    let (o, r) = run_on("cpu");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (device, provider) = fcn_facts(&r.expect("report written"));
+    assert_eq!(
+        (device.as_str(), provider.as_str()),
+        ("cpu", "CPUExecutionProvider")
+    );
+    // auto: CUDA where this build and machine have it, else the CPU.
+    let (o, r) = run_on("auto");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (device, provider) = fcn_facts(&r.expect("report written"));
+    if cuda_available() {
+        assert_eq!(
+            (device.as_str(), provider.as_str()),
+            ("cuda:0", "CUDAExecutionProvider")
+        );
+    } else {
+        assert_eq!(
+            (device.as_str(), provider.as_str()),
+            ("cpu", "CPUExecutionProvider")
+        );
+    }
+}
+
+#[test]
+fn cuda_runs_where_the_build_has_it_and_is_refused_elsewhere() {
+    let (o, r) = run_on("cuda:0");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if cuda_available() {
+        assert!(o.status.success(), "{err}");
+        let (device, provider) = fcn_facts(&r.expect("report written"));
+        assert_eq!(
+            (device.as_str(), provider.as_str()),
+            ("cuda:0", "CUDAExecutionProvider")
+        );
+    } else {
+        assert!(!o.status.success(), "device cuda ran without CUDA");
+        for w in [
+            "tiny_fcn.onnx",
+            "device cuda requested",
+            "CUDA",
+            "node `f` (fcn)",
+        ] {
+            assert!(err.contains(w), "stderr lacks {w:?}:\n{err}");
+        }
+    }
+    // A device index no machine has is refused either way.
+    let (o, _) = run_on("cuda:4096");
+    assert!(!o.status.success(), "cuda:4096 ran");
+}
+
+#[test]
+fn a_bad_device_is_refused_at_its_line() {
+    let (o, _) = run_on("cuda:x");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("unknown device `cuda:x` (auto, cpu, cuda or cuda:N)")
+            && err.contains("g.yaml:6:"),
+        "{err}"
     );
 }
 

@@ -263,13 +263,22 @@ fn check_page(dir: &Path, stem: &str, case: &str) -> Rendered {
     // The report waited for every node upstream of it.
     let timings = table(&html, "timings");
     for node in [
-        "ct", "window", "eq", "liver", "crop", "lesion", "merge", "crf",
+        "ct", "window", "eq", "liver", "crop", "lesion", "merge", "crf", "label",
     ] {
         assert!(
             timings.contains(&format!("<tr><td>{node}</td>")),
             "node `{node}` missing from the timings: {timings}"
         );
     }
+    // Each FCN says where it ran.
+    let liver_row = timings
+        .lines()
+        .find(|l| l.starts_with("<tr><td>liver</td>"))
+        .expect("liver row");
+    assert!(
+        liver_row.contains("device: ") && liver_row.contains("ExecutionProvider"),
+        "the liver FCN's row does not say where it ran: {liver_row}"
+    );
 
     let page = render(&html_path, dir);
     assert!(

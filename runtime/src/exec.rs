@@ -8,6 +8,7 @@ use crate::validate::Plan;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -62,6 +63,9 @@ pub struct NodeReport {
     pub busy_ms: f64,
     pub slices: usize,
     pub max_queue_depth: usize,
+    /// What the node reported about how it ran (e.g. `device`, `provider` of `fcn`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -443,6 +447,7 @@ pub fn execute(
                 busy_ms: (walls[n] - wait).max(0.0),
                 slices: s.slices_done.load(Ordering::Relaxed),
                 max_queue_depth: s.max_queue.load(Ordering::Relaxed),
+                facts: s.facts(),
             }
         })
         .collect();

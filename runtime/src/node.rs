@@ -4,6 +4,7 @@
 use crate::decl::{NodeDecl, Params};
 use crate::stream::{Header, Message, Slice, StreamType, Volume};
 use crossbeam_channel::{Receiver, Select, Sender};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -75,6 +76,15 @@ pub struct NodeStats {
     /// Wall time of the node's `run`, set just before `finished`.
     pub wall_ns: AtomicU64,
     pub finished: AtomicBool,
+    /// What the node reported about how it ran ([`NodeCtx::set_fact`]), by name.
+    pub facts: Mutex<BTreeMap<String, String>>,
+}
+
+impl NodeStats {
+    /// A copy of the node's facts.
+    pub fn facts(&self) -> BTreeMap<String, String> {
+        self.facts.lock().map(|f| f.clone()).unwrap_or_default()
+    }
 }
 
 /// The run as a node sees it: the graph and every node's counters.
@@ -96,6 +106,8 @@ pub struct NodeTiming {
     /// Wall time minus time spent waiting on channels.
     pub busy_ms: f64,
     pub slices: usize,
+    /// What the node reported about how it ran (e.g. the device a model ran on).
+    pub facts: BTreeMap<String, String>,
 }
 
 /// A file a node wrote under a temporary name; renamed when the whole graph succeeds.
@@ -239,6 +251,7 @@ impl NodeCtx {
                     wall_ms,
                     busy_ms: (wall_ms - wait_ms).max(0.0),
                     slices: s.slices_done.load(Ordering::Relaxed),
+                    facts: s.facts(),
                 }
             })
             .collect())
@@ -254,6 +267,13 @@ impl NodeCtx {
             .iter()
             .position(|p| p == port)
             .unwrap_or_else(|| panic!("node has no output port `{port}`"))
+    }
+    /// Records a fact about how this node ran (`name: value`, replacing an earlier value), for
+    /// the run report and the nodes that list finished nodes.
+    pub fn set_fact(&self, name: &str, value: impl Into<String>) {
+        if let Ok(mut f) = self.stats.facts.lock() {
+            f.insert(name.to_string(), value.into());
+        }
     }
     /// Whether an (optional) input port is connected.
     pub fn has_input(&self, port: &str) -> bool {

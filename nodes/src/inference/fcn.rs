@@ -5,11 +5,11 @@ use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use voxflow_onnx::{Device, FcnSession, ModelInfo, PreprocessStep};
-use voxflow_runtime::decl::PortType;
+use voxflow_runtime::decl::{ParamType, PortType};
+use voxflow_runtime::params::{Bounds, ParamKind};
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
 use voxflow_runtime::{
-    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind,
-    META_PREPROCESS,
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind, META_PREPROCESS,
 };
 
 pub struct Fcn;
@@ -31,18 +31,36 @@ the header metadata `classes`).
 - `workers` sessions run batches in parallel (one ONNX Runtime session per worker thread);
   `threads` is ONNX Runtime's intra-op thread count per session (0: the node's thread budget
   divided by `workers`).
-- `device`: `cpu` never tries CUDA; `cuda` fails if the CUDA execution provider cannot be used;
-  `auto` uses CUDA when it registers, else the CPU with one warning.
+- `device`: `cpu` never tries CUDA; `cuda` (device 0) or `cuda:N` fails if the CUDA execution
+  provider cannot be used on that device; `auto` uses CUDA device 0 when it registers, else the
+  CPU with one warning. The device and execution provider that ran are written into the node's
+  entry of the run report (`--report`: `facts`) and the HTML report's run table.
 - Slice metadata (e.g. the crop box from `crop_resample`) and header metadata pass through.
 "#;
 
-/// `device` param.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, ParamEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceParam {
-    Auto,
-    Cpu,
-    Cuda,
+/// `device` param: `auto`, `cpu`, `cuda` or `cuda:N` (a string in the graph).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceParam(pub Device);
+
+impl<'de> Deserialize<'de> for DeviceParam {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map(DeviceParam)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for DeviceParam {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl ParamKind for DeviceParam {
+    fn param_type(_: &Bounds) -> ParamType {
+        ParamType::Str
+    }
 }
 
 /// Params of `fcn`.
@@ -51,8 +69,8 @@ pub enum DeviceParam {
 pub struct FcnParams {
     /// ONNX model file (voxflow model contract)
     pub model: PathBuf,
-    /// where to run: auto (CUDA if available, else CPU), cpu, cuda
-    #[param(default = DeviceParam::Auto)]
+    /// where to run: auto (CUDA device 0 if available, else CPU), cpu, cuda, cuda:N
+    #[param(default = DeviceParam(Device::Auto))]
     pub device: DeviceParam,
     /// ONNX Runtime intra-op threads per session (0: automatic)
     #[param(default = 0)]
@@ -87,11 +105,7 @@ impl TypedKind for Fcn {
     }
 
     fn create(&self, p: FcnParams, env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let device = match p.device {
-            DeviceParam::Auto => Device::Auto,
-            DeviceParam::Cpu => Device::Cpu,
-            DeviceParam::Cuda => Device::Cuda,
-        };
+        let device = p.device.0;
         let workers = p.workers.max(1);
         let threads = match p.threads {
             0 => (env.threads / workers).max(1),
@@ -231,6 +245,8 @@ impl Node for FcnNode {
         let h_in = ctx.header_of("in", StreamType::Image)?;
         let info = self.sessions[0].info().clone();
         check_preprocessing(&info, &h_in)?;
+        ctx.set_fact("device", self.sessions[0].device().to_string());
+        ctx.set_fact("provider", self.sessions[0].provider());
         let mut h = h_in.with_type(StreamType::Prob, info.num_classes());
         h.meta
             .insert(META_CLASSES.into(), info.classes.clone().into());

@@ -52,6 +52,7 @@ pub struct ReportParams {
     #[param(flatten)]
     pub overlay: OverlayParams,
     /// output HTML file
+    #[param(writes)]
     pub path: PathBuf,
     /// case name (default: the input file name without extension)
     pub case: Option<String>,
@@ -75,7 +76,7 @@ impl TypedKind for Report {
             "Self-contained HTML report of one case: numbers, metrics, overlay images, timings",
         )
         .docs(DOCS);
-        overlay::declare_inputs(d).writes(&["path"])
+        overlay::declare_inputs(d)
     }
 
     fn check_params(&self, p: &ReportParams) -> Vec<(String, String)> {
@@ -412,17 +413,19 @@ impl Page<'_> {
     fn run_table(&self, s: &mut String) {
         s.push_str(
             "<h2>Run</h2>\n<table id=\"timings\">\n<tr><th>node</th><th>kind</th>\
-             <th>wall (s)</th><th>busy (s)</th><th>slices</th></tr>\n",
+             <th>wall (s)</th><th>busy (s)</th><th>slices</th><th>ran on</th></tr>\n",
         );
         for t in self.timings {
+            let facts: Vec<String> = t.facts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             let _ = writeln!(
                 s,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td><td class=\"n\">{}</td><td>{}</td></tr>",
                 esc(&t.id),
                 esc(&t.kind),
                 t.wall_ms / 1000.0,
                 t.busy_ms / 1000.0,
-                t.slices
+                t.slices,
+                esc(&facts.join(", "))
             );
         }
         s.push_str("</table>\n");

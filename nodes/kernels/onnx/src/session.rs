@@ -13,23 +13,39 @@ use crate::{FcnError, ModelInfo};
 /// Where a session runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
-    /// CUDA if its execution provider registers, else CPU (one `tracing` warning per process).
+    /// CUDA device 0 if its execution provider registers, else CPU (one `tracing` warning per
+    /// process).
     #[default]
     Auto,
     /// CPU only; never tries CUDA.
     Cpu,
-    /// CUDA only; an error if it cannot be used.
-    Cuda,
+    /// This CUDA device only; an error if it cannot be used.
+    Cuda(u32),
 }
 
 impl std::str::FromStr for Device {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
+        let lower = s.to_ascii_lowercase();
+        match lower.as_str() {
             "auto" => Ok(Device::Auto),
             "cpu" => Ok(Device::Cpu),
-            "cuda" | "gpu" => Ok(Device::Cuda),
-            _ => Err(format!("unknown device `{s}` (auto, cpu, cuda)")),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            _ => lower
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("unknown device `{s}` (auto, cpu, cuda or cuda:N)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Auto => f.write_str("auto"),
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
         }
     }
 }
@@ -84,11 +100,11 @@ impl FcnSession {
         };
         let (session, used) = match device {
             Device::Cpu => (
-                build(path, intra_threads, false).map_err(ort_err)?,
+                build(path, intra_threads, None).map_err(ort_err)?,
                 Device::Cpu,
             ),
-            Device::Cuda => match build(path, intra_threads, true) {
-                Ok(s) => (s, Device::Cuda),
+            Device::Cuda(n) => match build(path, intra_threads, Some(n)) {
+                Ok(s) => (s, Device::Cuda(n)),
                 Err(message) => {
                     return Err(FcnError::Cuda {
                         path: path.to_path_buf(),
@@ -96,10 +112,10 @@ impl FcnSession {
                     })
                 }
             },
-            Device::Auto => match build(path, intra_threads, true) {
-                Ok(s) => (s, Device::Cuda),
+            Device::Auto => match build(path, intra_threads, Some(0)) {
+                Ok(s) => (s, Device::Cuda(0)),
                 Err(cuda_err) => {
-                    let session = build(path, intra_threads, false).map_err(ort_err)?;
+                    let session = build(path, intra_threads, None).map_err(ort_err)?;
                     if !AUTO_FALLBACK_WARNED.swap(true, Ordering::SeqCst) {
                         tracing::warn!(
                             model = %path.display(),
@@ -125,9 +141,17 @@ impl FcnSession {
         &self.info
     }
 
-    /// The device actually used: `Cpu` or `Cuda` (never `Auto`).
+    /// The device actually used: `Cpu` or `Cuda(n)` (never `Auto`).
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The ONNX Runtime execution provider the session was built with.
+    pub fn provider(&self) -> &'static str {
+        match self.device {
+            Device::Cuda(_) => "CUDAExecutionProvider",
+            _ => "CPUExecutionProvider",
+        }
     }
 
     /// Runs a batch `[N, 1, H, W]` with `(H, W)` = [`ModelInfo::input_size`], already preprocessed
@@ -226,16 +250,22 @@ impl FcnSession {
 }
 
 /// Builds an ONNX Runtime session; the error is ONNX Runtime's message.
-fn build(path: &Path, intra_threads: usize, cuda: bool) -> Result<Session, String> {
+/// A session on the CPU, or with the CUDA execution provider on device `cuda` (an error if it
+/// does not register).
+fn build(path: &Path, intra_threads: usize, cuda: Option<u32>) -> Result<Session, String> {
     let (_, env) = crate::library::environment().map_err(|e| e.to_string())?;
     let err = |e: ort::Error<SessionBuilder>| e.to_string();
     let mut b = Session::builder(env).map_err(|e| e.to_string())?;
     if intra_threads > 0 {
         b = b.with_intra_threads(intra_threads).map_err(err)?;
     }
-    if cuda {
+    if let Some(id) = cuda {
+        let id = i32::try_from(id).map_err(|_| format!("CUDA device {id} does not exist"))?;
         b = b
-            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+            .with_execution_providers([ep::CUDA::default()
+                .with_device_id(id)
+                .build()
+                .error_on_failure()])
             .map_err(err)?;
     }
     b.commit_from_file(path).map_err(|e| e.to_string())
@@ -297,7 +327,11 @@ mod tests {
     fn device_parsing() {
         assert_eq!("AUTO".parse::<Device>().unwrap(), Device::Auto);
         assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
-        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda);
+        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
+        assert_eq!("CUDA:3".parse::<Device>().unwrap(), Device::Cuda(3));
+        assert_eq!(Device::Cuda(3).to_string(), "cuda:3");
+        assert!("cuda:".parse::<Device>().is_err());
+        assert!("cuda:-1".parse::<Device>().is_err());
         assert!("tpu".parse::<Device>().is_err());
     }
 }

@@ -39,7 +39,7 @@ fn auto_falls_back_to_cpu_with_one_warning() {
             if s.device() == Device::Cpu {
                 continue;
             }
-            assert_eq!(s.device(), Device::Cuda);
+            assert_eq!(s.device(), Device::Cuda(0));
         }
         let on_cpu = sessions
             .iter()

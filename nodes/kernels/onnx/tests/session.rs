@@ -163,7 +163,7 @@ fn wrong_batch_shape_is_rejected() {
 #[test]
 fn cuda_request_fails_clearly_without_cuda() {
     require_ort();
-    match FcnSession::new(model("tiny_fcn.onnx"), Device::Cuda, 1) {
+    match FcnSession::new(model("tiny_fcn.onnx"), Device::Cuda(0), 1) {
         Err(err) => {
             assert!(matches!(err, FcnError::Cuda { .. }), "{err:?}");
             let text = err.to_string();
@@ -174,7 +174,7 @@ fn cuda_request_fails_clearly_without_cuda() {
         }
         // Only where ONNX Runtime has a working CUDA provider: then it must compute the same.
         Ok(mut s) => {
-            assert_eq!(s.device(), Device::Cuda);
+            assert_eq!(s.device(), Device::Cuda(0));
             let (x, want) = parity_fixture("tiny_fcn");
             assert!(max_abs_diff(&s.run(x.view()).unwrap(), &want) <= 1e-4);
         }
