@@ -174,6 +174,6 @@ fn survival_graph_composes_the_ct_graph() {
     assert!(f.to_string().contains("liver"), "{f}");
     let dot = voxflow_ok(&["graph", "--dot", g.to_str().unwrap()]);
     let dot = String::from_utf8_lossy(&dot.stdout);
-    assert!(dot.contains("\"seg/crf\" -> \"features\""), "{dot}");
+    assert!(dot.contains("\"seg/label\" -> \"features\""), "{dot}");
     assert!(Path::new(&d).join("f.csv").is_file());
 }
