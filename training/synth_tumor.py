@@ -252,7 +252,7 @@ def _draw_one(host, hu, label, taken, cls, cfg, rng):
 
 def synthesize(host, cfg, rng, count=None):
     """Draws tumours into a copy of the host's liver. Returns (hu, label, tumours) on the host's
-    full grid: hu float32, label uint8 (0, 1 liver, 2 tumour; tumour voxels lie in the liver
+    liver box (`host.box` of the volume it was built from): hu float32, label uint8 (0, 1 liver, 2 tumour; tumour voxels lie in the liver
     mask), tumours a list of dicts. `count` overrides the drawn number of tumours (0: healthy)."""
     if count is None:
         if rng.random() < cfg["healthy_probability"]:

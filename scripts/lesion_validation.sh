@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The validation behind the CT graph's false-lesion params (issue 17 item 4): synthetic tumours in
+# BTCV livers that no lesion model trained on (BTCV 0024, 0029), segmented by the shipped graph
+# with each IRCADb fold's models, in three CRF variants, then scored per `min_lesion_mm3`
+# candidate by training/lesion_detection.py. No IRCADb patient takes part.
+#
+# usage: bash scripts/lesion_validation.sh [OUT]     (default out/lesion_val; needs VOXFLOW_DATA,
+#        .venv-train, target/release/voxflow; LESION_01 / LESION_17 override the fold lesion models)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-out/lesion_val}"
+PY=.venv-train/bin/python
+BIN=target/release/voxflow
+: "${VOXFLOW_DATA:?set VOXFLOW_DATA to the scan folder}"
+LESION_01="${LESION_01:-models/cv/ct_lesion_not_ircadb01.onnx}"
+LESION_17="${LESION_17:-models/cv/ct_lesion_not_ircadb17.onnx}"
+DROP_ML="0 0.1 0.25 0.5 1 2 4"
+
+mkdir -p "$OUT"
+[ -f "$OUT/vol/manifest.csv" ] || "$PY" training/synth_volumes.py btcv0024 btcv0029 --seeds 1 2 3 4 5 6 7 8 --out "$OUT/vol"
+
+# Graph variants: the shipped CRF params, the dense_crf defaults (the authors' params in mm/HU),
+# and no CRF (argmax of the cascade's probabilities).
+sed 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' graphs/ct_liver_lesion.yaml > graphs/.val_crf_default.yaml
+sed 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' graphs/ct_liver_lesion.yaml > graphs/.val_argmax.yaml
+trap 'rm -f graphs/.val_crf_default.yaml graphs/.val_argmax.yaml' EXIT
+grep -q 'kind: dense_crf, image: window, prob: merge }' graphs/.val_crf_default.yaml \
+  && grep -q 'kind: argmax, in: merge' graphs/.val_argmax.yaml \
+  || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
+declare -A GRAPH=([crf]=graphs/ct_liver_lesion.yaml [crf_default]=graphs/.val_crf_default.yaml [argmax]=graphs/.val_argmax.yaml)
+
+for fold in 01 17; do
+  lesion_var="LESION_$fold"
+  for v in crf crf_default argmax; do
+    dir="$OUT/pred_${fold}_$v"
+    mkdir -p "$dir"
+    for ct in "$OUT"/vol/*_ct.nii.gz; do
+      id=$(basename "$ct" _ct.nii.gz)
+      [ -f "$dir/$id.nii.gz" ] || "$BIN" run -q "${GRAPH[$v]}" --set input="$ct" \
+        --set liver_model=models/cv/ct_liver_not_ircadb$fold.onnx --set lesion_model="${!lesion_var}" \
+        --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0
+    done
+    sed "s#,pred/#,../pred_${fold}_$v/#" "$OUT/vol/manifest.csv" > "$OUT/vol/m_${fold}_$v.csv"
+  done
+done
+for v in crf crf_default argmax; do
+  echo "== $v (both folds' models pooled; rows: drop_ml = min_lesion_mm3 / 1000)"
+  # shellcheck disable=SC2086
+  "$PY" training/lesion_detection.py "$OUT/vol/m_01_$v.csv" "$OUT/vol/m_17_$v.csv" --drop-ml $DROP_ML | grep '^ALL'
+done
