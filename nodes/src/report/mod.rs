@@ -1,6 +1,7 @@
 //! report nodes: overlay images, the HTML case report, case statistics, DICOM SEG.
 
 pub mod dicom_seg;
+pub mod draw;
 pub mod overlay;
 #[allow(clippy::module_inception)]
 pub mod report;

@@ -1,7 +1,8 @@
 //! `report`: one self-contained HTML page per case: what was run, the liver and lesion
 //! numbers of `stats`, the metrics against a ground truth, the `overlay` images, node timings.
 
-use super::overlay::{self, Class, Drawn, OverlayParams, OverlaySpec};
+use super::draw::{self, Class};
+use super::overlay::{self, Drawn, OverlayParams, OverlaySpec};
 use super::stats::{case_name, case_stats, CaseStats};
 use super::viewer::{self, Viewer};
 use crate::eval::metrics::{evaluate, parse_classes, ClassResult, DEFAULT_CLASSES, METRIC_NAMES};
@@ -378,8 +379,8 @@ impl Page<'_> {
             .collect()
         } else {
             vec![
-                ("liver outline", overlay::GREEN),
-                ("lesion outline", overlay::BLUE),
+                ("liver outline", draw::GREEN),
+                ("lesion outline", draw::BLUE),
             ]
         };
         for (name, c) in legend {

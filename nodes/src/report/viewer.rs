@@ -1,7 +1,7 @@
 //! The report's interactive viewer: NiiVue (inlined, so the page stays one file that opens
 //! offline) on the image and label, embedded as gzipped 8-bit NIfTI in base64.
 
-use super::overlay;
+use super::draw;
 use super::report::esc;
 use base64::Engine;
 use flate2::{write::GzEncoder, Compression};
@@ -78,7 +78,7 @@ impl Viewer {
         s.push_str(
             "<h2 class=\"viewer\">Viewer</h2>\n<section id=\"viewer\" data-state=\"loading\">\n<p>",
         );
-        for (name, c) in [("liver", overlay::GREEN), ("lesion", overlay::BLUE)] {
+        for (name, c) in [("liver", draw::GREEN), ("lesion", draw::BLUE)] {
             let _ = write!(
                 s,
                 "<span class=\"sw\" style=\"background:rgb({},{},{})\"></span>{name}",
@@ -114,8 +114,8 @@ impl Viewer {
             esc(NIIVUE_VERSION)
         );
         let data = serde_json::json!({
-            "liver": overlay::GREEN,
-            "lesion": overlay::BLUE,
+            "liver": draw::GREEN,
+            "lesion": draw::BLUE,
             "factor": self.factor,
             "start_mm": self.start_mm,
         });
