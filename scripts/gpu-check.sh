@@ -64,13 +64,13 @@ import json, sys
 out = sys.argv[1]
 rep = {d: json.load(open(f"{out}/report_{d}.json")) for d in ("cpu", "cuda")}
 print("== per-node busy time (s)")
-print(f"{'node':10s} {'kind':16s} {'cpu':>8s} {'cuda':>8s}  cuda run on")
+print(f"{'node':10s} {'kind':22s} {'cpu':>8s} {'cuda':>8s}  cuda run on")
 nodes = {d: {n["id"]: n for n in rep[d]["nodes"]} for d in rep}
 for n in rep["cpu"]["nodes"]:
     c = nodes["cuda"].get(n["id"], {})
     facts = ", ".join(f"{k}: {v}" for k, v in c.get("facts", {}).items())
-    print(f"{n['id']:10s} {n['kind']:16s} {n['busy_ms'] / 1000:8.2f} {c.get('busy_ms', 0) / 1000:8.2f}  {facts}")
-print(f"{'whole':27s} {rep['cpu']['wall_ms'] / 1000:8.2f} {rep['cuda']['wall_ms'] / 1000:8.2f}")
+    print(f"{n['id']:10s} {n['kind']:22s} {n['busy_ms'] / 1000:8.2f} {c.get('busy_ms', 0) / 1000:8.2f}  {facts}")
+print(f"{'whole':33s} {rep['cpu']['wall_ms'] / 1000:8.2f} {rep['cuda']['wall_ms'] / 1000:8.2f}")
 bad = [n["id"] for n in rep["cuda"]["nodes"] if n["kind"] == "fcn"
        and n.get("facts", {}).get("provider") != "CUDAExecutionProvider"]
 if bad:
