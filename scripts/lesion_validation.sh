@@ -28,6 +28,8 @@ grep -q 'kind: dense_crf, image: window, prob: merge }' graphs/.val_crf_default.
   && grep -q 'kind: argmax, in: merge' graphs/.val_argmax.yaml \
   || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
 declare -A GRAPH=([crf]=graphs/ct_liver_lesion.yaml [crf_default]=graphs/.val_crf_default.yaml [argmax]=graphs/.val_argmax.yaml)
+# The shipped graph runs the CRF only with crf_iterations > 0.
+declare -A ITER=([crf]=10 [crf_default]=0 [argmax]=0)
 
 for fold in 01 17; do
   lesion_var="LESION_$fold"
@@ -38,7 +40,7 @@ for fold in 01 17; do
       id=$(basename "$ct" _ct.nii.gz)
       [ -f "$dir/$id.nii.gz" ] || "$BIN" run -q "${GRAPH[$v]}" --set input="$ct" \
         --set liver_model=models/cv/ct_liver_not_ircadb$fold.onnx --set lesion_model="${!lesion_var}" \
-        --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0
+        --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0 --set crf_iterations="${ITER[$v]}"
     done
     sed "s#,pred/#,../pred_${fold}_$v/#" "$OUT/vol/manifest.csv" > "$OUT/vol/m_${fold}_$v.csv"
   done

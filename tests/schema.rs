@@ -119,7 +119,7 @@ fn schema_and_validator_agree_on_mistakes() {
     assert!(check_with_voxflow(&dir, "good.yaml", GOOD));
 
     let ct = std::fs::read_to_string(root().join("graphs/ct_liver_lesion.yaml")).unwrap();
-    assert!(ct.contains("bins: 256") && ct.contains("iterations: 10"));
+    assert!(ct.contains("bins: 256") && ct.contains("min_box: 60"));
     // (mutated graph, what the schema error names)
     let cases = [
         (
@@ -134,8 +134,8 @@ fn schema_and_validator_agree_on_mistakes() {
         ),
         (
             "out of range",
-            ct.replace("iterations: 10", "iterations: -1"),
-            "/nodes/crf/iterations",
+            ct.replace("min_box: 60", "min_box: -1"),
+            "/nodes/crop/min_box",
         ),
         (
             "not in the enum",

@@ -79,6 +79,9 @@ def main():
     dices = {d: [] for d in a.drop_ml}
     print("id,drop_ml,lesion_dice,found,truth_lesions,true_components,components,lesion_ml")
     for cid, p, t in cases(a.inputs):
+        for path in (p, t):
+            if path != "-" and not os.path.isfile(path):
+                sys.exit(f"lesion_detection: {path} does not exist")
         pimg = nib.load(p)
         pred = np.asarray(pimg.dataobj).astype(np.uint8)
         truth = None if t == "-" else np.asarray(nib.load(t).dataobj).astype(np.uint8)
