@@ -368,15 +368,7 @@ mod tests {
     use voxflow_runtime::stream::StreamType;
     use voxflow_runtime::Header;
 
-    fn spec() -> OverlaySpec {
-        OverlaySpec {
-            every: 0,
-            largest: true,
-            window: Some((0.0, 100.0)),
-            size: 256,
-            alpha: 1.0,
-        }
-    }
+    use crate::report::overlay::tests::spec;
 
     #[test]
     fn figure_7_classes_and_colours() {

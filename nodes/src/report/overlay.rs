@@ -366,12 +366,13 @@ impl Node for OverlayNode {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ndarray::s;
     use voxflow_runtime::stream::VolumeData;
 
-    fn spec() -> OverlaySpec {
+    /// The overlay settings the drawing tests start from.
+    pub(crate) fn spec() -> OverlaySpec {
         OverlaySpec {
             every: 0,
             largest: true,
