@@ -20,14 +20,14 @@ mkdir -p "$OUT"
 [ -f "$OUT/vol/manifest.csv" ] || "$PY" training/synth_volumes.py btcv0024 btcv0029 --seeds 1 2 3 4 5 6 7 8 --out "$OUT/vol"
 
 # Graph variants: the shipped CRF params, the dense_crf defaults (the authors' params in mm/HU),
-# and no CRF (argmax of the cascade's probabilities).
-sed 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' graphs/ct_liver_lesion.yaml > graphs/.val_crf_default.yaml
-sed 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' graphs/ct_liver_lesion.yaml > graphs/.val_argmax.yaml
-trap 'rm -f graphs/.val_crf_default.yaml graphs/.val_argmax.yaml' EXIT
-grep -q 'kind: dense_crf, image: window, prob: merge }' graphs/.val_crf_default.yaml \
-  && grep -q 'kind: argmax, in: merge' graphs/.val_argmax.yaml \
+# and no CRF (argmax of the cascade's probabilities). Every path they use is set with --set
+# (relative to this folder), so the variants can live in $OUT.
+sed 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' graphs/ct_liver_lesion.yaml > "$OUT"/graph_crf_default.yaml
+sed 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' graphs/ct_liver_lesion.yaml > "$OUT"/graph_argmax.yaml
+grep -q 'kind: dense_crf, image: window, prob: merge }' "$OUT"/graph_crf_default.yaml \
+  && grep -q 'kind: argmax, in: merge' "$OUT"/graph_argmax.yaml \
   || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
-declare -A GRAPH=([crf]=graphs/ct_liver_lesion.yaml [crf_default]=graphs/.val_crf_default.yaml [argmax]=graphs/.val_argmax.yaml)
+declare -A GRAPH=([crf]=graphs/ct_liver_lesion.yaml [crf_default]="$OUT"/graph_crf_default.yaml [argmax]="$OUT"/graph_argmax.yaml)
 # The shipped graph runs the CRF only with crf_iterations > 0.
 declare -A ITER=([crf]=10 [crf_default]=0 [argmax]=0)
 

@@ -72,13 +72,20 @@ impl TypedKind for DropSmallComponents {
         )
     }
 
-    fn create(&self, p: DropParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+    fn check_params(&self, p: &DropParams) -> Vec<(String, String)> {
         if p.replace_with == p.class {
-            return Err(NodeError::msg(format!(
-                "replace_with ({}) is the filtered class itself: nothing would change",
-                p.class
-            )));
+            return vec![(
+                "replace_with".into(),
+                format!(
+                    "{} is the filtered class itself: nothing would change",
+                    p.class
+                ),
+            )];
         }
+        Vec::new()
+    }
+
+    fn create(&self, p: DropParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         Ok(Box::new(DropNode { p }))
     }
 }
