@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The validation behind the CT graph's false-lesion params (issue 17 item 4): synthetic tumours in
 # BTCV livers that no lesion model trained on (BTCV 0024, 0029), segmented by the shipped graph
-# with each IRCADb fold's models, in three CRF variants, then scored per `min_lesion_mm3`
-# candidate by training/lesion_detection.py. No IRCADb patient takes part.
+# with each IRCADb fold's models. Part 1: three CRF variants, scored per `min_lesion_mm3`
+# candidate by training/lesion_detection.py (the CRF choice). Part 2: without CRF, the cascade's
+# probabilities of those volumes and of BTCV 0024 and 0029 without tumours (healthy livers),
+# scored per `lesion_threshold` x `min_lesion_mm3` by training/lesion_sweep.py, which prints the
+# chosen pair. No IRCADb patient takes part.
 #
 # usage: bash scripts/lesion_validation.sh [OUT]     (default out/lesion_val; needs VOXFLOW_DATA,
 #        .venv-train, target/release/voxflow; LESION_01 / LESION_17 override the fold lesion models)
@@ -40,7 +43,8 @@ for fold in 01 17; do
       id=$(basename "$ct" _ct.nii.gz)
       [ -f "$dir/$id.nii.gz" ] || "$BIN" run -q "${GRAPH[$v]}" --set input="$ct" \
         --set liver_model=models/cv/ct_liver_not_ircadb$fold.onnx --set lesion_model="${!lesion_var}" \
-        --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0 --set crf_iterations="${ITER[$v]}"
+        --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5 \
+        --set crf_iterations="${ITER[$v]}"
     done
     sed "s#,pred/#,../pred_${fold}_$v/#" "$OUT/vol/manifest.csv" > "$OUT/vol/m_${fold}_$v.csv"
   done
@@ -50,3 +54,24 @@ for v in crf crf_default argmax; do
   # shellcheck disable=SC2086
   "$PY" training/lesion_detection.py "$OUT/vol/m_01_$v.csv" "$OUT/vol/m_17_$v.csv" --drop-ml $DROP_ML | grep '^ALL'
 done
+
+# Part 2: the cascade's probabilities (the graph's `merge`) of every volume, written and made compact.
+sed 's/^  crf: .*/  crf:    { kind: argmax, in: merge }\n  probs:  { kind: write_volume, in: merge, path: $probs }/; s/^params:/params:\n  probs: { default: "probs.nii", about: "the cascade'"'"'s probabilities" }/' \
+  graphs/ct_liver_lesion.yaml > "$OUT"/graph_probs.yaml
+grep -q 'kind: write_volume, in: merge' "$OUT"/graph_probs.yaml \
+  || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
+mkdir -p "$OUT/probs"
+for fold in 01 17; do
+  lesion_var="LESION_$fold"
+  for ct in "$OUT"/vol/*_ct.nii.gz "$VOXFLOW_DATA"/btcv0024_ct.nii.gz "$VOXFLOW_DATA"/btcv0029_ct.nii.gz; do
+    id=$(basename "$ct" _ct.nii.gz)
+    [ -f "$OUT/probs/${fold}_$id.npz" ] && continue
+    "$BIN" run -q "$OUT"/graph_probs.yaml --set input="$ct" --set liver_model=models/cv/ct_liver_not_ircadb$fold.onnx \
+      --set lesion_model="${!lesion_var}" --set output="$OUT/probs/label.nii.gz" --set probs="$OUT/probs/p.nii" \
+      --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5
+    "$PY" training/lesion_sweep.py extract "$OUT/probs/p.nii" "$OUT/probs/${fold}_$id.npz"
+  done
+done
+rm -f "$OUT/probs/p.nii" "$OUT/probs/label.nii.gz"
+echo "== lesion_threshold x min_lesion_mm3 (no CRF; both folds' models pooled)"
+"$PY" training/lesion_sweep.py sweep "$OUT/probs" "$OUT/vol" --healthy-max-ml 5

@@ -30,7 +30,9 @@ import copy
 import json
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -185,6 +187,21 @@ def save_ckpt(path, state):
     os.replace(tmp, path)
 
 
+def init_model(spec):
+    """The ONNX file an `init:` names: a path under the repository, or `git:REV:PATH` for the file
+    as committed at REV (so a config still reproduces its model after the file is replaced)."""
+    if not spec.startswith("git:"):
+        return os.path.join(ROOT, spec)
+    rev_path = spec[len("git:"):]
+    out = subprocess.run(["git", "-C", ROOT, "show", rev_path], capture_output=True)
+    if out.returncode != 0:
+        sys.exit(f"train: init {spec}: git show failed: {out.stderr.decode().strip()}")
+    f = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False)
+    f.write(out.stdout)
+    f.close()
+    return f.name
+
+
 def train(cfg, resume, minutes, device, cosine):
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -251,7 +268,10 @@ def train(cfg, resume, minutes, device, cosine):
     weights = frequency_weights(tr.counts(classes)) if w == "frequency" else np.asarray(w, dtype=np.float64)
     model = build_model(cfg)
     if cfg.get("init") and not resume:
-        load_onnx_weights(model, os.path.join(ROOT, cfg["init"]))
+        path = init_model(cfg["init"])
+        load_onnx_weights(model, path)
+        if cfg["init"].startswith("git:"):
+            os.remove(path)
         print(f"{cfg['name']}: initialised from {cfg['init']}", flush=True)
     model = model.to(dev)
     opt = make_optimizer(cfg, model.parameters())

@@ -18,9 +18,11 @@ pub mod node;
 pub mod params;
 pub mod registry;
 pub mod validate;
+pub mod zip;
 
 pub use exec::{execute, RunError, RunOptions, RunReport, RunStats};
 pub use node::{BuildEnv, Node, NodeCtx, NodeError, NodeKind, NodeTiming};
 pub use params::{NodeParams, ParamEnum, TypedKind};
 pub use registry::Registry;
 pub use validate::{check, check_all_ways, CheckOptions, Plan};
+pub use zip::{Aligned, Zip};

@@ -256,7 +256,7 @@ impl NodeCtx {
             })
             .collect())
     }
-    fn in_index(&self, port: &str) -> usize {
+    pub(crate) fn in_index(&self, port: &str) -> usize {
         self.input_names
             .iter()
             .position(|p| p == port)
@@ -297,7 +297,7 @@ impl NodeCtx {
         }
     }
 
-    fn recv_index(&mut self, i: usize) -> Result<Message, NodeError> {
+    pub(crate) fn recv_index(&mut self, i: usize) -> Result<Message, NodeError> {
         let port = self.inputs[i].as_mut().expect("input connected");
         if port.ended {
             return Ok(Message::End);

@@ -134,6 +134,82 @@ impl Node for Sum {
     }
 }
 
+/// Gathers the whole volume, then emits the slices whose index is a multiple of `every`, in
+/// increasing order or (`reverse: 1`) decreasing order: a branch that buffers everything.
+struct HoldKind;
+impl NodeKind for HoldKind {
+    fn decl(&self) -> NodeDecl {
+        let int = ParamType::Int {
+            min: Some(0),
+            max: None,
+        };
+        NodeDecl::new("hold", "")
+            .input("in", IMG, "")
+            .output("out", IMG, "")
+            .param("every", int.clone(), 1, "")
+            .param("reverse", int, 0, "")
+    }
+    fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(Hold {
+            every: p.usize("every")?.max(1),
+            reverse: p.usize("reverse")? == 1,
+        }))
+    }
+}
+struct Hold {
+    every: usize,
+    reverse: bool,
+}
+impl Node for Hold {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let v = ctx.gather("in")?;
+        ctx.send_header("out", v.header.clone())?;
+        let mut ks: Vec<usize> = (0..v.header.num_slices())
+            .filter(|k| k % self.every == 0)
+            .collect();
+        if self.reverse {
+            ks.reverse();
+        }
+        for k in ks {
+            ctx.send_slice("out", Slice::new(k, v.slice(k)))?;
+        }
+        ctx.end("out")
+    }
+}
+
+/// Sums two streams slice by slice as they arrive (`NodeCtx::zip`); a missing slice counts 0.
+struct ZipSumKind;
+impl NodeKind for ZipSumKind {
+    fn decl(&self) -> NodeDecl {
+        NodeDecl::new("zipsum", "")
+            .input("a", IMG, "")
+            .input("b", IMG, "")
+            .output("out", IMG, "")
+    }
+    fn build(&self, _: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(ZipSum))
+    }
+}
+struct ZipSum;
+impl Node for ZipSum {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let mut zip = ctx.zip(&["a", "b"])?;
+        ctx.send_header("out", (**zip.header(0)).clone())?;
+        let mut last = None;
+        while let Some(al) = ctx.next_aligned(&mut zip)? {
+            assert!(last.is_none_or(|l| al.index > l), "indices out of order");
+            last = Some(al.index);
+            let mut sum = Array2::<f32>::zeros((4, 4));
+            for s in al.slices.iter().flatten() {
+                assert_eq!(s.index, al.index);
+                sum += s.data.image().unwrap();
+            }
+            ctx.send_slice("out", Slice::new(al.index, SliceData::Image(sum)))?;
+        }
+        ctx.end("out")
+    }
+}
+
 /// Writes the sum of all pixels to a file (through the runtime's atomic output), slowly.
 struct SinkKind(Arc<AtomicUsize>);
 impl NodeKind for SinkKind {
@@ -194,6 +270,8 @@ fn registry(sent: &Arc<AtomicUsize>) -> Registry {
     r.add(Arc::new(AddKind), "test").unwrap();
     r.add(Arc::new(SumKind), "test").unwrap();
     r.add(Arc::new(SinkKind(sent.clone())), "test").unwrap();
+    r.add(Arc::new(HoldKind), "test").unwrap();
+    r.add(Arc::new(ZipSumKind), "test").unwrap();
     r
 }
 
@@ -241,6 +319,67 @@ fn fan_out_and_fan_in() {
     assert_eq!(total, expect);
     assert_eq!(r.outputs, vec![out]);
     assert_eq!(r.nodes.len(), 5);
+}
+
+#[test]
+fn zip_reads_a_diamond_whose_branch_holds_the_whole_volume() {
+    // src -> hold (emits only after its input ended) -> a; src -> b directly; queues of depth 1.
+    // A reader that waited on `a` first would leave src blocked on `b`'s full queue forever.
+    let d = tmp("zip");
+    let out = d.join("sum.txt");
+    for (ports, n) in [("a: h, b: src", 200), ("a: src, b: h", 200)] {
+        let g = format!(
+            "graph: z\nnodes:\n  src: {{ kind: source, n: {n} }}\n  h: {{ kind: hold, in: src }}\n  s: {{ kind: zipsum, {ports} }}\n  out: {{ kind: sink, in: s, path: {} }}\n",
+            out.display()
+        );
+        // A deadlock never returns: wait for the run on another thread, with a generous limit.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(run(&g, 1).0.map(|_| ()).map_err(|e| e.to_string())));
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("the zip diamond deadlocked")
+            .unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let total: f64 = text.split(' ').next().unwrap().parse().unwrap();
+        let expect: f64 = (0..n).map(|k| 16.0 * 2.0 * k as f64).sum();
+        assert_eq!(total, expect, "{ports}");
+    }
+}
+
+#[test]
+fn zip_aligns_a_sparse_input_and_refuses_slices_out_of_order() {
+    let d = tmp("zip_sparse");
+    let out = d.join("sum.txt");
+    // `h` keeps every third slice: slice k sums to 2k where k % 3 == 0, else k.
+    let g = format!(
+        "graph: z\nnodes:\n  src: {{ kind: source, n: 30 }}\n  h: {{ kind: hold, in: src, every: 3 }}\n  s: {{ kind: zipsum, a: h, b: src }}\n  out: {{ kind: sink, in: s, path: {} }}\n",
+        out.display()
+    );
+    let (r, _) = run(&g, 1);
+    r.unwrap();
+    let total: f64 = std::fs::read_to_string(&out)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expect: f64 = (0..30)
+        .map(|k| 16.0 * if k % 3 == 0 { 2.0 } else { 1.0 } * k as f64)
+        .sum();
+    assert_eq!(total, expect);
+
+    let g = format!(
+        "graph: z\nnodes:\n  src: {{ kind: source, n: 5 }}\n  h: {{ kind: hold, in: src, reverse: 1 }}\n  s: {{ kind: zipsum, a: src, b: h }}\n  out: {{ kind: sink, in: s, path: {} }}\n",
+        d.join("rev.txt").display()
+    );
+    let e = run(&g, 1).0.unwrap_err();
+    assert_eq!(e.node, "s");
+    assert!(
+        e.message.contains("input `b` sent slice 3 after slice 4")
+            && e.message.contains("increasing order"),
+        "{e}"
+    );
+    assert!(!d.join("rev.txt").exists());
 }
 
 #[test]

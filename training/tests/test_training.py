@@ -13,7 +13,7 @@ from augment import add_noise, augment, organ_gamma, random_gamma, sampling_grid
 from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from prepare import resize_label, roi_box, roi_crop  # noqa: E402
-from train import liver_level, shift_liver  # noqa: E402
+from train import ROOT, init_model, liver_level, shift_liver  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
 
@@ -232,6 +232,24 @@ class Crop(unittest.TestCase):
         r = resize_label(lab, (32, 32), 2)
         self.assertEqual(r.dtype, np.uint8)
         self.assertEqual(int(r.sum()), 16 * 16)
+
+
+class InitModel(unittest.TestCase):
+    def test_git_revision_gives_the_committed_bytes(self):
+        import subprocess
+        rev = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%H", "--", "models/ct_liver.onnx"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        want = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:models/ct_liver.onnx"],
+                              capture_output=True, check=True).stdout
+        path = init_model(f"git:{rev}:models/ct_liver.onnx")
+        try:
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), want)
+        finally:
+            os.remove(path)
+        self.assertEqual(init_model("models/ct_liver.onnx"), os.path.join(ROOT, "models/ct_liver.onnx"))
+        with self.assertRaises(SystemExit):
+            init_model("git:0000000:models/none.onnx")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ full slices and combines them with the liver result into one 3-class `prob` stre
   nodes). Voxels the closing adds count as liver (or lesion) like the rest of the mask.
 - Each lesion slice must carry the `roi` box of `crop_resample`; its lesion channel (class
   `lesion`, or `lesion_channel`) is resized (bilinear) to the box size and placed in the box.
-- Inside the liver mask the liver decision is final: `(0, 1 - q, q)` with `q` the lesion
-  probability, so `argmax` gives lesion where `q > 0.5` and liver otherwise.
+- Inside the liver mask the liver decision is final: `(0, 1 - q', q')` with `q'` the lesion
+  probability `q` recalibrated so that `lesion_threshold` (t) maps to 0.5, linearly on each side
+  (`q' = q / 2t` up to t, `0.5 + (q - t) / 2(1 - t)` above), so `argmax` gives lesion where
+  `q > t` and liver otherwise. With the default t = 0.5, `q' = q`. A CRF downstream sees `q'`.
 - Outside the mask lesion is 0: `(1 - p, p, 0)` with `p` the liver probability where
   `p <= min(threshold, 0.5)`, else `(1, 0, 0)` (voxels dropped by the component filter or the
   threshold), so `argmax` is background everywhere outside the mask.
@@ -38,6 +40,9 @@ full slices and combines them with the liver result into one 3-class `prob` stre
 pub struct PasteParams {
     /// lesion channel of the lesion input
     pub lesion_channel: Option<usize>,
+    /// lesion probability above which a liver voxel is lesion (after `argmax`)
+    #[param(default = 0.5, gt = 0.0, lt = 1.0)]
+    pub lesion_threshold: f32,
     #[serde(flatten)]
     #[param(flatten)]
     pub mask: MaskSpec,
@@ -73,6 +78,7 @@ impl TypedKind for PasteBack {
         Ok(Box::new(PasteNode {
             mask: p.mask,
             lesion_channel: p.lesion_channel,
+            lesion_threshold: p.lesion_threshold,
         }))
     }
 }
@@ -80,6 +86,7 @@ impl TypedKind for PasteBack {
 struct PasteNode {
     mask: MaskSpec,
     lesion_channel: Option<usize>,
+    lesion_threshold: f32,
 }
 
 /// The `roi` of a slice's metadata, checked against the slice size `(nj, ni)`.
@@ -109,13 +116,24 @@ pub fn paste(lesion: ArrayView2<f32>, roi: Roi, nj: usize, ni: usize) -> Array2<
     q
 }
 
+/// Lesion probability `q` recalibrated so that `t` maps to 0.5, linearly on each side.
+pub fn recalibrate(q: f32, t: f32) -> f32 {
+    if q <= t {
+        q / (2.0 * t)
+    } else {
+        0.5 + (q - t) / (2.0 * (1.0 - t))
+    }
+}
+
 /// Combines liver probability `p`, liver mask `m` and lesion probability `q` of one slice
-/// into `(3, nj, ni)` (see the node docs).
+/// into `(3, nj, ni)` (see the node docs); `threshold` is the liver mask's, `lesion_threshold`
+/// the lesion's.
 pub fn combine(
     p: ArrayView2<f32>,
     m: ArrayView2<bool>,
     q: ArrayView2<f32>,
     threshold: f32,
+    lesion_threshold: f32,
 ) -> Array3<f32> {
     let (nj, ni) = p.dim();
     let keep = threshold.min(0.5);
@@ -123,7 +141,7 @@ pub fn combine(
     for j in 0..nj {
         for i in 0..ni {
             let (bg, lv, ls) = if m[[j, i]] {
-                let q = q[[j, i]].clamp(0.0, 1.0);
+                let q = recalibrate(q[[j, i]].clamp(0.0, 1.0), lesion_threshold);
                 (0.0, 1.0 - q, q)
             } else {
                 let p = p[[j, i]].clamp(0.0, 1.0);
@@ -210,7 +228,13 @@ impl Node for PasteNode {
                 }
                 None => Array2::zeros((nj, ni)),
             };
-            let out = combine(p.index_axis(Axis(0), k), mk, q.view(), self.mask.threshold);
+            let out = combine(
+                p.index_axis(Axis(0), k),
+                mk,
+                q.view(),
+                self.mask.threshold,
+                self.lesion_threshold,
+            );
             let mut s = Slice::new(k, SliceData::Prob(out));
             if let Some(meta) = &liver.slice_meta[k] {
                 s.meta = meta.clone();
@@ -232,7 +256,7 @@ mod tests {
         let p = array![[0.9f32, 0.9, 0.3, 0.7]];
         let m = array![[true, true, false, false]];
         let q = array![[0.8f32, 0.2, 0.9, 0.9]];
-        let c = combine(p.view(), m.view(), q.view(), 0.5);
+        let c = combine(p.view(), m.view(), q.view(), 0.5, 0.5);
         // In the mask: (0, 1-q, q); outside, below threshold: (1-p, p, 0); outside, above: bg.
         let want = [
             [0.0, 0.2, 0.8],
@@ -248,6 +272,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn lesion_threshold_moves_the_decision_and_keeps_the_order() {
+        for t in [0.3f32, 0.5, 0.7, 0.9] {
+            assert_eq!(recalibrate(0.0, t), 0.0);
+            assert!((recalibrate(t, t) - 0.5).abs() < 1e-6);
+            assert!((recalibrate(1.0, t) - 1.0).abs() < 1e-6);
+            let qs: Vec<f32> = (0..=100).map(|k| k as f32 / 100.0).collect();
+            let r: Vec<f32> = qs.iter().map(|&q| recalibrate(q, t)).collect();
+            assert!(r.windows(2).all(|w| w[0] <= w[1]), "t {t}: not monotone");
+        }
+        assert_eq!(recalibrate(0.37, 0.5), 0.37);
+        // In the mask, argmax picks lesion exactly where q > t.
+        let p = array![[0.9f32, 0.9, 0.9]];
+        let m = array![[true, true, true]];
+        let q = array![[0.65f32, 0.7, 0.75]];
+        let c = combine(p.view(), m.view(), q.view(), 0.5, 0.7);
+        let lesion: Vec<bool> = (0..3).map(|i| c[[2, 0, i]] > c[[1, 0, i]]).collect();
+        assert_eq!(lesion, [false, false, true]);
+        assert!((c[[1, 0, 0]] + c[[2, 0, 0]] - 1.0).abs() < 1e-6);
     }
 
     #[test]

@@ -153,16 +153,24 @@ struct NormNode {
 impl Node for NormNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let vol = if ctx.has_input("corrected") {
-            let mut v = ctx.gather_many(&["in", "corrected"])?;
-            let c = v.pop().expect("two volumes");
-            let raw = v.pop().expect("two volumes");
-            if raw.header.shape != c.header.shape {
+            // `in` only has to match in shape: its slices are dropped as they come.
+            let mut zip = ctx.zip(&["in", "corrected"])?;
+            let (raw, c) = (zip.header(0).clone(), zip.header(1).clone());
+            if raw.shape != c.shape {
                 return Err(NodeError::msg(format!(
                     "input `corrected` has shape {:?} (k, j, i), `in` has {:?}",
-                    c.header.shape, raw.header.shape
+                    c.shape, raw.shape
                 )));
             }
-            c
+            ctx.set_total(c.num_slices());
+            let mut v = Volume::zeros((*c).clone());
+            while let Some(aligned) = ctx.next_aligned(&mut zip)? {
+                if let Some(s) = &aligned.slices[1] {
+                    v.put(s);
+                    ctx.tick();
+                }
+            }
+            v
         } else {
             ctx.gather("in")?
         };
