@@ -9,7 +9,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use voxflow_nodes::eval::metrics::{
     check_detection, csv_cells, csv_quote, evaluate, parse_classes, to_json, ClassResult,
-    ClassSpec, Detection, CSV_COLUMNS, DEFAULT_CLASSES, METRIC_NAMES,
+    ClassSpec, Detection, SizedDetection, CSV_COLUMNS, DEFAULT_CLASSES, METRIC_NAMES,
+    SIZED_PRED_MIN_MM3, SIZED_TRUTH_MIN_MM3,
 };
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_runtime::stream::StreamType;
@@ -366,6 +367,19 @@ pub(crate) fn metrics_tables(classes: &[String], done: &[(String, Vec<ClassResul
                 sum(|d| d.truth_lesions),
                 sum(|d| d.missed),
                 sum(|d| d.false_positive)
+            ));
+            let sized: Vec<_> = dets
+                .iter()
+                .map(|d| d.sized(SIZED_TRUTH_MIN_MM3, SIZED_PRED_MIN_MM3))
+                .collect();
+            let total = |f: fn(&SizedDetection) -> usize| sized.iter().map(f).sum::<usize>();
+            s.push_str(&format!(
+                "Lesions of >= 1 mL: {} of {} found by predicted components of >= 0.5 mL; {} of {} \
+                 such components touch a truth lesion.\n",
+                total(|z| z.found),
+                total(|z| z.truth_lesions),
+                total(|z| z.true_components),
+                total(|z| z.pred_components)
             ));
         }
     }

@@ -518,6 +518,11 @@ fn ct_graph_on_real_scans_with_truth_and_bad_files() {
     assert!(md.contains("4 cases, 2 done, 2 failed"), "{md}");
     assert!(md.contains("## liver") && md.contains("## lesion"), "{md}");
     assert!(md.contains("Detection over 2 cases"), "{md}");
+    // IRCADb 1 and 17 hold 6 + 2 lesions of >= 1 mL; the counts come back from each case's JSON.
+    assert!(
+        md.contains(" of 8 found by predicted components of >= 0.5 mL; "),
+        "{md}"
+    );
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(metrics.contains("\nircadb17,lesion,ok,"), "{metrics}");
     assert!(metrics.contains("\nbroken,,failed,"), "{metrics}");

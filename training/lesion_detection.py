@@ -4,7 +4,8 @@ issue 17 counts them: 26-connected components; a truth lesion of >= --truth-min-
 predicted component of >= --pred-min-ml touches it; such a predicted component is true when it
 touches any truth lesion. With --drop-ml, each row also shows what `drop_small_components`
 (class 2 -> 1, 26-connected) with that `min_volume_mm3` (given in mL) would give, so its value
-can be chosen on a validation set.
+can be chosen on a validation set. Without --drop-ml its counts are those `voxflow eval` prints
+("Lesions of >= 1 mL: ...", the metrics kernel's `Detection::sized`).
 
   .venv-train/bin/python training/lesion_detection.py out/synth_val/manifest.csv --drop-ml 0 0.5 1 2
   .venv-train/bin/python training/lesion_detection.py PRED.nii.gz:TRUTH.nii.gz ...

@@ -92,6 +92,27 @@ fn class_result(v: &Value) -> Result<ClassResult, String> {
                 pred_lesions: n("pred_lesions")?,
                 lesions,
                 rule: DETECTION_RULE,
+                pred_voxels: d["pred_voxels"]
+                    .as_array()
+                    .ok_or("`detection` has no `pred_voxels`")?
+                    .iter()
+                    .map(|v| v.as_u64().ok_or("a `pred_voxels` entry is not a count"))
+                    .collect::<Result<_, _>>()?,
+                touching: d["touching"]
+                    .as_array()
+                    .ok_or("`detection` has no `touching`")?
+                    .iter()
+                    .map(|v| match v.as_array().map(|a| a.as_slice()) {
+                        Some([p, t]) => match (p.as_u64(), t.as_u64()) {
+                            (Some(p), Some(t)) => Ok((p as u32, t as u32)),
+                            _ => Err("a `touching` entry is not two labels"),
+                        },
+                        _ => Err("a `touching` entry is not two labels"),
+                    })
+                    .collect::<Result<_, _>>()?,
+                voxel_mm3: d["voxel_mm3"]
+                    .as_f64()
+                    .ok_or("`detection` has no `voxel_mm3`")?,
             })
         }
     };

@@ -7,7 +7,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use voxflow_metrics::{binary_metrics, detection};
-pub use voxflow_metrics::{ClassMetrics, Detection, Metric, Undefined};
+pub use voxflow_metrics::{
+    ClassMetrics, Detection, Metric, SizedDetection, Undefined, SIZED_PRED_MIN_MM3,
+    SIZED_TRUTH_MIN_MM3,
+};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
@@ -30,7 +33,9 @@ binary masks with the definitions of MedPy 0.5.2 / the LiTS evaluation code:
   Dice/VOE of two empty masks are 1/0.
 - Detection (classes listed in `detection`): 26-connected components; a truth lesion is
   detected if at least one of its voxels is predicted; a predicted component sharing no voxel
-  with the truth is a false positive.
+  with the truth is a false positive. `detection.sized` counts the same over lesions that
+  matter: truth lesions of >= 1 mL found by predicted components of >= 0.5 mL, and how many
+  such components touch a truth lesion.
 
 `classes` is a list of `NAME:RULE`, RULE one of `>=N`, `>N`, `<=N`, `<N`, `==N`, `!=N` or a
 comma list of labels `N,M,...` (default `[liver:>=1, lesion:==2]`).

@@ -46,10 +46,89 @@ pub struct Detection {
     pub lesions: Vec<TruthLesion>,
     /// The rule used, human readable.
     pub rule: &'static str,
+    /// Voxel count of each predicted component, in label order.
+    pub pred_voxels: Vec<u64>,
+    /// (predicted component, truth lesion) label pairs that share a voxel, sorted.
+    pub touching: Vec<(u32, u32)>,
+    /// Volume of one voxel in mm³.
+    pub voxel_mm3: f64,
+}
+
+/// Truth lesions of at least this volume count in [`Detection::sized`] by default (1 mL).
+pub const SIZED_TRUTH_MIN_MM3: f64 = 1000.0;
+/// Predicted components of at least this volume count in [`Detection::sized`] by default (0.5 mL).
+pub const SIZED_PRED_MIN_MM3: f64 = 500.0;
+
+/// Detection counted over lesions large enough to matter ([`Detection::sized`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizedDetection {
+    /// The smallest truth lesion counted, mm³.
+    pub truth_min_mm3: f64,
+    /// The smallest predicted component counted, mm³.
+    pub pred_min_mm3: f64,
+    /// Truth lesions of at least `truth_min_mm3`.
+    pub truth_lesions: usize,
+    /// Of those, the ones a predicted component of at least `pred_min_mm3` touches.
+    pub found: usize,
+    /// Predicted components of at least `pred_min_mm3`.
+    pub pred_components: usize,
+    /// Of those, the ones that touch any truth lesion (of any size).
+    pub true_components: usize,
+}
+
+impl SizedDetection {
+    /// JSON object with the thresholds and the counts.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "truth_min_mm3": self.truth_min_mm3, "pred_min_mm3": self.pred_min_mm3,
+            "truth_lesions": self.truth_lesions, "found": self.found,
+            "pred_components": self.pred_components, "true_components": self.true_components,
+        })
+    }
 }
 
 impl Detection {
-    /// JSON object with the counts and the rule (per-lesion details under `"lesions"`).
+    /// The counts over lesions of a size: a truth lesion of at least `truth_min_mm3` is found
+    /// when a predicted component of at least `pred_min_mm3` touches it; such a component is
+    /// true when it touches any truth lesion.
+    pub fn sized(&self, truth_min_mm3: f64, pred_min_mm3: f64) -> SizedDetection {
+        let big_pred =
+            |p: u32| self.pred_voxels[p as usize - 1] as f64 * self.voxel_mm3 >= pred_min_mm3;
+        let big_truth = |t: u32| self.lesions[t as usize - 1].volume_mm3 >= truth_min_mm3;
+        let mut found: Vec<u32> = self
+            .touching
+            .iter()
+            .filter(|&&(p, t)| big_pred(p) && big_truth(t))
+            .map(|&(_, t)| t)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        let mut true_pred: Vec<u32> = self
+            .touching
+            .iter()
+            .filter(|&&(p, _)| big_pred(p))
+            .map(|&(p, _)| p)
+            .collect();
+        true_pred.dedup();
+        SizedDetection {
+            truth_min_mm3,
+            pred_min_mm3,
+            truth_lesions: self
+                .lesions
+                .iter()
+                .filter(|l| l.volume_mm3 >= truth_min_mm3)
+                .count(),
+            found: found.len(),
+            pred_components: (1..=self.pred_voxels.len() as u32)
+                .filter(|&p| big_pred(p))
+                .count(),
+            true_components: true_pred.len(),
+        }
+    }
+
+    /// JSON object with the counts and the rule (per-lesion details under `"lesions"`; the
+    /// counts over lesions of >= 1 mL and components of >= 0.5 mL under `"sized"`; what
+    /// [`Detection::sized`] needs as `pred_voxels`, `touching` and `voxel_mm3`).
     pub fn to_json(&self) -> Value {
         json!({
             "true_positive": self.true_positive,
@@ -58,6 +137,10 @@ impl Detection {
             "truth_lesions": self.truth_lesions,
             "pred_lesions": self.pred_lesions,
             "rule": self.rule,
+            "sized": self.sized(SIZED_TRUTH_MIN_MM3, SIZED_PRED_MIN_MM3).to_json(),
+            "pred_voxels": self.pred_voxels,
+            "touching": self.touching,
+            "voxel_mm3": self.voxel_mm3,
             "lesions": self.lesions.iter().map(|l| json!({
                 "label": l.label, "voxels": l.voxels, "volume_mm3": l.volume_mm3,
                 "overlap_voxels": l.overlap_voxels, "detected": l.detected,
@@ -83,6 +166,7 @@ pub fn detection(pred: ArrayView3<bool>, truth: ArrayView3<bool>, spacing: [f64;
     let (nt, np) = (tr.n, pr.n);
     let mut overlap = vec![0u64; nt + 1];
     let mut pred_hits = vec![false; np + 1];
+    let mut touching = std::collections::BTreeSet::new();
     // Both run lists are sorted within each row: intersect them with two pointers.
     for r in 0..tr.row_start.len() - 1 {
         let (mut a, a1) = (tr.row_start[r], tr.row_start[r + 1]);
@@ -94,6 +178,7 @@ pub fn detection(pred: ArrayView3<bool>, truth: ArrayView3<bool>, spacing: [f64;
             if len > 0 {
                 overlap[tr.label[a] as usize] += len as u64;
                 pred_hits[pr.label[b] as usize] = true;
+                touching.insert((pr.label[b], tr.label[a]));
             }
             if te <= pe {
                 a += 1;
@@ -123,5 +208,8 @@ pub fn detection(pred: ArrayView3<bool>, truth: ArrayView3<bool>, spacing: [f64;
         pred_lesions: np,
         lesions,
         rule: DETECTION_RULE,
+        pred_voxels: pr.sizes(),
+        touching: touching.into_iter().collect(),
+        voxel_mm3,
     }
 }

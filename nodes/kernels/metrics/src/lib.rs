@@ -42,7 +42,10 @@ mod detection;
 mod edt;
 
 pub use components::{label_components, largest_component, Connectivity};
-pub use detection::{detection, Detection, TruthLesion, DETECTION_RULE};
+pub use detection::{
+    detection, Detection, SizedDetection, TruthLesion, DETECTION_RULE, SIZED_PRED_MIN_MM3,
+    SIZED_TRUTH_MIN_MM3,
+};
 pub use edt::{edt_squared, edt_squared_at};
 
 use ndarray::{s, Array3, ArrayView1, ArrayView3, Axis};

@@ -181,6 +181,42 @@ fn detection_rule() {
 }
 
 #[test]
+fn sized_detection_counts_as_issue_17() {
+    // 1 mL voxels (10 mm cubes), the case of training/tests/test_lesion_detection.py: truth
+    // lesions of 8 and 1 voxels; predicted: 4 voxels in the big lesion plus one voxel touching
+    // them by a corner (one 26-connected component of 5), a false island of 2, a false voxel.
+    let mut t = Array3::from_elem((6, 6, 6), false);
+    t.slice_mut(s![0..2, 0..2, 0..2]).fill(true);
+    t[[5, 5, 5]] = true;
+    let mut p = Array3::from_elem((6, 6, 6), false);
+    p.slice_mut(s![0..1, 0..2, 0..2]).fill(true);
+    p[[1, 2, 2]] = true;
+    p.slice_mut(s![3..4, 3..5, 0..1]).fill(true);
+    p[[3, 0, 5]] = true;
+    let d = detection(p.view(), t.view(), [10.0, 10.0, 10.0]);
+    let z = d.sized(1000.0, 500.0);
+    assert_eq!(
+        (
+            z.truth_lesions,
+            z.found,
+            z.pred_components,
+            z.true_components
+        ),
+        (2, 1, 3, 1)
+    );
+    // Components of >= 2 mL: the false single voxel no longer counts.
+    let z = d.sized(1000.0, 2000.0);
+    assert_eq!((z.found, z.pred_components, z.true_components), (1, 2, 1));
+    // Only truth lesions of >= 2 mL: the single-voxel lesion does not count.
+    let z = d.sized(2000.0, 500.0);
+    assert_eq!((z.truth_lesions, z.found), (1, 1));
+    // Nothing of >= 6 mL is predicted.
+    let z = d.sized(1000.0, 6000.0);
+    assert_eq!((z.found, z.pred_components, z.true_components), (0, 0, 0));
+    assert_eq!(d.to_json()["sized"]["found"], json!(1));
+}
+
+#[test]
 fn components_touching_the_border_and_largest() {
     let mut m = cube((6, 6, 6), [0, 0, 0], 2); // 8 voxels at the corner
     m.slice_mut(s![3..6, 3..6, 3..6]).fill(true); // 27 voxels at the far corner
