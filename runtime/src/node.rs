@@ -407,6 +407,25 @@ impl NodeCtx {
         self.stats.slices_done.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Waits until one of the inputs at positions `inputs` has a message (or the run is
+    /// cancelled); returns its index in `inputs`.
+    pub(crate) fn wait_any(&mut self, inputs: &[usize]) -> Result<usize, NodeError> {
+        let mut sel = Select::new();
+        for &i in inputs {
+            sel.recv(&self.inputs[i].as_ref().expect("connected").rx);
+        }
+        let cancel_op = sel.recv(&self.cancel);
+        let t = Instant::now();
+        let ready = sel.ready();
+        self.stats
+            .wait_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if ready == cancel_op {
+            return Err(NodeError::Cancelled);
+        }
+        Ok(ready)
+    }
+
     /// Receives whole volumes from several inputs at once, reading them in parallel so that
     /// branches of a diamond never wait on each other. Missing slices stay zero.
     pub fn gather_many(&mut self, ports: &[&str]) -> Result<Vec<Volume>, NodeError> {
@@ -416,22 +435,8 @@ impl NodeCtx {
         while done.iter().any(|d| !d) {
             self.check_cancel()?;
             let live: Vec<usize> = (0..idx.len()).filter(|&n| !done[n]).collect();
-            let n = {
-                let mut sel = Select::new();
-                for &n in &live {
-                    sel.recv(&self.inputs[idx[n]].as_ref().expect("connected").rx);
-                }
-                let cancel_op = sel.recv(&self.cancel);
-                let t = Instant::now();
-                let ready = sel.ready();
-                self.stats
-                    .wait_ns
-                    .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                if ready == cancel_op {
-                    return Err(NodeError::Cancelled);
-                }
-                live[ready]
-            };
+            let live_inputs: Vec<usize> = live.iter().map(|&n| idx[n]).collect();
+            let n = live[self.wait_any(&live_inputs)?];
             let port = ports[n];
             match self.recv_index(idx[n])? {
                 Message::Header(h) => {

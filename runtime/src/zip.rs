@@ -3,11 +3,8 @@
 
 use crate::node::{check_slice, NodeCtx, NodeError};
 use crate::stream::{Header, Message, Slice};
-use crossbeam_channel::Select;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Several inputs read slice by slice together ([`NodeCtx::zip`]).
 ///
@@ -109,22 +106,8 @@ impl NodeCtx {
     /// not ended take part, so no producer waits on this node) and files it.
     fn pull(&mut self, zip: &mut Zip) -> Result<(), NodeError> {
         let live: Vec<usize> = (0..zip.ports.len()).filter(|&n| !zip.ended[n]).collect();
-        let n = {
-            let mut sel = Select::new();
-            for &n in &live {
-                sel.recv(&self.inputs[zip.idx[n]].as_ref().expect("connected").rx);
-            }
-            let cancel_op = sel.recv(&self.cancel);
-            let t = Instant::now();
-            let ready = sel.ready();
-            self.stats
-                .wait_ns
-                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            if ready == cancel_op {
-                return Err(NodeError::Cancelled);
-            }
-            live[ready]
-        };
+        let live_inputs: Vec<usize> = live.iter().map(|&n| zip.idx[n]).collect();
+        let n = live[self.wait_any(&live_inputs)?];
         let port = &zip.ports[n];
         match (self.recv_index(zip.idx[n])?, &zip.headers[n]) {
             (Message::Header(h), None) => zip.headers[n] = Some(h),
