@@ -190,6 +190,18 @@ fn crf_graph(dir: &Path, name: &str, extra: &str) -> std::path::PathBuf {
 }
 
 #[test]
+fn no_iterations_stream_the_argmax_and_pass_prob_unchanged() {
+    let dir = temp_dir("crf-zero");
+    let (_, prob, _) = phantom_case(&dir, "z", 3);
+    let g = crf_graph(&dir, "z", ", iterations: 0");
+    voxflow_ok(&["run", "-q", g.to_str().unwrap()]);
+    let label = read(&dir.join("out_label.nii"), StreamType::Label);
+    let q = read(&dir.join("out_prob.nii"), StreamType::Prob);
+    assert_eq!(label.label().unwrap(), &argmax(&prob));
+    assert_eq!(q.prob().unwrap(), &prob);
+}
+
+#[test]
 fn graph_run_agrees_with_the_kernel() {
     let dir = temp_dir("crf-kernel");
     let (img, prob, truth) = phantom_case(&dir, "a", 1);

@@ -39,7 +39,9 @@ skipped. `roi: full` runs on the whole volume. Memory is in proportion to the bo
 
 **Outputs.** `label`: argmax of the refined probabilities (first class on ties); `prob`: the
 refined probabilities (same classes and metadata as the input). Both inputs must be whole
-volumes on the same grid; channel 0 is background.
+volumes on the same grid; channel 0 is background. With `iterations: 0` nothing is refined: the
+node streams slice by slice (no whole volume held), `label` is the argmax of `prob` and `prob`
+passes unchanged.
 "#;
 
 pub struct DenseCrf;
@@ -407,8 +409,89 @@ fn need_all_slices(v: &Volume, port: &str) -> Result<(), NodeError> {
     }
 }
 
+impl CrfNode {
+    /// No iterations: the CRF leaves `prob` as it is, so the node streams, slice by slice, the
+    /// argmax and the probabilities, after the checks the whole-volume path makes.
+    fn argmax_stream(&self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let mut zip = ctx.zip(&["image", "prob"])?;
+        let (image, prob) = (zip.header(0).clone(), zip.header(1).clone());
+        if !image.same_geometry(&prob) {
+            return Err(NodeError::msg(format!(
+                "inputs `image` ({:?} voxels) and `prob` ({:?} voxels) are not on the same grid (shape or affine differ)",
+                image.shape, prob.shape
+            )));
+        }
+        if prob.channels == 0 || prob.channels > MAX_CLASSES {
+            return Err(NodeError::msg(format!(
+                "`prob` has {} classes; dense_crf handles 1 to {MAX_CLASSES}",
+                prob.channels
+            )));
+        }
+        let lh: Header = prob.with_type(StreamType::Label, 1);
+        let nk = lh.num_slices();
+        ctx.set_total(nk);
+        ctx.send_header("label", lh)?;
+        ctx.send_header("prob", (*prob).clone())?;
+        let missing = |port: &str, k: usize| {
+            NodeError::msg(format!(
+                "input `{port}` has no slice {k} (of {nk}); dense_crf needs every slice"
+            ))
+        };
+        let mut next = 0;
+        while let Some(aligned) = ctx.next_aligned(&mut zip)? {
+            let (Some(im), Some(p)) = (&aligned.slices[0], &aligned.slices[1]) else {
+                let port = if aligned.slices[0].is_none() {
+                    "image"
+                } else {
+                    "prob"
+                };
+                return Err(missing(port, aligned.index));
+            };
+            if aligned.index != next {
+                return Err(missing("prob", next));
+            }
+            let k = aligned.index;
+            if let Some(((j, i), v)) = im
+                .data
+                .image()
+                .and_then(|a| a.indexed_iter().find(|(_, v)| !v.is_finite()))
+            {
+                return Err(NodeError::msg(format!(
+                    "`image` has the non-finite value {v} at voxel (i, j, k) = ({i}, {j}, {k})"
+                )));
+            }
+            let pk = p.data.prob().expect("prob stream");
+            if let Some(((c, j, i), v)) = pk
+                .indexed_iter()
+                .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+            {
+                return Err(NodeError::msg(format!(
+                    "`prob` has the value {v} (class {c}) at voxel (i, j, k) = ({i}, {j}, {k}); probabilities must be finite and >= 0"
+                )));
+            }
+            let (_, nj, ni) = pk.dim();
+            let label =
+                ndarray::Array2::from_shape_fn((nj, ni), |(j, i)| argmax_at(pk.view(), j, i));
+            let mut ls = Slice::new(k, SliceData::Label(label));
+            ls.meta = p.meta.clone();
+            ctx.send_slice("label", ls)?;
+            ctx.forward_slice("prob", p.clone())?;
+            ctx.tick();
+            next += 1;
+        }
+        if next != nk {
+            return Err(missing("prob", next));
+        }
+        ctx.end("label")?;
+        ctx.end("prob")
+    }
+}
+
 impl Node for CrfNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        if self.config.params.iterations == 0 {
+            return self.argmax_stream(ctx);
+        }
         let mut vols = ctx.gather_many(&["image", "prob"])?;
         let prob = vols.pop().expect("two inputs");
         let image = vols.pop().expect("two inputs");
