@@ -23,7 +23,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-CONN26 = np.ones((3, 3, 3), dtype=bool)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lesion_detection import CONN26  # noqa: E402  (the detection counts' 26-connectivity)
 THRESHOLDS = [0.5, 0.6, 0.7, 0.8, 0.9]
 MIN_MM3 = [0, 100, 250, 500, 1000, 2000]
 
