@@ -1,5 +1,6 @@
-//! Third-party node plugins (issue 9): the example plugin on synthetic and real volumes, the C
-//! route, the search path, and deliberately broken libraries.
+//! Third-party node plugins (issues 9 and 19): the example plugins on synthetic and real volumes
+//! (whole-volume and streaming), the C route, version-1 libraries, the search path, and
+//! deliberately broken libraries.
 
 mod common;
 
@@ -31,8 +32,12 @@ fn voxflow_ok(args: &[&str]) -> std::process::Output {
     o
 }
 
-const PACKAGES: [&str; 6] = [
+const PACKAGES: [&str; 10] = [
     "voxflow-plugin-largest-component",
+    "voxflow-plugin-mask-image",
+    "voxflow-testplugin-v1-legacy",
+    "voxflow-testplugin-half-stream",
+    "voxflow-testplugin-stream-probe",
     "voxflow-testplugin-bad-version",
     "voxflow-testplugin-no-entry",
     "voxflow-testplugin-faulty",
@@ -452,7 +457,7 @@ fn broken_libraries_are_refused_before_anything_runs() {
         &dir,
         &["--plugin", s(&bad_version), "run", gs],
         &format!(
-            "error: plugin {} was built for voxflow plugin ABI version 999, but this voxflow supports version 1",
+            "error: plugin {} was built for voxflow plugin ABI version 999, but this voxflow supports versions 1 and 2",
             bad_version.display()
         ),
     );
@@ -463,6 +468,15 @@ fn broken_libraries_are_refused_before_anything_runs() {
         &format!(
             "error: plugin {}: kind `bad_decl` has an invalid declaration: input `in`: unknown stream type `voxels` (image, label, prob or any)",
             bad_decl.display()
+        ),
+    );
+    let half = lib("vftest_half_stream");
+    fails_cleanly(
+        &dir,
+        &["--plugin", s(&half), "nodes"],
+        &format!(
+            "error: plugin {}: kind `half_stream` streams but has no `slice`, `finish` function (a streaming kind needs `start`, `slice` and `finish`)",
+            half.display()
         ),
     );
     let clash = lib("vftest_clash");
@@ -535,7 +549,27 @@ fn failing_plugin_nodes_cancel_the_graph_and_write_nothing() {
         ),
         (
             "test_bad_alloc",
-            "the host refused output 0 (the host refused: output `out` is declared label, the plugin allocated image)",
+            "the host refused output 0 (the host refused: output `out` is declared label, the plugin requested image)",
+        ),
+        (
+            "test_stream_panics",
+            "plugin libvftest_faulty.so panicked: test_stream_panics at slice 1",
+        ),
+        (
+            "test_stream_twice",
+            "the host refused slice 0 of output 0 (the host refused: output `out`: slice 0 sent after slice 0 (slices go in increasing order, each once))",
+        ),
+        (
+            "test_stream_short",
+            "the host refused slice 0 of output 0 (the host refused: output `out`: a slice has 120 elements, the plugin sent 119)",
+        ),
+        (
+            "test_stream_skips",
+            "plugin libvftest_faulty.so sent 5 of output `out`'s slices, it must send the slices the inputs delivered (6); slice 1 is missing",
+        ),
+        (
+            "test_stream_unopened",
+            "plugin libvftest_faulty.so did not open output `out` in `start` (a streaming kind opens every output there)",
         ),
     ];
     for (kind, want) in cases {
@@ -548,4 +582,139 @@ fn failing_plugin_nodes_cancel_the_graph_and_write_nothing() {
         );
         assert!(!dir.join("out.nii.gz").exists());
     }
+    // A stream stopped by the plugin's own panic still gets `finish`, which frees its state.
+    let marker = dir.join("dropped.txt");
+    let g = pipeline(&dir, &format!("[{}]", s(&faulty)), "test_stream_panics", "");
+    let o = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args(["-q", "run", s(&g)])
+        .env_remove("VOXFLOW_PLUGIN_PATH")
+        .env("VFTEST_DROP_MARKER", &marker)
+        .output()
+        .expect("run voxflow");
+    assert!(!o.status.success());
+    assert!(marker.is_file(), "finish was not called after the panic");
+}
+
+/// Label slice `k` of `v` as a flat vector.
+fn label_slice(v: &Volume, k: usize) -> Vec<u8> {
+    v.label()
+        .expect("label")
+        .index_axis(ndarray::Axis(0), k)
+        .iter()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn streaming_plugins_get_one_slice_at_a_time_and_may_hold_back() {
+    let dir = temp_dir("plugin-stream");
+    let input = synthetic();
+    write_nifti(&dir.join("in.nii.gz"), &input.header, &input.data).expect("write input");
+    let probe = lib("vftest_stream_probe");
+
+    // Output slice k was sent from the (k+1)-th `slice` call.
+    let g = pipeline(&dir, &format!("[{}]", s(&probe)), "test_slice_calls", "");
+    voxflow_ok(&["-q", "run", s(&g)]);
+    let out = read_any(&dir.join("out.nii.gz"), Some(StreamType::Image), None).expect("read");
+    let img = out.image().expect("image");
+    for k in 0..6 {
+        let plane = img.index_axis(ndarray::Axis(0), k);
+        assert!(
+            plane.iter().all(|&v| v == (k + 1) as f32),
+            "slice {k}: {plane:?}"
+        );
+    }
+    let written = read_label(&dir.join("in.nii.gz"));
+    assert_eq!(out.header.affine, written.header.affine, "geometry kept");
+
+    // Everything sent from `finish` arrives, in order, each slice its input's label sum.
+    std::fs::remove_file(dir.join("out.nii.gz")).expect("remove");
+    let g = pipeline(&dir, &format!("[{}]", s(&probe)), "test_hold_back", "");
+    voxflow_ok(&["-q", "run", s(&g)]);
+    let out = read_label(&dir.join("out.nii.gz"));
+    for k in 0..6 {
+        let sum: usize = label_slice(&input, k).iter().map(|&v| v as usize).sum();
+        assert!(sum > 0, "slice {k} of the synthetic volume has labels");
+        assert!(
+            label_slice(&out, k)
+                .iter()
+                .all(|&v| v as usize == sum % 256),
+            "slice {k}"
+        );
+    }
+}
+
+#[test]
+fn version_1_libraries_still_load_and_run() {
+    let dir = temp_dir("plugin-v1");
+    let input = synthetic();
+    write_nifti(&dir.join("in.nii.gz"), &input.header, &input.data).expect("write input");
+    let legacy = lib("vftest_v1_legacy");
+    let g = pipeline(&dir, &format!("[{}]", s(&legacy)), "legacy_invert", "");
+    voxflow_ok(&["-q", "run", s(&g)]);
+    let out = read_label(&dir.join("out.nii.gz"));
+    let want = input.label().expect("label").mapv(|v| u8::from(v == 0));
+    assert_eq!(out.label().expect("label"), &want);
+}
+
+/// Graph: mask an image with a label through `mask_image`, write the result.
+fn mask_graph(dir: &Path, image: &Path, mask: &Path, extra: &str) -> PathBuf {
+    write_graph(
+        dir,
+        "mask.yaml",
+        &format!(
+            "graph: mask\nplugins: [{}]\nnodes:\n  img: {{ kind: read_volume, path: {} }}\n  \
+             seg: {{ kind: read_volume, path: {}, as: label }}\n  \
+             m: {{ kind: mask_image, image: img, mask: seg{extra} }}\n  \
+             save: {{ kind: write_volume, in: m, path: out.nii.gz }}\n",
+            s(&lib("mask_image")),
+            s(image),
+            s(mask)
+        ),
+    )
+}
+
+#[test]
+fn mask_image_streams_a_real_ct_through_its_liver_mask() {
+    let (Some(ct), Some(label)) = (
+        data_file("ircadb01_small_ct.nii.gz"),
+        data_file("ircadb01_small_label.nii.gz"),
+    ) else {
+        return;
+    };
+    let dir = temp_dir("plugin-mask");
+    let g = mask_graph(&dir, &ct, &label, ", outside: -1000.0, label: 2");
+    voxflow_ok(&["-q", "run", s(&g)]);
+    let image = read_any(&ct, Some(StreamType::Image), None).expect("read ct");
+    let mask = read_label(&label);
+    let out = read_any(&dir.join("out.nii.gz"), Some(StreamType::Image), None).expect("read");
+    let (o, i, m) = (
+        out.image().expect("image"),
+        image.image().expect("image"),
+        mask.label().expect("label"),
+    );
+    assert_eq!(o.dim(), i.dim());
+    let mut lesion = 0;
+    for ((&ov, &iv), &mv) in o.iter().zip(i).zip(m) {
+        if mv == 2 {
+            assert_eq!(ov, iv);
+            lesion += 1;
+        } else {
+            assert_eq!(ov, -1000.0);
+        }
+    }
+    assert!(lesion > 1000, "the scan has lesion voxels ({lesion})");
+    assert_eq!(out.header.affine, image.header.affine);
+
+    // A mask on another grid is refused by name.
+    let small = dir.join("small.nii.gz");
+    let v = synthetic();
+    write_nifti(&small, &v.header, &v.data).expect("write");
+    std::fs::remove_file(dir.join("out.nii.gz")).expect("remove");
+    let g = mask_graph(&dir, &ct, &small, "");
+    fails_cleanly(
+        &dir,
+        &["-q", "run", s(&g)],
+        "and `mask` (12x10x6) are not on the same grid",
+    );
 }

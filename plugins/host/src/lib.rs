@@ -7,6 +7,7 @@ mod decl;
 mod node;
 
 pub use decl::parse_decl;
+use node::KindBody;
 pub use node::PluginKind;
 
 use std::collections::HashMap;
@@ -76,14 +77,15 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
     // Only the leading version field is read before the version is known to match.
     // SAFETY: every ABI version starts the table with a u32 version.
     let version = unsafe { std::ptr::read(table as *const u32) };
-    if version != abi::ABI_VERSION {
+    if version != abi::ABI_VERSION && version != abi::v1::ABI_VERSION {
         return Err(format!(
             "plugin {shown} was built for voxflow plugin ABI version {version}, but this voxflow \
-             supports version {}; rebuild the plugin against a matching voxflow-plugin-abi",
+             supports versions {} and {}; rebuild the plugin against a matching voxflow-plugin-abi",
+            abi::v1::ABI_VERSION,
             abi::ABI_VERSION
         ));
     }
-    // SAFETY: version 1 layout, checked above.
+    // SAFETY: versions 1 and 2 share the `vf_plugin` layout; checked above.
     let table = unsafe { &*table };
     let name = if table.name.is_null() {
         String::new()
@@ -96,8 +98,25 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
     if table.n_kinds == 0 || table.kinds.is_null() {
         return Err(format!("plugin {shown} declares no node kinds"));
     }
-    // SAFETY: `n_kinds` entries, valid for the process life.
-    let raw = unsafe { std::slice::from_raw_parts(table.kinds, table.n_kinds as usize) };
+    let n_kinds = table.n_kinds as usize;
+    let raw: Vec<abi::VfKind> = if version == abi::v1::ABI_VERSION {
+        // SAFETY: `n_kinds` version-1 entries, valid for the process life.
+        let v1 =
+            unsafe { std::slice::from_raw_parts(table.kinds as *const abi::v1::VfKind, n_kinds) };
+        v1.iter()
+            .map(|k| abi::VfKind {
+                decl_json: k.decl_json,
+                run: k.run,
+                user_data: k.user_data,
+                start: None,
+                slice: None,
+                finish: None,
+            })
+            .collect()
+    } else {
+        // SAFETY: `n_kinds` entries, valid for the process life.
+        unsafe { std::slice::from_raw_parts(table.kinds, n_kinds) }.to_vec()
+    };
     let origin = canon.display().to_string();
     let mut kinds: Vec<Arc<PluginKind>> = Vec::new();
     for (n, k) in raw.iter().enumerate() {
@@ -125,10 +144,11 @@ pub fn load_library(path: &Path) -> Result<Arc<Library>, String> {
                 decl.kind
             ));
         }
+        let body =
+            KindBody::of(k).map_err(|e| format!("plugin {shown}: kind `{}` {e}", decl.kind))?;
         kinds.push(Arc::new(PluginKind {
             decl,
-            run: k.run,
-            user_data: k.user_data as usize,
+            body,
             library: origin.clone(),
         }));
     }

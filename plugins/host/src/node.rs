@@ -1,25 +1,78 @@
-//! A plugin kind as a runtime `NodeKind`: the node gathers its inputs, calls the plugin once on
-//! whole volumes, and streams the outputs.
+//! A plugin kind as a runtime `NodeKind`. A streaming kind gets slice k of every input as it
+//! arrives and sends its output slices on at once; a whole-volume kind gets its inputs gathered,
+//! is called once, and its outputs are streamed.
 
-use ndarray::{Array3, Array4};
+use ndarray::{Array2, Array3, Array4};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use voxflow_plugin_abi as abi;
 use voxflow_runtime::decl::{ParamType, PortType};
-use voxflow_runtime::stream::{StreamType, VolumeData};
+use voxflow_runtime::stream::{Meta, SliceData, StreamType, VolumeData};
 use voxflow_runtime::{
-    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Volume,
+    BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeKind, Params, Slice, Volume,
 };
 
 /// One node kind of a loaded plugin.
 pub struct PluginKind {
     pub(crate) decl: NodeDecl,
-    pub(crate) run: abi::VfRunFn,
-    /// `user_data` of the kind (an address; the plugin owns it for the life of the process).
-    pub(crate) user_data: usize,
+    pub(crate) body: KindBody,
     /// The library path, for messages.
     pub(crate) library: String,
+}
+
+/// The functions of a kind. `user_data` is an address the plugin owns for the process life.
+#[derive(Clone, Copy)]
+pub(crate) enum KindBody {
+    Volume {
+        run: abi::VfRunFn,
+        user_data: usize,
+    },
+    Stream {
+        start: abi::VfStartFn,
+        slice: abi::VfSliceFn,
+        finish: abi::VfFinishFn,
+        user_data: usize,
+    },
+}
+
+impl KindBody {
+    /// The body of a table entry: `run`, or all three streaming functions, never both.
+    pub(crate) fn of(k: &abi::VfKind) -> Result<Self, String> {
+        let user_data = k.user_data as usize;
+        match (k.run, k.start, k.slice, k.finish) {
+            (Some(run), None, None, None) => Ok(KindBody::Volume { run, user_data }),
+            (None, Some(start), Some(slice), Some(finish)) => Ok(KindBody::Stream {
+                start,
+                slice,
+                finish,
+                user_data,
+            }),
+            (Some(_), ..) => Err(
+                "sets both `run` (whole volumes) and streaming functions; a kind does one or the other"
+                    .into(),
+            ),
+            (None, None, None, None) => {
+                Err("has neither `run` nor the streaming functions `start`, `slice`, `finish`".into())
+            }
+            (None, start, slice, finish) => {
+                let missing: Vec<&str> = [
+                    ("start", start.is_none()),
+                    ("slice", slice.is_none()),
+                    ("finish", finish.is_none()),
+                ]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(n, _)| *n)
+                .collect();
+                Err(format!(
+                    "streams but has no `{}` function (a streaming kind needs `start`, `slice` and `finish`)",
+                    missing.join("`, `")
+                ))
+            }
+        }
+    }
 }
 
 impl NodeKind for PluginKind {
@@ -34,8 +87,7 @@ impl NodeKind for PluginKind {
         }
         Ok(Box::new(PluginNode {
             decl: self.decl.clone(),
-            run: self.run,
-            user_data: self.user_data,
+            body: self.body,
             library: self.library.clone(),
             params: values,
             threads: env.threads.max(1),
@@ -103,8 +155,7 @@ impl ParamSlot {
 
 struct PluginNode {
     decl: NodeDecl,
-    run: abi::VfRunFn,
-    user_data: usize,
+    body: KindBody,
     library: String,
     params: Vec<ParamSlot>,
     threads: usize,
@@ -115,14 +166,40 @@ enum OutBuf {
     F32(Vec<f32>),
 }
 
-/// What the host callbacks see during one call.
+/// Which plugin function is running, for the host callbacks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `run` of a whole-volume kind: `alloc_output`.
+    Whole,
+    /// `start`: `open_output`.
+    Start,
+    /// `slice`, or `finish` after the last slice: `emit_slice`.
+    Emit,
+    /// `finish` of a stopped run: nothing.
+    Stopped,
+}
+
+/// An output a streaming call opened.
+struct OpenOutput {
+    desc: abi::VfVolume,
+    /// Elements of one slice.
+    slice_len: usize,
+    /// Slice indices sent so far, increasing.
+    sent: Vec<usize>,
+}
+
+/// What the host callbacks see during one node run.
 struct CallState {
+    phase: Phase,
     /// Declared output types (`None` = any).
     out_types: Vec<(String, Option<StreamType>)>,
     outputs: Vec<Option<(abi::VfVolume, OutBuf)>>,
+    opened: Vec<Option<OpenOutput>>,
+    /// Slices emitted during the current call: (port, k, voxels).
+    emitted: Vec<(usize, usize, OutBuf)>,
     /// Message from `set_error`.
     error: Option<String>,
-    /// Why the host refused an allocation (reported even if the plugin ignores the NULL).
+    /// Why the host refused a request (reported even if the plugin ignores the refusal).
     refused: Option<String>,
 }
 
@@ -144,17 +221,42 @@ fn code_of(t: StreamType) -> u32 {
 }
 
 impl CallState {
-    fn alloc(&mut self, port: u32, desc: &abi::VfVolume) -> Result<*mut c_void, String> {
-        let port = port as usize;
+    fn new(decl: &NodeDecl, phase: Phase) -> Self {
+        let n = decl.outputs.len();
+        CallState {
+            phase,
+            out_types: decl
+                .outputs
+                .iter()
+                .map(|p| {
+                    let t = match p.ty {
+                        PortType::Fixed(t) => Some(t),
+                        _ => None,
+                    };
+                    (p.name.clone(), t)
+                })
+                .collect(),
+            outputs: (0..n).map(|_| None).collect(),
+            opened: (0..n).map(|_| None).collect(),
+            emitted: Vec::new(),
+            error: None,
+            refused: None,
+        }
+    }
+
+    /// Checks an output request against the declaration: the port's name, stream type and
+    /// element count.
+    fn check_desc(
+        &self,
+        port: usize,
+        desc: &abi::VfVolume,
+    ) -> Result<(String, StreamType, usize), String> {
         let (name, declared) = self.out_types.get(port).cloned().ok_or_else(|| {
             format!(
                 "output {port} does not exist (the kind declares {})",
                 self.out_types.len()
             )
         })?;
-        if self.outputs[port].is_some() {
-            return Err(format!("output `{name}` was allocated twice"));
-        }
         let ty = stream_of(desc.stream_type).ok_or_else(|| {
             format!(
                 "output `{name}`: unknown stream type code {}",
@@ -163,7 +265,7 @@ impl CallState {
         })?;
         if declared.is_some_and(|d| d != ty) {
             return Err(format!(
-                "output `{name}` is declared {}, the plugin allocated {ty}",
+                "output `{name}` is declared {}, the plugin requested {ty}",
                 declared.expect("some")
             ));
         }
@@ -199,6 +301,18 @@ impl CallState {
                 usize::try_from(d).ok().and_then(|d| a.checked_mul(d))
             })
             .ok_or_else(|| format!("output `{name}`: shape {:?} is too large", desc.shape))?;
+        Ok((name, ty, len))
+    }
+
+    fn alloc(&mut self, port: u32, desc: &abi::VfVolume) -> Result<*mut c_void, String> {
+        let port = port as usize;
+        if self.phase != Phase::Whole {
+            return Err("alloc_output is for whole-volume kinds; a streaming kind opens its outputs with open_output".into());
+        }
+        let (name, ty, len) = self.check_desc(port, desc)?;
+        if self.outputs[port].is_some() {
+            return Err(format!("output `{name}` was allocated twice"));
+        }
         let oom = |_| format!("output `{name}`: cannot allocate {len} voxels");
         let mut buf = if ty == StreamType::Label {
             let mut v: Vec<u8> = Vec::new();
@@ -220,6 +334,73 @@ impl CallState {
         d.len = len as u64;
         self.outputs[port] = Some((d, buf));
         Ok(ptr)
+    }
+
+    fn open(&mut self, port: u32, desc: &abi::VfVolume) -> Result<(), String> {
+        let port = port as usize;
+        if self.phase != Phase::Start {
+            return Err("open_output is for streaming kinds, during `start`".into());
+        }
+        let (name, _, _) = self.check_desc(port, desc)?;
+        if self.opened[port].is_some() {
+            return Err(format!("output `{name}` was opened twice"));
+        }
+        let [_, c, nj, ni] = desc.shape.map(|v| v as usize);
+        let mut d = *desc;
+        d.data = std::ptr::null_mut();
+        d.len = 0;
+        self.opened[port] = Some(OpenOutput {
+            desc: d,
+            slice_len: c * nj * ni,
+            sent: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn emit(&mut self, port: u32, k: u64, data: *const c_void, len: u64) -> Result<(), String> {
+        let port = port as usize;
+        if self.phase != Phase::Emit {
+            return Err(
+                "emit_slice is for streaming kinds, during `slice` and a completed `finish`".into(),
+            );
+        }
+        let name = self
+            .out_types
+            .get(port)
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| format!("output {port} does not exist"))?;
+        let out = self.opened[port]
+            .as_mut()
+            .ok_or_else(|| format!("output `{name}` was not opened"))?;
+        let nk = out.desc.shape[0];
+        if k >= nk {
+            return Err(format!(
+                "output `{name}` has {nk} slices, the plugin sent slice {k}"
+            ));
+        }
+        let k = k as usize;
+        if let Some(&last) = out.sent.last().filter(|&&l| k <= l) {
+            return Err(format!(
+                "output `{name}`: slice {k} sent after slice {last} (slices go in increasing order, each once)"
+            ));
+        }
+        if len as usize != out.slice_len || data.is_null() {
+            return Err(format!(
+                "output `{name}`: a slice has {} elements, the plugin sent {len}",
+                out.slice_len
+            ));
+        }
+        // SAFETY: the plugin passes `len` elements of the output's dtype, valid for this call.
+        let buf = unsafe {
+            if out.desc.dtype == abi::DTYPE_U8 {
+                OutBuf::U8(std::slice::from_raw_parts(data as *const u8, out.slice_len).to_vec())
+            } else {
+                OutBuf::F32(std::slice::from_raw_parts(data as *const f32, out.slice_len).to_vec())
+            }
+        };
+        out.sent.push(k);
+        self.emitted.push((port, k, buf));
+        Ok(())
     }
 }
 
@@ -244,6 +425,47 @@ unsafe extern "C" fn host_alloc(
         }
     }));
     r.unwrap_or(std::ptr::null_mut())
+}
+
+unsafe extern "C" fn host_open(ctx: *mut c_void, port: u32, desc: *const abi::VfVolume) -> i32 {
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as in `host_alloc`.
+        let state = &mut *(ctx as *mut CallState);
+        let r = if desc.is_null() {
+            Err("open_output was given no description".into())
+        } else {
+            state.open(port, &*desc)
+        };
+        match r {
+            Ok(()) => abi::STATUS_OK,
+            Err(e) => {
+                state.refused.get_or_insert(e);
+                abi::STATUS_ERROR
+            }
+        }
+    }));
+    r.unwrap_or(abi::STATUS_ERROR)
+}
+
+unsafe extern "C" fn host_emit(
+    ctx: *mut c_void,
+    port: u32,
+    k: u64,
+    data: *const c_void,
+    len: u64,
+) -> i32 {
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as in `host_alloc`.
+        let state = &mut *(ctx as *mut CallState);
+        match state.emit(port, k, data, len) {
+            Ok(()) => abi::STATUS_OK,
+            Err(e) => {
+                state.refused.get_or_insert(e);
+                abi::STATUS_ERROR
+            }
+        }
+    }));
+    r.unwrap_or(abi::STATUS_ERROR)
 }
 
 unsafe extern "C" fn host_set_error(ctx: *mut c_void, message: *const c_char) {
@@ -304,27 +526,105 @@ fn raw_volume(v: &Volume) -> (abi::VfVolume, Option<OutBuf>) {
     (r, copy)
 }
 
-impl PluginNode {
-    fn call(&self, inputs: &[abi::VfVolume], state: &mut CallState) -> i32 {
-        let params: Vec<abi::VfParam> = self.params.iter().map(ParamSlot::raw).collect();
-        let host = abi::VfHost {
-            ctx: state as *mut CallState as *mut c_void,
-            threads: self.threads.min(u32::MAX as usize) as u32,
-            alloc_output: host_alloc,
-            set_error: host_set_error,
-        };
-        // SAFETY: the plugin's run function with the arguments the ABI describes; every
-        // pointer stays valid until it returns.
-        unsafe {
-            (self.run)(
-                self.user_data as *const c_void,
-                &host,
-                params.as_ptr(),
-                params.len() as u32,
-                inputs.as_ptr(),
-                inputs.len() as u32,
-            )
+/// The geometry of a stream as a `vf_volume` without data (streaming `start`).
+fn raw_geometry(h: &Header) -> abi::VfVolume {
+    let mut r = abi::VfVolume::empty();
+    r.stream_type = code_of(h.stream_type);
+    r.dtype = if h.stream_type == StreamType::Label {
+        abi::DTYPE_U8
+    } else {
+        abi::DTYPE_F32
+    };
+    r.shape = [
+        h.shape[0] as u64,
+        h.channels as u64,
+        h.shape[1] as u64,
+        h.shape[2] as u64,
+    ];
+    r.spacing = h.spacing;
+    for (n, a) in h.affine.iter().flatten().enumerate() {
+        r.affine[n] = *a;
+    }
+    r
+}
+
+/// One input slice as a `vf_slice`, with the copy that backs it when it is not contiguous.
+fn raw_slice(s: &Slice) -> (abi::VfSlice, Option<OutBuf>) {
+    let mut copy = match &s.data {
+        SliceData::Label(a) => a
+            .as_slice()
+            .is_none()
+            .then(|| OutBuf::U8(a.iter().copied().collect())),
+        SliceData::Image(a) => a
+            .as_slice()
+            .is_none()
+            .then(|| OutBuf::F32(a.iter().copied().collect())),
+        SliceData::Prob(a) => a
+            .as_slice()
+            .is_none()
+            .then(|| OutBuf::F32(a.iter().copied().collect())),
+    };
+    let (data, len, dtype) = match (&s.data, &mut copy) {
+        (_, Some(OutBuf::U8(c))) => (c.as_ptr() as *const c_void, c.len(), abi::DTYPE_U8),
+        (_, Some(OutBuf::F32(c))) => (c.as_ptr() as *const c_void, c.len(), abi::DTYPE_F32),
+        (SliceData::Label(a), None) => (a.as_ptr() as *const c_void, a.len(), abi::DTYPE_U8),
+        (SliceData::Image(a), None) => (a.as_ptr() as *const c_void, a.len(), abi::DTYPE_F32),
+        (SliceData::Prob(a), None) => (a.as_ptr() as *const c_void, a.len(), abi::DTYPE_F32),
+    };
+    (
+        abi::VfSlice {
+            data,
+            len: len as u64,
+            dtype,
+        },
+        copy,
+    )
+}
+
+/// Calls `finish` with `FINISH_STOPPED` when dropped before the run completed, so that the
+/// plugin frees its state whatever stopped the node.
+struct StreamState {
+    finish: abi::VfFinishFn,
+    state: *mut c_void,
+    threads: u32,
+    completed: bool,
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if self.completed {
+            return;
         }
+        let mut closed = CallState {
+            phase: Phase::Stopped,
+            out_types: Vec::new(),
+            outputs: Vec::new(),
+            opened: Vec::new(),
+            emitted: Vec::new(),
+            error: None,
+            refused: None,
+        };
+        let host = host_table(&mut closed, self.threads);
+        // SAFETY: the state `start` returned, finished exactly once (here).
+        unsafe { (self.finish)(self.state, &host, abi::FINISH_STOPPED) };
+    }
+}
+
+/// The host table of one call; `ctx` points at `state` for the call's duration only.
+fn host_table(state: &mut CallState, threads: u32) -> abi::VfHost {
+    abi::VfHost {
+        ctx: state as *mut CallState as *mut c_void,
+        threads,
+        alloc_output: host_alloc,
+        set_error: host_set_error,
+        open_output: host_open,
+        emit_slice: host_emit,
+    }
+}
+
+impl PluginNode {
+    fn threads(&self) -> u32 {
+        self.threads.min(u32::MAX as usize) as u32
     }
 
     fn library_name(&self) -> &str {
@@ -333,61 +633,10 @@ impl PluginNode {
             .and_then(|n| n.to_str())
             .unwrap_or(&self.library)
     }
-}
 
-impl Node for PluginNode {
-    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        let connected: Vec<&str> = self
-            .decl
-            .inputs
-            .iter()
-            .map(|p| p.name.as_str())
-            .filter(|p| ctx.has_input(p))
-            .collect();
-        let vols = ctx.gather_many(&connected)?;
-        let mut raw = Vec::new();
-        let mut copies = Vec::new();
-        let mut first: Option<&Volume> = None;
-        for p in &self.decl.inputs {
-            match connected.iter().position(|c| *c == p.name) {
-                Some(n) => {
-                    let v = &vols[n];
-                    if let PortType::Fixed(t) = p.ty {
-                        if v.header.stream_type != t {
-                            return Err(NodeError::msg(format!(
-                                "input `{}` carries a {} stream, this node needs {t}",
-                                p.name, v.header.stream_type
-                            )));
-                        }
-                    }
-                    let (r, copy) = raw_volume(v);
-                    raw.push(r);
-                    copies.push(copy);
-                    first.get_or_insert(v);
-                }
-                None => raw.push(abi::VfVolume::empty()),
-            }
-        }
-        let mut state = CallState {
-            out_types: self
-                .decl
-                .outputs
-                .iter()
-                .map(|p| {
-                    let t = match p.ty {
-                        PortType::Fixed(t) => Some(t),
-                        _ => None,
-                    };
-                    (p.name.clone(), t)
-                })
-                .collect(),
-            outputs: (0..self.decl.outputs.len()).map(|_| None).collect(),
-            error: None,
-            refused: None,
-        };
-        let status = self.call(&raw, &mut state);
-        drop(copies);
-        // A refused allocation explains a failure better than the plugin's own message.
+    /// Turns a call's status and the messages it left into the node's result.
+    fn outcome(&self, status: i32, state: &mut CallState) -> Result<(), NodeError> {
+        // A refused request explains a failure better than the plugin's own message.
         let message = match (state.error.take(), &state.refused) {
             (Some(m), Some(r)) if status != abi::STATUS_OK => {
                 Some(format!("{m} (the host refused: {r})"))
@@ -418,12 +667,79 @@ impl Node for PluginNode {
                 )))
             }
         }
-        if let Some(r) = state.refused.take() {
-            return Err(NodeError::msg(format!(
+        match state.refused.take() {
+            Some(r) => Err(NodeError::msg(format!(
                 "plugin {}: {r}",
                 self.library_name()
-            )));
+            ))),
+            None => Ok(()),
         }
+    }
+
+    /// The connected input ports, in declaration order.
+    fn connected(&self, ctx: &NodeCtx) -> Vec<String> {
+        self.decl
+            .inputs
+            .iter()
+            .map(|p| p.name.clone())
+            .filter(|p| ctx.has_input(p))
+            .collect()
+    }
+
+    /// Checks a connected input's stream type against its declaration.
+    fn check_input_type(&self, port: usize, h: &Header) -> Result<(), NodeError> {
+        let p = &self.decl.inputs[port];
+        match p.ty {
+            PortType::Fixed(t) if h.stream_type != t => Err(NodeError::msg(format!(
+                "input `{}` carries a {} stream, this node needs {t}",
+                p.name, h.stream_type
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn run_whole(
+        &self,
+        ctx: &mut NodeCtx,
+        run: abi::VfRunFn,
+        user_data: usize,
+    ) -> Result<(), NodeError> {
+        let connected = self.connected(ctx);
+        let ports: Vec<&str> = connected.iter().map(String::as_str).collect();
+        let vols = ctx.gather_many(&ports)?;
+        let mut raw = Vec::new();
+        let mut copies = Vec::new();
+        let mut first: Option<&Volume> = None;
+        for (port, p) in self.decl.inputs.iter().enumerate() {
+            match connected.iter().position(|c| *c == p.name) {
+                Some(n) => {
+                    let v = &vols[n];
+                    self.check_input_type(port, &v.header)?;
+                    let (r, copy) = raw_volume(v);
+                    raw.push(r);
+                    copies.push(copy);
+                    first.get_or_insert(v);
+                }
+                None => raw.push(abi::VfVolume::empty()),
+            }
+        }
+        let mut state = CallState::new(&self.decl, Phase::Whole);
+        let params: Vec<abi::VfParam> = self.params.iter().map(ParamSlot::raw).collect();
+        let host = host_table(&mut state, self.threads());
+        // SAFETY: the plugin's run function with the arguments the ABI describes; every
+        // pointer stays valid until it returns.
+        let status = unsafe {
+            run(
+                user_data as *const c_void,
+                &host,
+                params.as_ptr(),
+                params.len() as u32,
+                raw.as_ptr(),
+                raw.len() as u32,
+            )
+        };
+        drop(copies);
+        self.outcome(status, &mut state)?;
         let mut outs = Vec::new();
         for (n, o) in state.outputs.into_iter().enumerate() {
             let (d, buf) = o.ok_or_else(|| {
@@ -441,6 +757,218 @@ impl Node for PluginNode {
         }
         Ok(())
     }
+
+    fn run_stream(
+        &self,
+        ctx: &mut NodeCtx,
+        start: abi::VfStartFn,
+        slice: abi::VfSliceFn,
+        finish: abi::VfFinishFn,
+        user_data: usize,
+    ) -> Result<(), NodeError> {
+        let connected = self.connected(ctx);
+        let ports: Vec<&str> = connected.iter().map(String::as_str).collect();
+        let mut zip = ctx.zip(&ports)?;
+        // Position in the zip of each declared input (None: not connected).
+        let mut in_zip = Vec::new();
+        let mut geometry = Vec::new();
+        for (port, p) in self.decl.inputs.iter().enumerate() {
+            let n = connected.iter().position(|c| *c == p.name);
+            match n {
+                Some(n) => {
+                    self.check_input_type(port, zip.header(n))?;
+                    geometry.push(raw_geometry(zip.header(n)));
+                }
+                None => geometry.push(abi::VfVolume::empty()),
+            }
+            in_zip.push(n);
+        }
+        let first = (!connected.is_empty()).then(|| zip.header(0).clone());
+        let in_slices = first.as_ref().map(|h| h.num_slices());
+        ctx.set_total(in_slices.unwrap_or(0));
+
+        let mut state = CallState::new(&self.decl, Phase::Start);
+        let params: Vec<abi::VfParam> = self.params.iter().map(ParamSlot::raw).collect();
+        let mut plugin_state: *mut c_void = std::ptr::null_mut();
+        let host = host_table(&mut state, self.threads());
+        // SAFETY: the plugin's start function with the arguments the ABI describes.
+        let status = unsafe {
+            start(
+                user_data as *const c_void,
+                &host,
+                params.as_ptr(),
+                params.len() as u32,
+                geometry.as_ptr(),
+                geometry.len() as u32,
+                &mut plugin_state,
+            )
+        };
+        self.outcome(status, &mut state)?;
+        let mut open = StreamState {
+            finish,
+            state: plugin_state,
+            threads: self.threads(),
+            completed: false,
+        };
+        for (n, o) in state.opened.iter().enumerate() {
+            let o = o.as_ref().ok_or_else(|| {
+                NodeError::msg(format!(
+                    "plugin {} did not open output `{}` in `start` (a streaming kind opens every output there)",
+                    self.library_name(),
+                    self.decl.outputs[n].name
+                ))
+            })?;
+            ctx.send_header(
+                &self.decl.outputs[n].name,
+                header_from(&o.desc, first.as_deref()),
+            )?;
+        }
+
+        // Slice metadata of the first input, for output slices of the same index.
+        let mut metas: BTreeMap<usize, Meta> = BTreeMap::new();
+        let mut delivered = Vec::new();
+        state.phase = Phase::Emit;
+        while let Some(aligned) = ctx.next_aligned(&mut zip)? {
+            let k = aligned.index;
+            if let Some(s) = aligned.slices.first().and_then(Option::as_ref) {
+                if !s.meta.is_empty() {
+                    metas.insert(k, s.meta.clone());
+                }
+            }
+            let mut copies = Vec::new();
+            let raw: Vec<abi::VfSlice> = in_zip
+                .iter()
+                .map(|n| match n.and_then(|n| aligned.slices[n].as_deref()) {
+                    Some(s) => {
+                        let (r, copy) = raw_slice(s);
+                        copies.push(copy);
+                        r
+                    }
+                    None => abi::VfSlice::absent(),
+                })
+                .collect();
+            delivered.push(k);
+            let host = host_table(&mut state, self.threads());
+            // SAFETY: the state from `start`, and input slices valid until the call returns.
+            let status =
+                unsafe { slice(open.state, &host, k as u64, raw.as_ptr(), raw.len() as u32) };
+            drop(copies);
+            self.outcome(status, &mut state)?;
+            self.send_emitted(ctx, &mut state, &mut metas, in_slices)?;
+            ctx.tick();
+        }
+        open.completed = true;
+        let host = host_table(&mut state, self.threads());
+        // SAFETY: the state from `start`, finished exactly once (here).
+        let status = unsafe { finish(open.state, &host, abi::FINISH_COMPLETED) };
+        self.outcome(status, &mut state)?;
+        self.send_emitted(ctx, &mut state, &mut metas, in_slices)?;
+
+        for (n, o) in state.opened.iter().enumerate() {
+            let o = o.as_ref().expect("checked after start");
+            let nk = o.desc.shape[0] as usize;
+            let name = &self.decl.outputs[n].name;
+            let (want, rule): (Vec<usize>, &str) = if Some(nk) == in_slices {
+                (delivered.clone(), "the slices the inputs delivered")
+            } else {
+                ((0..nk).collect(), "all of its slices")
+            };
+            if o.sent != want {
+                let missing = want.iter().find(|k| !o.sent.contains(k));
+                return Err(NodeError::msg(format!(
+                    "plugin {} sent {} of output `{name}`'s slices, it must send {rule} ({}){}",
+                    self.library_name(),
+                    o.sent.len(),
+                    want.len(),
+                    missing
+                        .map(|k| format!("; slice {k} is missing"))
+                        .unwrap_or_default()
+                )));
+            }
+            ctx.end(name)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the slices the last call emitted, with the first input's slice metadata.
+    fn send_emitted(
+        &self,
+        ctx: &mut NodeCtx,
+        state: &mut CallState,
+        metas: &mut BTreeMap<usize, Meta>,
+        in_slices: Option<usize>,
+    ) -> Result<(), NodeError> {
+        for (port, k, buf) in std::mem::take(&mut state.emitted) {
+            let o = state.opened[port]
+                .as_ref()
+                .expect("emitted to an open output");
+            let [_, c, nj, ni] = o.desc.shape.map(|v| v as usize);
+            let bad = |e: ndarray::ShapeError| {
+                NodeError::msg(format!("output slice does not fit its shape: {e}"))
+            };
+            let data = match (stream_of(o.desc.stream_type), buf) {
+                (Some(StreamType::Label), OutBuf::U8(v)) => {
+                    SliceData::Label(Array2::from_shape_vec((nj, ni), v).map_err(bad)?)
+                }
+                (Some(StreamType::Image), OutBuf::F32(v)) => {
+                    SliceData::Image(Array2::from_shape_vec((nj, ni), v).map_err(bad)?)
+                }
+                (Some(StreamType::Prob), OutBuf::F32(v)) => {
+                    SliceData::Prob(Array3::from_shape_vec((c, nj, ni), v).map_err(bad)?)
+                }
+                _ => unreachable!("dtype checked when the output was opened"),
+            };
+            let mut slice = Slice::new(k, data);
+            if Some(o.desc.shape[0] as usize) == in_slices {
+                if let Some(m) = metas.get(&k) {
+                    slice.meta = m.clone();
+                }
+            }
+            ctx.send_slice(&self.decl.outputs[port].name, slice)?;
+        }
+        // Metadata of slices every output has passed is no longer needed.
+        let passed = state
+            .opened
+            .iter()
+            .flatten()
+            .map(|o| o.sent.last().map_or(0, |l| l + 1))
+            .min()
+            .unwrap_or(0);
+        metas.retain(|&k, _| k >= passed);
+        Ok(())
+    }
+}
+
+impl Node for PluginNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        match self.body {
+            KindBody::Volume { run, user_data } => self.run_whole(ctx, run, user_data),
+            KindBody::Stream {
+                start,
+                slice,
+                finish,
+                user_data,
+            } => self.run_stream(ctx, start, slice, finish, user_data),
+        }
+    }
+}
+
+/// The header of an output: its geometry, with modality and metadata from the first input
+/// (less the preprocessing record: what the plugin did to the intensities is unknown here).
+fn header_from(d: &abi::VfVolume, first: Option<&Header>) -> Header {
+    let ty = stream_of(d.stream_type).expect("checked when the output was requested");
+    let [nk, c, nj, ni] = d.shape.map(|v| v as usize);
+    let mut header = Header::new(ty, [nk, nj, ni], d.spacing);
+    header.channels = c;
+    for (n, a) in d.affine.iter().enumerate() {
+        header.affine[n / 4][n % 4] = *a;
+    }
+    if let Some(f) = first {
+        header.modality = f.modality.clone();
+        header.meta = f.meta.clone();
+        header.meta.remove(voxflow_runtime::META_PREPROCESS);
+    }
+    header
 }
 
 /// Wraps an output buffer as a volume; metadata travels on from the first input.
@@ -449,17 +977,12 @@ fn volume_from(
     buf: OutBuf,
     first: Option<&Volume>,
 ) -> Result<Volume, NodeError> {
-    let ty = stream_of(d.stream_type).expect("checked at allocation");
+    let header = header_from(d, first.map(|v| &v.header));
     let [nk, c, nj, ni] = d.shape.map(|v| v as usize);
-    let mut header = Header::new(ty, [nk, nj, ni], d.spacing);
-    header.channels = c;
-    for (n, a) in d.affine.iter().enumerate() {
-        header.affine[n / 4][n % 4] = *a;
-    }
     let bad = |e: ndarray::ShapeError| {
         NodeError::msg(format!("output buffer does not fit its shape: {e}"))
     };
-    let data = match (ty, buf) {
+    let data = match (header.stream_type, buf) {
         (StreamType::Label, OutBuf::U8(v)) => {
             VolumeData::Label(Array3::from_shape_vec((nk, nj, ni), v).map_err(bad)?)
         }
@@ -472,14 +995,8 @@ fn volume_from(
         _ => unreachable!("dtype checked at allocation"),
     };
     let mut vol = Volume::new(header, data);
-    if let Some(f) = first {
-        vol.header.modality = f.header.modality.clone();
-        vol.header.meta = f.header.meta.clone();
-        // What the plugin did to the intensities is unknown here.
-        vol.header.meta.remove(voxflow_runtime::META_PREPROCESS);
-        if f.header.shape[0] == nk {
-            vol.slice_meta = f.slice_meta.clone();
-        }
+    if let Some(f) = first.filter(|f| f.header.shape[0] == nk) {
+        vol.slice_meta = f.slice_meta.clone();
     }
     Ok(vol)
 }

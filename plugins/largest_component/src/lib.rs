@@ -6,7 +6,7 @@ use voxflow_plugin_abi::{export_plugin, Call};
 const DECL: &str = r#"{
   "kind": "largest_component",
   "about": "Keep the largest 3D 26-connected component of a label (zero the rest)",
-  "docs": "Foreground = every non-zero voxel, or only voxels equal to `label` when it is set. Foreground voxels are grouped into 3D components where voxels touching by a face, an edge or a corner (26-neighbourhood) belong together. Voxels of the largest component keep their values; foreground voxels of every other component become 0; other voxels are unchanged. Ties go to the component met first in (k, j, i) order. A volume without foreground passes through unchanged. Plugin `largest_component` (voxflow plugin ABI 1).",
+  "docs": "Foreground = every non-zero voxel, or only voxels equal to `label` when it is set. Foreground voxels are grouped into 3D components where voxels touching by a face, an edge or a corner (26-neighbourhood) belong together. Voxels of the largest component keep their values; foreground voxels of every other component become 0; other voxels are unchanged. Ties go to the component met first in (k, j, i) order. A volume without foreground passes through unchanged. Plugin `largest_component` (voxflow plugin ABI 2, whole volumes).",
   "inputs": [{ "name": "in", "type": "label", "about": "label volume" }],
   "outputs": [{ "name": "out", "type": "label", "about": "label volume, largest component only" }],
   "params": [
@@ -20,7 +20,7 @@ fn run(call: &mut Call) -> Result<(), String> {
     let input = call.input(0).ok_or("input `in` is not connected")?;
     let g = input.geometry();
     let src = input.labels().ok_or("input `in` must be a label volume")?;
-    let label = call.int("label").map(|v| v as u8);
+    let label = call.params.int("label").map(|v| v as u8);
     let out = call.output_labels(0, &g)?;
     out.copy_from_slice(src);
     let [nk, _, nj, ni] = g.shape;
