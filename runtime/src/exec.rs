@@ -331,6 +331,10 @@ pub fn execute(
     let started = Instant::now();
     let mut walls = vec![0.0; plan.nodes.len()];
     let all_ended = AtomicBool::new(false);
+    // Every node thread waits here until all are started: if one cannot be started (memory or
+    // thread limits), the others leave without running, so none of them allocates into the
+    // exhausted memory and aborts the process.
+    let gate = Gate::default();
     std::thread::scope(|scope| {
         // Turns a stop signal into a cancellation of every node.
         if opts.stop.is_some() {
@@ -363,9 +367,13 @@ pub fn execute(
             }
             let fail = &fail;
             let err_at = &err_at;
+            let gate = &gate;
             let spawned = std::thread::Builder::new()
                 .name(format!("node-{}", plan.nodes[n].id))
                 .spawn_scoped(scope, move || {
+                    if !gate.wait() {
+                        return 0.0;
+                    }
                     let t = Instant::now();
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         node.run(&mut ctx)
@@ -406,6 +414,7 @@ pub fn execute(
                 }
             }
         }
+        gate.open(first_error.lock().expect("lock").is_none());
         for (n, h) in handles {
             walls[n] = h.join().unwrap_or(0.0);
         }
@@ -460,4 +469,29 @@ pub fn execute(
         outputs,
         disabled: plan.disabled.clone(),
     })
+}
+
+/// Holds node threads until every one is started; then lets them run, or tells them to leave.
+#[derive(Default)]
+struct Gate {
+    run: Mutex<Option<bool>>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn open(&self, run: bool) {
+        *self.run.lock().expect("lock") = Some(run);
+        self.opened.notify_all();
+    }
+
+    /// Whether the thread is to run its node.
+    fn wait(&self) -> bool {
+        let mut run = self.run.lock().expect("lock");
+        loop {
+            if let Some(r) = *run {
+                return r;
+            }
+            run = self.opened.wait(run).expect("lock");
+        }
+    }
 }

@@ -326,6 +326,7 @@ impl SliceFile {
         check_transfer_syntax(&obj).map_err(refuse)?;
         check_single_channel(&obj).map_err(refuse)?;
         check_rescale(&obj).map_err(refuse)?;
+        check_bits(&obj).map_err(refuse)?;
         let frames = match obj.get(tags::NUMBER_OF_FRAMES) {
             None => 1,
             Some(e) if e.is_empty() => 1,
@@ -444,6 +445,26 @@ fn check_single_channel(obj: &DefaultDicomObject) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// BitsAllocated 8, 16 or 32, and BitsStored from 1 to BitsAllocated (the decoder's range).
+fn check_bits(obj: &DefaultDicomObject) -> Result<(), String> {
+    let allocated = int(obj, tags::BITS_ALLOCATED);
+    if !matches!(allocated, Some(8 | 16 | 32)) {
+        let a = allocated.map_or("missing".into(), |a| a.to_string());
+        return Err(format!(
+            "BitsAllocated {a}: only 8, 16 or 32 bits per sample can be read"
+        ));
+    }
+    let stored = int(obj, tags::BITS_STORED);
+    match (stored, allocated) {
+        (Some(s), Some(a)) if (1..=a).contains(&s) => Ok(()),
+        _ => Err(format!(
+            "BitsStored {} does not fit BitsAllocated {}",
+            stored.map_or("missing".into(), |s| s.to_string()),
+            allocated.unwrap_or_default()
+        )),
+    }
 }
 
 /// RescaleSlope / RescaleIntercept, when present, must be finite and the slope non-zero.

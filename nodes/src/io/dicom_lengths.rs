@@ -2,9 +2,13 @@
 //! allocates whatever an element's length field claims, so a corrupt length of a few GB would
 //! be allocated before the file is found short. The walk reads the file meta group (explicit VR
 //! little endian) and then the dataset in the transfer syntax the meta names (implicit VR
-//! little endian, explicit VR little or big endian), going into sequences and items, up to the
-//! pixel data. Deflated datasets and unknown transfer syntaxes are not walked.
+//! little endian, explicit VR little or big endian), going into sequences and items, over the
+//! pixel data (fragment by fragment when encapsulated) to the end. Deflated datasets and unknown
+//! transfer syntaxes are not walked.
 
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::Tag;
+use dicom_dictionary_std::StandardDataDictionary;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -13,6 +17,7 @@ use std::path::Path;
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+const GROUP_LENGTH: (u16, u16) = (0x0002, 0x0000);
 const TRANSFER_SYNTAX: (u16, u16) = (0x0002, 0x0010);
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
@@ -34,6 +39,26 @@ const META: Syntax = Syntax {
     explicit: true,
     big_endian: false,
 };
+
+/// Bytes per value of the binary VRs: a defined length must be a multiple of it (PS3.5 6.2).
+/// The parser reads `length / size` values and steps on by the rest, out of step with the file.
+fn value_size(vr: &[u8; 2]) -> Option<u32> {
+    match vr {
+        b"OW" | b"SS" | b"US" => Some(2),
+        b"AT" | b"FL" | b"OF" | b"OL" | b"SL" | b"UL" => Some(4),
+        b"FD" | b"OD" | b"OV" | b"SV" | b"UV" => Some(8),
+        _ => None,
+    }
+}
+
+/// The VR the parser gives an implicit-VR element: the dictionary's (US for US-or-SS).
+fn dictionary_vr(tag: (u16, u16)) -> Option<[u8; 2]> {
+    match StandardDataDictionary.by_tag(Tag(tag.0, tag.1))?.vr() {
+        VirtualVr::Exact(vr) => vr.to_string().as_bytes().try_into().ok(),
+        VirtualVr::Xs => Some(*b"US"),
+        _ => None,
+    }
+}
 
 struct Header {
     tag: (u16, u16),
@@ -81,11 +106,17 @@ impl Walk {
         };
         self.seek_to(start)?;
         let mut transfer_syntax = None;
+        // Where the meta group ends, once its group length (0002,0000) is read: the parser reads
+        // every element up to there, whatever its tag.
+        let mut meta_end = None;
         loop {
+            if meta_end.is_some_and(|end| self.pos >= end) {
+                break;
+            }
             let Some(h) = self.header(META)? else {
                 return Ok(Ok(()));
             };
-            if h.tag.0 != 0x0002 {
+            if h.tag.0 != 0x0002 && meta_end.is_none() {
                 self.seek_to(h.at)?;
                 break;
             }
@@ -95,11 +126,16 @@ impl Walk {
             if h.len == UNDEFINED {
                 return Ok(Ok(()));
             }
-            if h.tag == TRANSFER_SYNTAX && h.len <= 64 {
-                let mut uid = vec![0u8; h.len as usize];
-                self.r.read_exact(&mut uid)?;
+            if (h.tag == TRANSFER_SYNTAX && h.len <= 64) || (h.tag == GROUP_LENGTH && h.len == 4) {
+                let mut value = vec![0u8; h.len as usize];
+                self.r.read_exact(&mut value)?;
                 self.pos += u64::from(h.len);
-                transfer_syntax = Some(String::from_utf8_lossy(&uid).into_owned());
+                if h.tag == GROUP_LENGTH {
+                    let len = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+                    meta_end = Some(self.pos + u64::from(len));
+                } else {
+                    transfer_syntax = Some(String::from_utf8_lossy(&value).into_owned());
+                }
             } else {
                 self.skip(h.len)?;
             }
@@ -107,7 +143,8 @@ impl Walk {
         let Some(uid) = transfer_syntax else {
             return Ok(Ok(()));
         };
-        let uid = uid.trim_end_matches(['\0', ' ']);
+        // Trimmed as the parser trims it.
+        let uid = uid.trim_end_matches(|c: char| c.is_whitespace() || c == '\0');
         let Some(ts) = TransferSyntaxRegistry.get(uid) else {
             return Ok(Ok(()));
         };
@@ -126,8 +163,25 @@ impl Walk {
             if let Err(e) = self.fits(&h) {
                 return Ok(Err(e));
             }
-            if h.tag == PIXEL_DATA {
-                break;
+            let vr = h.vr.or_else(|| dictionary_vr(h.tag));
+            if let Some((vr, size)) = vr.and_then(|vr| Some((vr, value_size(&vr)?))) {
+                if h.len != UNDEFINED && h.len % size != 0 {
+                    return Ok(Err(format!(
+                        "damaged DICOM file (truncated or corrupt): element ({:04X},{:04X}) at byte {} has {} bytes, not a whole number of {} values ({size} bytes each)",
+                        h.tag.0,
+                        h.tag.1,
+                        h.at,
+                        h.len,
+                        String::from_utf8_lossy(&vr)
+                    )));
+                }
+            }
+            if h.tag == PIXEL_DATA && h.len == UNDEFINED {
+                // Encapsulated pixel data: fragments, not elements, up to the delimiter.
+                match self.fragments(syn)? {
+                    Ok(()) => continue,
+                    Err(e) => return Ok(Err(e)),
+                }
             }
             let sequence = h.tag == ITEM
                 || h.vr == Some(*b"SQ")
@@ -138,6 +192,21 @@ impl Walk {
             }
             if h.len == UNDEFINED {
                 // Undefined length outside a sequence (UN, encapsulated data): not walked.
+                break;
+            }
+            self.skip(h.len)?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// The items of encapsulated pixel data, checked and skipped up to the sequence delimiter.
+    fn fragments(&mut self, syn: Syntax) -> std::io::Result<Result<(), String>> {
+        while let Some(h) = self.header(syn)? {
+            if let Err(e) = self.fits(&h) {
+                return Ok(Err(e));
+            }
+            if h.tag != ITEM || h.len == UNDEFINED {
+                // The delimiter, or something the parser will refuse.
                 break;
             }
             self.skip(h.len)?;

@@ -217,10 +217,11 @@ impl ModelInfo {
         crate::session::check_model_file(path)?;
         let (_, env) = crate::library::environment()?;
         let session = Session::builder(env)
-            .and_then(|mut b| b.commit_from_file(path))
-            .map_err(|e| FcnError::Ort {
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::session::commit_quietly(b, path))
+            .map_err(|message| FcnError::Ort {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                message,
             })?;
         Self::from_session(path, &session)
     }

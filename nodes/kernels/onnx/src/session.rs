@@ -1,7 +1,10 @@
 //! [`FcnSession`]: one ONNX Runtime session running a voxflow FCN on batches of slices.
 
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 
 use ndarray::{s, Array3, Array4, ArrayView2, ArrayView4, Axis, Ix4};
 use ort::ep;
@@ -268,7 +271,49 @@ fn build(path: &Path, intra_threads: usize, cuda: Option<u32>) -> Result<Session
                 .error_on_failure()])
             .map_err(err)?;
     }
-    b.commit_from_file(path).map_err(|e| e.to_string())
+    commit_quietly(b, path)
+}
+
+thread_local! {
+    /// Set while [`commit_quietly`] runs on this thread: its panic is reported, not printed.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Opens the model file. The `ort` binding panics on some models ONNX Runtime itself accepts,
+/// e.g. when shape inference gives an output a negative dimension ("dim_values must be -1
+/// (symbolic dimension) or larger"); that panic becomes this error, and is not printed.
+pub(crate) fn commit_quietly(b: SessionBuilder, path: &Path) -> Result<Session, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let mut b = b;
+    QUIET.with(|q| q.set(true));
+    let r = catch_unwind(AssertUnwindSafe(move || b.commit_from_file(path)));
+    QUIET.with(|q| q.set(false));
+    match r {
+        Ok(session) => session.map_err(|e| e.to_string()),
+        Err(p) => {
+            let text = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            // The binding's text is a Debug dump; its `message: "..."` part is ONNX Runtime's.
+            let message = text
+                .split_once("message: \"")
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map_or(text.as_str(), |(m, _)| m);
+            Err(format!(
+                "the model's inputs and outputs cannot be described: {message}"
+            ))
+        }
+    }
 }
 
 /// Reflect padding (mirror without repeating the edge, as numpy `mode="reflect"` and

@@ -137,6 +137,26 @@ fn input_size_must_match_static_dims() {
     expect_model_error("bad_size.onnx", "input `image`", "dimension 2 is 64");
 }
 
+/// Fuzz input (`onnx_model` target): a Conv kernel of 119 on a 68-pixel input makes ONNX
+/// Runtime infer the output dimension -50, on which the `ort` binding panicked.
+#[test]
+fn negative_inferred_dimension_is_a_clear_error() {
+    require_ort();
+    let path = model("fuzz_negative_dim.onnx");
+    for err in [
+        FcnSession::new(&path, Device::Cpu, 1).unwrap_err(),
+        ModelInfo::load(&path).unwrap_err(),
+    ] {
+        assert!(matches!(err, FcnError::Ort { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("fuzz_negative_dim.onnx")
+                && text.contains("the model's inputs and outputs cannot be described: dim_values must be -1 (symbolic dimension) or larger"),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn missing_model_file_is_a_clear_error() {
     let path = model("does_not_exist.onnx");
