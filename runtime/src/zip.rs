@@ -102,6 +102,27 @@ impl NodeCtx {
         }
     }
 
+    /// Reads input `n` of `zip` to its end, handing each of its slices to `take` in order, while
+    /// the other inputs' slices that arrive meanwhile stay queued (no producer waits). Then
+    /// [`NodeCtx::next_aligned`] goes on with the other inputs (`None` for input `n`). For a
+    /// node that needs one input whole before it can stream the others.
+    pub fn drain_input(
+        &mut self,
+        zip: &mut Zip,
+        n: usize,
+        mut take: impl FnMut(&Slice) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        loop {
+            while let Some(s) = zip.queued[n].pop_front() {
+                take(&s)?;
+            }
+            if zip.ended[n] {
+                return Ok(());
+            }
+            self.pull(zip)?;
+        }
+    }
+
     /// Receives one message from whichever input of `zip` has one first (all inputs that have
     /// not ended take part, so no producer waits on this node) and files it.
     fn pull(&mut self, zip: &mut Zip) -> Result<(), NodeError> {

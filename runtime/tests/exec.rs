@@ -178,6 +178,7 @@ impl Node for Hold {
 }
 
 /// Sums two streams slice by slice as they arrive (`NodeCtx::zip`); a missing slice counts 0.
+/// `drain: 1` (or 2) reads input `a` (or `b`) whole first (`NodeCtx::drain_input`).
 struct ZipSumKind;
 impl NodeKind for ZipSumKind {
     fn decl(&self) -> NodeDecl {
@@ -185,27 +186,52 @@ impl NodeKind for ZipSumKind {
             .input("a", IMG, "")
             .input("b", IMG, "")
             .output("out", IMG, "")
+            .param(
+                "drain",
+                ParamType::Int {
+                    min: Some(0),
+                    max: Some(2),
+                },
+                0,
+                "",
+            )
     }
-    fn build(&self, _: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(ZipSum))
+    fn build(&self, p: &Params, _: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(ZipSum {
+            drain: p.usize("drain")?.checked_sub(1),
+        }))
     }
 }
-struct ZipSum;
+struct ZipSum {
+    drain: Option<usize>,
+}
 impl Node for ZipSum {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let mut zip = ctx.zip(&["a", "b"])?;
+        let mut drained = std::collections::BTreeMap::new();
+        if let Some(n) = self.drain {
+            ctx.drain_input(&mut zip, n, |s| {
+                drained.insert(s.index, s.data.image().unwrap().clone());
+                Ok(())
+            })?;
+        }
         ctx.send_header("out", (**zip.header(0)).clone())?;
         let mut last = None;
         while let Some(al) = ctx.next_aligned(&mut zip)? {
             assert!(last.is_none_or(|l| al.index > l), "indices out of order");
             last = Some(al.index);
-            let mut sum = Array2::<f32>::zeros((4, 4));
-            for s in al.slices.iter().flatten() {
+            let mut sum = drained
+                .remove(&al.index)
+                .unwrap_or_else(|| Array2::<f32>::zeros((4, 4)));
+            for (n, s) in al.slices.iter().enumerate() {
+                let Some(s) = s else { continue };
+                assert_ne!(Some(n), self.drain, "a drained input yields nothing more");
                 assert_eq!(s.index, al.index);
                 sum += s.data.image().unwrap();
             }
             ctx.send_slice("out", Slice::new(al.index, SliceData::Image(sum)))?;
         }
+        assert!(drained.is_empty(), "slices only the drained input had");
         ctx.end("out")
     }
 }
@@ -327,7 +353,14 @@ fn zip_reads_a_diamond_whose_branch_holds_the_whole_volume() {
     // A reader that waited on `a` first would leave src blocked on `b`'s full queue forever.
     let d = tmp("zip");
     let out = d.join("sum.txt");
-    for (ports, n) in [("a: h, b: src", 200), ("a: src, b: h", 200)] {
+    // `drain` reads one input whole first, the held one or the direct one, while queueing the
+    // other: no order of reading may leave src blocked.
+    for (ports, n) in [
+        ("a: h, b: src", 200),
+        ("a: src, b: h", 200),
+        ("a: h, b: src, drain: 1", 200),
+        ("a: h, b: src, drain: 2", 200),
+    ] {
         let g = format!(
             "graph: z\nnodes:\n  src: {{ kind: source, n: {n} }}\n  h: {{ kind: hold, in: src }}\n  s: {{ kind: zipsum, {ports} }}\n  out: {{ kind: sink, in: s, path: {} }}\n",
             out.display()

@@ -1,13 +1,15 @@
 //! `crop_resample`: cut the liver region out of each slice for the lesion model.
 
-use super::liver::{check_liver_header, liver_mask, MaskSpec, META_FULL_SLICE, META_ROI};
+use super::liver::{check_liver_header, LiverSlices, MaskSpec, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, ArrayView2};
 use serde::Deserialize;
 use std::path::PathBuf;
 use voxflow_onnx::{resize_bilinear, ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
-use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind};
+use voxflow_runtime::{
+    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind, Volume,
+};
 
 pub struct CropResample;
 
@@ -228,11 +230,27 @@ struct CropNode {
 
 impl Node for CropNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        let mut vols = ctx.gather_many(&["image", "liver"])?;
-        let liver = vols.pop().expect("two inputs");
-        let image = vols.pop().expect("two inputs");
-        check_liver_header(&liver.header, &image.header, "liver", "image")?;
-        let (_, mask) = liver_mask(&liver, &self.mask, "liver")?;
+        // The image whole; of the liver stream only the thresholded mask (see `LiverSlices`).
+        let mut zip = ctx.zip(&["image", "liver"])?;
+        let (image_h, liver_h) = (zip.header(0).clone(), zip.header(1).clone());
+        if image_h.stream_type != StreamType::Image {
+            return Err(NodeError::msg(format!(
+                "input `image` carries a {} stream, this node needs image",
+                image_h.stream_type
+            )));
+        }
+        check_liver_header(&liver_h, &image_h, "liver", "image")?;
+        let mut image = Volume::zeros((*image_h).clone());
+        let mut liver = LiverSlices::new(&liver_h, &self.mask, "liver", false)?;
+        while let Some(a) = ctx.next_aligned(&mut zip)? {
+            if let Some(s) = &a.slices[0] {
+                image.put(s);
+            }
+            if let Some(s) = &a.slices[1] {
+                liver.put(s);
+            }
+        }
+        let (_, mask) = liver.finish(&self.mask, [liver_h.spacing[1], liver_h.spacing[2]]);
         let img = image.image().expect("image stream");
         let shift = match self.liver_level {
             None => None,

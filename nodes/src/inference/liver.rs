@@ -2,8 +2,8 @@
 
 use ndarray::{Array3, Axis};
 use serde::Deserialize;
-use voxflow_runtime::stream::{Header, StreamType, VolumeData};
-use voxflow_runtime::{NodeParams, Volume};
+use voxflow_runtime::stream::{Header, Meta, SliceData, StreamType};
+use voxflow_runtime::{NodeParams, Slice, Volume};
 
 /// Header metadata key: class names of a prob stream, one per channel (set by `fcn`).
 pub const META_CLASSES: &str = "classes";
@@ -69,39 +69,91 @@ pub struct MaskSpec {
     pub close_mm: f64,
 }
 
-/// Liver probability (prob stream: the liver channel; label stream: 1 where the label is
-/// non-zero) and the liver mask (probability > threshold, then the largest 26-connected
-/// component if asked, then each slice closed with a disk of `close_mm`), both `(nk, nj, ni)`.
+/// A liver stream read slice by slice into what the liver mask needs, so that the 2-channel
+/// probabilities are never held whole: per slice the liver probability (prob stream: the liver
+/// channel; label stream: 1 where the label is non-zero), kept only when asked, and whether it
+/// is above the threshold. Slices the stream does not send stay 0.
+pub struct LiverSlices {
+    /// The liver channel of a prob stream; `None` for a label stream.
+    channel: Option<usize>,
+    threshold: f32,
+    prob: Option<Array3<f32>>,
+    above: Array3<bool>,
+    slice_meta: Vec<Option<Meta>>,
+}
+
+impl LiverSlices {
+    /// For the stream of header `h` (input `port`); `keep_prob` keeps the probabilities too.
+    pub fn new(h: &Header, spec: &MaskSpec, port: &str, keep_prob: bool) -> Result<Self, String> {
+        let channel = match h.stream_type {
+            StreamType::Prob => Some(class_channel(h, "liver", spec.channel, port)?),
+            StreamType::Label => None,
+            StreamType::Image => {
+                return Err(format!(
+                    "input `{port}` carries an image stream; it needs liver probabilities (prob) or a label"
+                ))
+            }
+        };
+        let [nk, nj, ni] = h.shape;
+        Ok(LiverSlices {
+            channel,
+            threshold: spec.threshold,
+            prob: keep_prob.then(|| Array3::zeros((nk, nj, ni))),
+            above: Array3::from_elem((nk, nj, ni), false),
+            slice_meta: vec![None; nk],
+        })
+    }
+
+    /// Files slice `s` (checked against the header by the runtime).
+    pub fn put(&mut self, s: &Slice) {
+        let k = s.index;
+        let p = match (&s.data, self.channel) {
+            (SliceData::Prob(a), Some(ch)) => a.index_axis(Axis(0), ch).to_owned(),
+            (SliceData::Label(l), None) => l.mapv(|x| if x > 0 { 1.0 } else { 0.0 }),
+            _ => unreachable!("the stream type was checked by the header"),
+        };
+        let t = self.threshold;
+        self.above
+            .index_axis_mut(Axis(0), k)
+            .zip_mut_with(&p, |m, &x| *m = x > t);
+        if let Some(prob) = &mut self.prob {
+            prob.index_axis_mut(Axis(0), k).assign(&p);
+        }
+        self.slice_meta[k] = Some(s.meta.clone());
+    }
+
+    /// Per-slice metadata of the slices received (`None` where none came).
+    pub fn slice_meta(&self) -> &[Option<Meta>] {
+        &self.slice_meta
+    }
+
+    /// The probabilities (when kept) and the mask: above the threshold, then the largest
+    /// 26-connected component if asked, then each slice closed with a disk of `close_mm`
+    /// (in-plane `spacing` `[dj, di]`).
+    pub fn finish(self, spec: &MaskSpec, spacing: [f64; 2]) -> (Option<Array3<f32>>, Array3<bool>) {
+        let mut m = self.above;
+        if spec.largest_component {
+            m = voxflow_metrics::components::largest_component(m.view());
+        }
+        if spec.close_mm > 0.0 {
+            m = close_slices(&m, spacing, spec.close_mm);
+        }
+        (self.prob, m)
+    }
+}
+
+/// Liver probability and mask of a whole liver volume, as [`LiverSlices`] makes them.
 pub fn liver_mask(
     v: &Volume,
     spec: &MaskSpec,
     port: &str,
 ) -> Result<(Array3<f32>, Array3<bool>), String> {
-    let p = match &v.data {
-        VolumeData::Prob(p) => {
-            let ch = class_channel(&v.header, "liver", spec.channel, port)?;
-            p.index_axis(Axis(1), ch).to_owned()
-        }
-        VolumeData::Label(l) => l.mapv(|x| if x > 0 { 1.0 } else { 0.0 }),
-        VolumeData::Image(_) => {
-            return Err(format!(
-                "input `{port}` carries an image stream; it needs liver probabilities (prob) or a label"
-            ))
-        }
-    };
-    let t = spec.threshold;
-    let mut m = p.mapv(|x| x > t);
-    if spec.largest_component {
-        m = voxflow_metrics::components::largest_component(m.view());
+    let mut slices = LiverSlices::new(&v.header, spec, port, true)?;
+    for k in 0..v.header.num_slices() {
+        slices.put(&Slice::new(k, v.slice(k)));
     }
-    if spec.close_mm > 0.0 {
-        m = close_slices(
-            &m,
-            [v.header.spacing[1], v.header.spacing[2]],
-            spec.close_mm,
-        );
-    }
-    Ok((p, m))
+    let (p, m) = slices.finish(spec, [v.header.spacing[1], v.header.spacing[2]]);
+    Ok((p.expect("kept"), m))
 }
 
 /// Per-slice morphological closing (dilation then erosion) with a disk of radius `r_mm`,

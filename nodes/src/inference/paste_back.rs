@@ -1,7 +1,7 @@
 //! `paste_back`: lesion probabilities on liver crops -> 3-class probabilities on full slices.
 
 use super::crop_resample::Roi;
-use super::liver::{class_channel, liver_mask, MaskSpec, META_CLASSES, META_FULL_SLICE, META_ROI};
+use super::liver::{class_channel, LiverSlices, MaskSpec, META_CLASSES, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 use serde::Deserialize;
 use voxflow_onnx::resize_bilinear;
@@ -161,17 +161,13 @@ pub fn combine(
 
 impl Node for PasteNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        let mut vols = ctx.gather_many(&["liver", "lesion"])?;
-        let lesion = vols.pop().expect("two inputs");
-        let liver = vols.pop().expect("two inputs");
-        let [nk, nj, ni] = liver.header.shape;
-        if liver.header.stream_type == StreamType::Image {
-            return Err(NodeError::msg(
-                "input `liver` carries an image stream; it needs liver probabilities (prob) or a label",
-            ));
-        }
-        let full = lesion
-            .header
+        // Of the liver stream only its liver channel and the thresholded mask are kept (see
+        // `LiverSlices`).
+        let mut zip = ctx.zip(&["liver", "lesion"])?;
+        let (liver_h, lesion_h) = (zip.header(0).clone(), zip.header(1).clone());
+        let [nk, nj, ni] = liver_h.shape;
+        let mut liver = LiverSlices::new(&liver_h, &self.mask, "liver", true)?;
+        let full = lesion_h
             .meta
             .get(META_FULL_SLICE)
             .and_then(|v| v.as_array())
@@ -186,19 +182,26 @@ impl Node for PasteNode {
                     "input `lesion` has no `full_slice` metadata; it must come from crop_resample (through fcn)",
                 ))
             }
-            Some(f) if f != [nj, ni] || lesion.header.shape[0] != nk => {
+            Some(f) if f != [nj, ni] || lesion_h.shape[0] != nk => {
                 return Err(NodeError::msg(format!(
                     "input `lesion` was cut from {} slices of {f:?} but `liver` has {nk} slices of [{nj}, {ni}]",
-                    lesion.header.shape[0]
+                    lesion_h.shape[0]
                 )))
             }
             Some(_) => {}
         }
-        let lch = class_channel(&lesion.header, "lesion", self.lesion_channel, "lesion")?;
-        let (p, m) = liver_mask(&liver, &self.mask, "liver")?;
-        let lp = lesion.prob().expect("prob stream");
+        let lch = class_channel(&lesion_h, "lesion", self.lesion_channel, "lesion")?;
+        // The liver stream whole first (the mask needs all of it; the lesion crops that come
+        // meanwhile wait in the queue), then each slice as soon as its crop has come.
+        ctx.drain_input(&mut zip, 0, |s| {
+            liver.put(s);
+            Ok(())
+        })?;
+        let liver_meta = liver.slice_meta().to_vec();
+        let (p, m) = liver.finish(&self.mask, [liver_h.spacing[1], liver_h.spacing[2]]);
+        let p = p.expect("kept");
 
-        let mut h = liver.header.with_type(StreamType::Prob, 3);
+        let mut h = liver_h.with_type(StreamType::Prob, 3);
         h.meta.insert(
             META_CLASSES.into(),
             vec!["background", "liver", "lesion"].into(),
@@ -206,43 +209,74 @@ impl Node for PasteNode {
         h.meta.remove("model");
         ctx.set_total(nk);
         ctx.send_header("prob", h)?;
-        for k in 0..nk {
-            let mk = m.index_axis(Axis(0), k);
-            let has_liver = mk.iter().any(|&x| x);
-            let q = match &lesion.slice_meta[k] {
-                Some(meta) => {
-                    let roi = roi_of(meta, nj, ni).map_err(|e| format!("input `lesion`, slice {k}: {e}"))?;
-                    if !has_liver {
-                        return Err(NodeError::msg(format!(
-                            "slice {k} has a lesion crop but no liver in the mask; crop_resample and \
-                             paste_back must use the same threshold, largest_component and channel"
-                        )));
-                    }
-                    paste(lp.slice(s![k, lch, .., ..]), roi, nj, ni)
-                }
-                None if has_liver => {
-                    return Err(NodeError::msg(format!(
-                        "slice {k} has liver in the mask but the lesion stream has no crop there; \
-                         crop_resample and paste_back must use the same threshold, largest_component and channel"
-                    )))
-                }
-                None => Array2::zeros((nj, ni)),
-            };
-            let out = combine(
-                p.index_axis(Axis(0), k),
-                mk,
-                q.view(),
-                self.mask.threshold,
-                self.lesion_threshold,
-            );
-            let mut s = Slice::new(k, SliceData::Prob(out));
-            if let Some(meta) = &liver.slice_meta[k] {
-                s.meta = meta.clone();
+        let mut next = 0;
+        while let Some(a) = ctx.next_aligned(&mut zip)? {
+            let Some(crop) = &a.slices[1] else { continue };
+            for k in next..crop.index {
+                self.send(ctx, k, None, &p, &m, &liver_meta)?;
             }
-            ctx.send_slice("prob", s)?;
-            ctx.tick();
+            let lp = crop.data.prob().expect("prob stream");
+            let q = (lp.index_axis(Axis(0), lch), &crop.meta);
+            self.send(ctx, crop.index, Some(q), &p, &m, &liver_meta)?;
+            next = crop.index + 1;
+        }
+        for k in next..nk {
+            self.send(ctx, k, None, &p, &m, &liver_meta)?;
         }
         ctx.end("prob")
+    }
+}
+
+impl PasteNode {
+    /// Sends output slice `k`, from the lesion crop of slice `k` (its lesion channel and
+    /// metadata) if there is one, the liver probability `p`, the mask `m` and the liver slices'
+    /// metadata.
+    fn send(
+        &self,
+        ctx: &mut NodeCtx,
+        k: usize,
+        crop: Option<(ArrayView2<f32>, &Meta)>,
+        p: &Array3<f32>,
+        m: &Array3<bool>,
+        liver_meta: &[Option<Meta>],
+    ) -> Result<(), NodeError> {
+        let (_, nj, ni) = p.dim();
+        let mk = m.index_axis(Axis(0), k);
+        let has_liver = mk.iter().any(|&x| x);
+        let q = match crop {
+            Some((crop, meta)) => {
+                let roi =
+                    roi_of(meta, nj, ni).map_err(|e| format!("input `lesion`, slice {k}: {e}"))?;
+                if !has_liver {
+                    return Err(NodeError::msg(format!(
+                        "slice {k} has a lesion crop but no liver in the mask; crop_resample and \
+                         paste_back must use the same threshold, largest_component and channel"
+                    )));
+                }
+                paste(crop, roi, nj, ni)
+            }
+            None if has_liver => {
+                return Err(NodeError::msg(format!(
+                    "slice {k} has liver in the mask but the lesion stream has no crop there; \
+                     crop_resample and paste_back must use the same threshold, largest_component and channel"
+                )))
+            }
+            None => Array2::zeros((nj, ni)),
+        };
+        let out = combine(
+            p.index_axis(Axis(0), k),
+            mk,
+            q.view(),
+            self.mask.threshold,
+            self.lesion_threshold,
+        );
+        let mut s = Slice::new(k, SliceData::Prob(out));
+        if let Some(meta) = &liver_meta[k] {
+            s.meta = meta.clone();
+        }
+        ctx.send_slice("prob", s)?;
+        ctx.tick();
+        Ok(())
     }
 }
 
