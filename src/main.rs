@@ -12,6 +12,11 @@ use voxflow_runtime::{
     check_all_ways, execute, CheckOptions, GraphDoc, Plan, Registry, RunOptions, RunStats,
 };
 
+/// Caps single allocations where a parser asks (`voxflow_nodes::io::alloc_cap`).
+#[global_allocator]
+static GLOBAL: voxflow_nodes::io::alloc_cap::CappedAlloc =
+    voxflow_nodes::io::alloc_cap::CappedAlloc;
+
 mod atomic;
 mod batch;
 mod crf_search;

@@ -630,17 +630,61 @@ fn fuzz_partial_binary_value_is_refused() {
 /// peak, 21 s).
 #[test]
 fn fuzz_uid_with_trailing_newline_still_has_its_lengths_checked() {
-    let files: Vec<(String, Vec<u8>)> =
-        fuzz_folder_files(&fuzz_regression("oom_uid_newline.bin"))
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| (format!("f{i}"), f))
-            .collect();
+    let files: Vec<(String, Vec<u8>)> = fuzz_folder_files(&fuzz_regression("oom_uid_newline.bin"))
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (format!("f{i}"), f))
+        .collect();
     refused_capped(
         "fuzz-uid-newline",
         &files,
         "f0",
         "element (0000,0000) at byte 368 has 91 bytes, not a whole number of UL values (4 bytes each)",
+    );
+}
+
+/// Fuzz inputs whose oversized length the walk did not see the parser's way (1.1 kB and 711
+/// bytes; 0.8 and 1.9 GB peak before). The parser's allocations are capped at the file's size
+/// (`io::alloc_cap`), so its reservation fails and the first file is refused; the second has a
+/// long NUL-padded transfer syntax UID, which the walk now reads, and is refused by the walk.
+#[test]
+fn fuzz_claims_only_the_parser_sees_are_capped() {
+    let one = fuzz_regression("oom_parser_only_1.dcm");
+    refused_capped(
+        "fuzz-cap-1",
+        &[("oom_parser_only_1.dcm".into(), one)],
+        "oom_parser_only_1.dcm",
+        "Could not read 822090313 value bytes for element tagged (322E,0820): Could not reserve memory for data value (822090313 bytes) (the file has only 1122 bytes)",
+    );
+    let files: Vec<(String, Vec<u8>)> =
+        fuzz_folder_files(&fuzz_regression("oom_parser_only_2.bin"))
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| (format!("f{i}"), f))
+            .collect();
+    refused_capped(
+        "fuzz-cap-2",
+        &files,
+        "f0",
+        "element (7453,6475) at byte 364 claims 1936607609 bytes, but the file has 339 bytes left",
+    );
+}
+
+/// Fuzz input (`dicom_folder`, one 1.8 kB file): an 84-byte transfer syntax UID (NUL-padded)
+/// was longer than the length walk read, so it skipped the dataset; a string element there claims
+/// 408 MB (0.4 GB peak before; under the allocation cap the parser's string buffer aborted).
+#[test]
+fn fuzz_long_padded_uid_still_has_its_lengths_checked() {
+    let files: Vec<(String, Vec<u8>)> = fuzz_folder_files(&fuzz_regression("abort_long_uid.bin"))
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (format!("f{i}"), f))
+        .collect();
+    refused_capped(
+        "fuzz-long-uid",
+        &files,
+        "f0",
+        "element (0020,0037) at byte 1721 claims 408114756 bytes, but the file has 37 bytes left",
     );
 }
 

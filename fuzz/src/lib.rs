@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use voxflow_runtime::Registry;
 
+/// As in the voxflow binary: single allocations capped where a parser asks.
+#[global_allocator]
+static GLOBAL: voxflow_nodes::io::alloc_cap::CappedAlloc =
+    voxflow_nodes::io::alloc_cap::CappedAlloc;
+
 /// Keeps every volume small (the reader checks the budget before allocating), so that the
 /// fuzzer's memory limit flags any allocation that escapes the check.
 pub fn small_budget() {

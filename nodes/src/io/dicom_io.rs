@@ -180,6 +180,9 @@ fn open_files(
     Ok(objects)
 }
 
+/// Bytes beyond the file's size that one allocation of the parser may take (its own buffers).
+const PARSE_SLACK: usize = 1 << 20;
+
 fn open_one(path: &Path) -> Result<DefaultDicomObject, String> {
     let len = std::fs::metadata(path)
         .map_err(|e| format!("cannot be read: {e}"))?
@@ -189,12 +192,20 @@ fn open_one(path: &Path) -> Result<DefaultDicomObject, String> {
     }
     // Before the parser, which allocates what a length field claims.
     super::dicom_lengths::check(path)?;
-    let obj = open_file(path).map_err(|e| {
+    // No value can be larger than the file.
+    let cap = usize::try_from(len)
+        .unwrap_or(usize::MAX)
+        .saturating_add(PARSE_SLACK);
+    let obj = super::alloc_cap::with_cap(cap, || open_file(path)).map_err(|e| {
         if has_dicm_marker(path) {
-            format!(
-                "damaged DICOM file (truncated or corrupt): {}",
-                error_chain(&e)
-            )
+            let chain = error_chain(&e);
+            // The cap refused a value larger than the file: say so, not "out of memory".
+            let beyond = if chain.contains("Could not reserve memory") {
+                format!(" (the file has only {len} bytes)")
+            } else {
+                String::new()
+            };
+            format!("damaged DICOM file (truncated or corrupt): {chain}{beyond}")
         } else {
             "not a DICOM file (no `DICM` marker at byte 128 or 0)".into()
         }

@@ -19,6 +19,9 @@ const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 const GROUP_LENGTH: (u16, u16) = (0x0002, 0x0000);
 const TRANSFER_SYNTAX: (u16, u16) = (0x0002, 0x0010);
+/// The longest transfer syntax UID value read (a UID has 64 characters; the parser also reads
+/// longer values padded with NULs or spaces, and trims them).
+const MAX_UID_BYTES: u32 = 4096;
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 
@@ -126,7 +129,9 @@ impl Walk {
             if h.len == UNDEFINED {
                 return Ok(Ok(()));
             }
-            if (h.tag == TRANSFER_SYNTAX && h.len <= 64) || (h.tag == GROUP_LENGTH && h.len == 4) {
+            if (h.tag == TRANSFER_SYNTAX && h.len <= MAX_UID_BYTES)
+                || (h.tag == GROUP_LENGTH && h.len == 4)
+            {
                 let mut value = vec![0u8; h.len as usize];
                 self.r.read_exact(&mut value)?;
                 self.pos += u64::from(h.len);

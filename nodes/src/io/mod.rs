@@ -1,5 +1,6 @@
 //! Volume input and output.
 
+pub mod alloc_cap;
 pub mod budget;
 pub mod dicom_io;
 mod dicom_lengths;
