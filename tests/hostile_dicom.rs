@@ -466,6 +466,15 @@ fn fuzz_folder_files(bytes: &[u8]) -> Vec<Vec<u8>> {
     files
 }
 
+/// The files of a `dicom_folder` fuzz input, named `f0`, `f1`, ...
+fn fuzz_folder(name: &str) -> Vec<(String, Vec<u8>)> {
+    fuzz_folder_files(&fuzz_regression(name))
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (format!("f{i}"), f))
+        .collect()
+}
+
 fn fuzz_regression(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fuzz_regressions/dicom")
@@ -476,6 +485,17 @@ fn fuzz_regression(name: &str) -> Vec<u8> {
 /// Reads `files` as a DICOM folder under the 1 GB cap: rc 1, a message naming `bad` (a file
 /// name) and its corrupt `element`, no panic text and no output.
 fn refused_capped(label: &str, files: &[(String, Vec<u8>)], bad: &str, element: &str) {
+    refused_by_reader(
+        label,
+        files,
+        bad,
+        &["damaged DICOM file (truncated or corrupt)", element],
+    );
+}
+
+/// Reads `files` as a DICOM folder under the 1 GB cap: rc 1, a message naming `bad` (a file
+/// name), the reader node and each of `wants`, no panic text and no output.
+fn refused_by_reader(label: &str, files: &[(String, Vec<u8>)], bad: &str, wants: &[&str]) {
     let root = temp_dir(label);
     let series = root.join("series");
     std::fs::create_dir_all(&series).unwrap();
@@ -496,12 +516,10 @@ fn refused_capped(label: &str, files: &[(String, Vec<u8>)], bad: &str, element: 
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let bad = series.join(bad).display().to_string();
-    for n in [
-        bad.as_str(),
-        "node `ct` (read_volume)",
-        "damaged DICOM file (truncated or corrupt)",
-        element,
-    ] {
+    for n in [bad.as_str(), "node `ct` (read_volume)"]
+        .iter()
+        .chain(wants)
+    {
         assert!(err.contains(n), "`{n}` not in:\n{err}");
     }
     assert!(
@@ -554,12 +572,7 @@ fn fuzz_element_after_pixel_data_has_its_length_checked() {
 /// claims 18 MB in a 524-byte file.
 #[test]
 fn fuzz_slow_folder_is_refused() {
-    let files: Vec<(String, Vec<u8>)> =
-        fuzz_folder_files(&fuzz_regression("slow_folder_split_at_separator.bin"))
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| (format!("f{i}"), f))
-            .collect();
+    let files = fuzz_folder("slow_folder_split_at_separator.bin");
     assert_eq!(files.len(), 2);
     refused_capped(
         "fuzz-slow",
@@ -573,35 +586,12 @@ fn fuzz_slow_folder_is_refused() {
 /// decoder (`dicom-pixeldata` lut.rs: `bits_stored != 0 && bits_stored <= 32`).
 #[test]
 fn fuzz_bits_stored_beyond_bits_allocated_is_refused() {
-    let root = temp_dir("fuzz-bits");
-    let series = root.join("series");
-    std::fs::create_dir_all(&series).unwrap();
-    for (i, f) in fuzz_folder_files(&fuzz_regression("panic_bits_stored.bin"))
-        .iter()
-        .enumerate()
-    {
-        std::fs::write(series.join(format!("f{i}")), f).unwrap();
-    }
-    let out = root.join("out.nii");
-    let g = write_graph(
-        &root,
-        "g.yaml",
-        &format!(
-            "graph: t\nnodes:\n  ct: {{ kind: read_volume, path: {} }}\n  out: {{ kind: write_volume, in: ct, path: {} }}\n",
-            series.display(),
-            out.display()
-        ),
+    refused_by_reader(
+        "fuzz-bits",
+        &fuzz_folder("panic_bits_stored.bin"),
+        "f0",
+        &["f0: BitsStored 32784 does not fit BitsAllocated 16"],
     );
-    let o = voxflow_capped(&["run", g.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    let want = format!(
-        "{}: BitsStored 32784 does not fit BitsAllocated 16",
-        series.join("f0").display()
-    );
-    assert!(err.contains(&want), "`{want}` not in:\n{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(!out.exists());
 }
 
 /// Fuzz input (`dicom_folder`, one 890-byte file): Pixel Data of VR OV with 60 bytes. The
@@ -610,12 +600,7 @@ fn fuzz_bits_stored_beyond_bits_allocated_is_refused() {
 /// values are refused.
 #[test]
 fn fuzz_partial_binary_value_is_refused() {
-    let files: Vec<(String, Vec<u8>)> =
-        fuzz_folder_files(&fuzz_regression("oom_partial_value.bin"))
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| (format!("f{i}"), f))
-            .collect();
+    let files = fuzz_folder("oom_partial_value.bin");
     refused_capped(
         "fuzz-partial",
         &files,
@@ -630,11 +615,7 @@ fn fuzz_partial_binary_value_is_refused() {
 /// peak, 21 s).
 #[test]
 fn fuzz_uid_with_trailing_newline_still_has_its_lengths_checked() {
-    let files: Vec<(String, Vec<u8>)> = fuzz_folder_files(&fuzz_regression("oom_uid_newline.bin"))
-        .into_iter()
-        .enumerate()
-        .map(|(i, f)| (format!("f{i}"), f))
-        .collect();
+    let files = fuzz_folder("oom_uid_newline.bin");
     refused_capped(
         "fuzz-uid-newline",
         &files,
@@ -656,12 +637,7 @@ fn fuzz_claims_only_the_parser_sees_are_capped() {
         "oom_parser_only_1.dcm",
         "Could not read 822090313 value bytes for element tagged (322E,0820): Could not reserve memory for data value (822090313 bytes) (the file has only 1122 bytes)",
     );
-    let files: Vec<(String, Vec<u8>)> =
-        fuzz_folder_files(&fuzz_regression("oom_parser_only_2.bin"))
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| (format!("f{i}"), f))
-            .collect();
+    let files = fuzz_folder("oom_parser_only_2.bin");
     refused_capped(
         "fuzz-cap-2",
         &files,
@@ -675,11 +651,7 @@ fn fuzz_claims_only_the_parser_sees_are_capped() {
 /// 408 MB (0.4 GB peak before; under the allocation cap the parser's string buffer aborted).
 #[test]
 fn fuzz_long_padded_uid_still_has_its_lengths_checked() {
-    let files: Vec<(String, Vec<u8>)> = fuzz_folder_files(&fuzz_regression("abort_long_uid.bin"))
-        .into_iter()
-        .enumerate()
-        .map(|(i, f)| (format!("f{i}"), f))
-        .collect();
+    let files = fuzz_folder("abort_long_uid.bin");
     refused_capped(
         "fuzz-long-uid",
         &files,

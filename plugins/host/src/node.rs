@@ -2,8 +2,9 @@
 //! arrives and sends its output slices on at once; a whole-volume kind gets its inputs gathered,
 //! is called once, and its outputs are streamed.
 
-use ndarray::{Array2, Array3, Array4};
+use ndarray::{Array, Array2, Array3, Array4, Dimension};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -480,50 +481,41 @@ unsafe extern "C" fn host_set_error(ctx: *mut c_void, message: *const c_char) {
     }));
 }
 
-fn raw_volume(v: &Volume) -> (abi::VfVolume, Option<OutBuf>) {
-    let h = &v.header;
-    let mut r = abi::VfVolume::empty();
-    r.stream_type = code_of(h.stream_type);
-    r.shape = [
-        h.shape[0] as u64,
-        h.channels as u64,
-        h.shape[1] as u64,
-        h.shape[2] as u64,
-    ];
-    r.spacing = h.spacing;
-    for (n, a) in h.affine.iter().flatten().enumerate() {
-        r.affine[n] = *a;
-    }
-    // Gathered volumes are in standard layout; a copy covers any other case.
-    let mut copy = match &v.data {
-        VolumeData::Label(a) => a
-            .as_slice()
-            .is_none()
-            .then(|| OutBuf::U8(a.iter().copied().collect())),
-        VolumeData::Image(a) => a
-            .as_slice()
-            .is_none()
-            .then(|| OutBuf::F32(a.iter().copied().collect())),
-        VolumeData::Prob(a) => a
-            .as_slice()
-            .is_none()
-            .then(|| OutBuf::F32(a.iter().copied().collect())),
+/// A gathered volume as a `vf_volume`, with the elements its pointer refers to.
+fn raw_volume(v: &Volume) -> (abi::VfVolume, Elements<'_>) {
+    let mut r = raw_geometry(&v.header);
+    let elements = match &v.data {
+        VolumeData::Label(a) => Elements::U8(c_order(a)),
+        VolumeData::Image(a) => Elements::F32(c_order(a)),
+        VolumeData::Prob(a) => Elements::F32(c_order(a)),
     };
-    let (ptr, len) = match (&v.data, &mut copy) {
-        (_, Some(OutBuf::U8(c))) => (c.as_mut_ptr() as *mut c_void, c.len()),
-        (_, Some(OutBuf::F32(c))) => (c.as_mut_ptr() as *mut c_void, c.len()),
-        (VolumeData::Label(a), None) => (a.as_ptr() as *mut c_void, a.len()),
-        (VolumeData::Image(a), None) => (a.as_ptr() as *mut c_void, a.len()),
-        (VolumeData::Prob(a), None) => (a.as_ptr() as *mut c_void, a.len()),
-    };
-    r.dtype = if h.stream_type == StreamType::Label {
-        abi::DTYPE_U8
-    } else {
-        abi::DTYPE_F32
-    };
-    r.data = ptr;
+    let (data, len, _) = elements.raw();
+    r.data = data as *mut c_void;
     r.len = len as u64;
-    (r, copy)
+    (r, elements)
+}
+
+/// Elements in C order, lent to a plugin call: borrowed when the array is contiguous, else a copy.
+enum Elements<'a> {
+    U8(Cow<'a, [u8]>),
+    F32(Cow<'a, [f32]>),
+}
+
+impl Elements<'_> {
+    /// Pointer, element count and dtype.
+    fn raw(&self) -> (*const c_void, usize, u32) {
+        match self {
+            Elements::U8(e) => (e.as_ptr() as *const c_void, e.len(), abi::DTYPE_U8),
+            Elements::F32(e) => (e.as_ptr() as *const c_void, e.len(), abi::DTYPE_F32),
+        }
+    }
+}
+
+fn c_order<T: Copy, D: Dimension>(a: &Array<T, D>) -> Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(a.iter().copied().collect()),
+    }
 }
 
 /// The geometry of a stream as a `vf_volume` without data (streaming `start`).
@@ -548,36 +540,21 @@ fn raw_geometry(h: &Header) -> abi::VfVolume {
     r
 }
 
-/// One input slice as a `vf_slice`, with the copy that backs it when it is not contiguous.
-fn raw_slice(s: &Slice) -> (abi::VfSlice, Option<OutBuf>) {
-    let mut copy = match &s.data {
-        SliceData::Label(a) => a
-            .as_slice()
-            .is_none()
-            .then(|| OutBuf::U8(a.iter().copied().collect())),
-        SliceData::Image(a) => a
-            .as_slice()
-            .is_none()
-            .then(|| OutBuf::F32(a.iter().copied().collect())),
-        SliceData::Prob(a) => a
-            .as_slice()
-            .is_none()
-            .then(|| OutBuf::F32(a.iter().copied().collect())),
+/// One input slice as a `vf_slice`, with the elements its pointer refers to.
+fn raw_slice(s: &Slice) -> (abi::VfSlice, Elements<'_>) {
+    let elements = match &s.data {
+        SliceData::Label(a) => Elements::U8(c_order(a)),
+        SliceData::Image(a) => Elements::F32(c_order(a)),
+        SliceData::Prob(a) => Elements::F32(c_order(a)),
     };
-    let (data, len, dtype) = match (&s.data, &mut copy) {
-        (_, Some(OutBuf::U8(c))) => (c.as_ptr() as *const c_void, c.len(), abi::DTYPE_U8),
-        (_, Some(OutBuf::F32(c))) => (c.as_ptr() as *const c_void, c.len(), abi::DTYPE_F32),
-        (SliceData::Label(a), None) => (a.as_ptr() as *const c_void, a.len(), abi::DTYPE_U8),
-        (SliceData::Image(a), None) => (a.as_ptr() as *const c_void, a.len(), abi::DTYPE_F32),
-        (SliceData::Prob(a), None) => (a.as_ptr() as *const c_void, a.len(), abi::DTYPE_F32),
-    };
+    let (data, len, dtype) = elements.raw();
     (
         abi::VfSlice {
             data,
             len: len as u64,
             dtype,
         },
-        copy,
+        elements,
     )
 }
 
