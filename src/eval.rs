@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use voxflow_nodes::eval::metrics::{
-    check_detection, csv_cells, csv_quote, evaluate, parse_classes, to_json, ClassResult,
-    ClassSpec, Detection, SizedDetection, CSV_COLUMNS, DEFAULT_CLASSES, METRIC_NAMES,
-    SIZED_PRED_MIN_MM3, SIZED_TRUTH_MIN_MM3,
+    check_detection, csv_cells, evaluate, parse_classes, to_json, ClassResult, ClassSpec,
+    Detection, SizedDetection, CSV_COLUMNS, DEFAULT_CLASSES, METRIC_NAMES, SIZED_PRED_MIN_MM3,
+    SIZED_TRUTH_MIN_MM3,
 };
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_runtime::stream::StreamType;
@@ -283,7 +283,7 @@ pub(crate) fn csv_rows(id: &str, r: Result<&[ClassResult], &str>) -> Vec<String>
             .collect(),
         Err(msg) => {
             let mut cells = vec![String::new(); CSV_COLUMNS.len()];
-            *cells.last_mut().expect("note column") = csv_quote(msg);
+            *cells.last_mut().expect("note column") = voxflow_nodes::csv::quote(msg);
             vec![format!("{id},,failed,{}", cells.join(","))]
         }
     }

@@ -1,5 +1,6 @@
 //! Built-in voxflow nodes, one file per node, grouped by family.
 
+pub mod csv;
 pub mod eval;
 pub mod features;
 pub mod inference;

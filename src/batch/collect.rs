@@ -6,7 +6,8 @@ use crate::eval::{csv_header, csv_rows, mean_std, metrics_tables, Case};
 use serde_json::{json, Value};
 use std::path::Path;
 use voxflow_metrics::{ClassMetrics, Detection, Metric, TruthLesion, Undefined, DETECTION_RULE};
-use voxflow_nodes::eval::metrics::{csv_quote, ClassResult};
+use voxflow_nodes::csv::quote as csv_quote;
+use voxflow_nodes::eval::metrics::ClassResult;
 
 pub const BATCH_FILE: &str = "batch.json";
 

@@ -308,17 +308,8 @@ pub fn csv_cells(r: &ClassResult) -> Vec<String> {
         }
         None => cells.extend(std::iter::repeat_n(String::new(), 5)),
     }
-    cells.push(csv_quote(&r.note()));
+    cells.push(crate::csv::quote(&r.note()));
     cells
-}
-
-/// Quotes a CSV cell when needed (RFC 4180).
-pub fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// The node's CSV: a header line and one row per class.

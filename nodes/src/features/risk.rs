@@ -244,7 +244,7 @@ pub fn to_csv(model: &RiskModel, results: &[RiskResult]) -> String {
             r.score.map(|x| format!("{x}")).unwrap_or_default(),
             model.threshold,
             r.risk.unwrap_or_default(),
-            sf::csv_quote(&r.note)
+            crate::csv::quote(&r.note)
         ));
     }
     s

@@ -362,15 +362,6 @@ fn num(x: f64) -> String {
     format!("{x}")
 }
 
-/// Quotes a CSV cell when needed (RFC 4180).
-pub fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 /// One line per region after a header line; undefined values are empty cells.
 pub fn to_csv(rows: &[RegionRow]) -> String {
     let names = feature_names();
@@ -389,7 +380,7 @@ pub fn to_csv(rows: &[RegionRow]) -> String {
         for n in &names {
             cells.push(r.value(n).flatten().map(num).unwrap_or_default());
         }
-        cells.push(csv_quote(&r.note));
+        cells.push(crate::csv::quote(&r.note));
         out.push_str(&cells.join(","));
         out.push('\n');
     }

@@ -40,18 +40,22 @@ impl TypedKind for Argmax {
 
 struct ArgmaxNode;
 
-/// Argmax over axis 0 of `(C, nj, ni)`; ties go to the lowest channel.
+/// Argmax over axis 0 of `(C, nj, ni)` (see [`argmax_at`]).
 pub fn argmax_slice(p: &ndarray::Array3<f32>) -> Array2<u8> {
-    let (c, nj, ni) = p.dim();
-    Array2::from_shape_fn((nj, ni), |(j, i)| {
-        let mut best = 0;
-        for ch in 1..c {
-            if p[[ch, j, i]] > p[[best, j, i]] || p[[best, j, i]].is_nan() {
-                best = ch;
-            }
+    let (_, nj, ni) = p.dim();
+    Array2::from_shape_fn((nj, ni), |(j, i)| argmax_at(p.view(), j, i))
+}
+
+/// The channel with the largest value at `(j, i)` of a `(C, nj, ni)` slice: ties go to the
+/// lowest channel, and NaN never wins over a number.
+pub fn argmax_at(p: ndarray::ArrayView3<f32>, j: usize, i: usize) -> u8 {
+    let mut best = 0;
+    for ch in 1..p.dim().0 {
+        if p[[ch, j, i]] > p[[best, j, i]] || p[[best, j, i]].is_nan() {
+            best = ch;
         }
-        best as u8
-    })
+    }
+    best as u8
 }
 
 impl Node for ArgmaxNode {

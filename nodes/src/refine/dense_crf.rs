@@ -1,5 +1,6 @@
 //! `dense_crf`: 3D fully connected CRF over a probability volume (issue 5, step 4 of the paper).
 
+use crate::inference::argmax::{argmax_at, argmax_slice};
 use ndarray::{s, Array3, Array4, ArrayView3, ArrayView4, Axis};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -261,20 +262,6 @@ pub fn roi_bounds(prob: ArrayView4<f32>, spacing: [f64; 3], roi: CrfRoi) -> Opti
     }))
 }
 
-/// First class with the largest probability at `(j, i)` of a `(C, nj, ni)` slice.
-fn argmax_at(p: ArrayView3<f32>, j: usize, i: usize) -> u8 {
-    let mut best = 0;
-    let mut bv = p[[0, j, i]];
-    for c in 1..p.dim().0 {
-        let v = p[[c, j, i]];
-        if v > bv {
-            best = c;
-            bv = v;
-        }
-    }
-    best as u8
-}
-
 /// Argmax labels `(nk, nj, ni)` of probabilities `(nk, C, nj, ni)`.
 pub fn argmax_prob(prob: ArrayView4<f32>) -> Array3<u8> {
     let (nk, _, nj, ni) = prob.dim();
@@ -469,9 +456,7 @@ impl CrfNode {
                     "`prob` has the value {v} (class {c}) at voxel (i, j, k) = ({i}, {j}, {k}); probabilities must be finite and >= 0"
                 )));
             }
-            let (_, nj, ni) = pk.dim();
-            let label =
-                ndarray::Array2::from_shape_fn((nj, ni), |(j, i)| argmax_at(pk.view(), j, i));
+            let label = argmax_slice(pk);
             let mut ls = Slice::new(k, SliceData::Label(label));
             ls.meta = p.meta.clone();
             ctx.send_slice("label", ls)?;

@@ -91,7 +91,7 @@ impl CaseStats {
     pub fn to_csv(&self) -> String {
         format!(
             "case,liver_volume_ml,lesion_count,lesion_total_ml,lesion_largest_ml,lesion_largest_diameter_mm\n{},{},{},{},{},{}\n",
-            crate::eval::metrics::csv_quote(&self.case),
+            crate::csv::quote(&self.case),
             self.liver_volume_ml,
             self.lesions.len(),
             self.lesion_total_ml(),
