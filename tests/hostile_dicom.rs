@@ -543,7 +543,7 @@ fn fuzz_huge_element_length_is_refused_before_allocation() {
 
 /// Fuzz input (`dicom_file`, 670 bytes): a changed tag inside the file meta group stopped the
 /// length walk there, so the dataset went unchecked and its (3030,3334) claim of 875 MB was
-/// allocated (1.2 GB peak). The walk now follows the meta group length like the parser.
+/// allocated (0.89 GB peak). The walk now follows the meta group length like the parser.
 #[test]
 fn fuzz_changed_meta_tag_still_has_its_lengths_checked() {
     let bytes = fuzz_regression("oom_meta_tag_changed.dcm");
@@ -556,7 +556,7 @@ fn fuzz_changed_meta_tag_still_has_its_lengths_checked() {
 }
 
 /// Fuzz input (`dicom_file`, 739 bytes): an element after the pixel data claims 1.7 GB; the
-/// length walk stopped at the pixel data, the parser went on and allocated it (1.65 GB peak).
+/// length walk stopped at the pixel data, the parser went on and allocated it (1.69 GB peak).
 #[test]
 fn fuzz_element_after_pixel_data_has_its_length_checked() {
     let bytes = fuzz_regression("oom_after_pixel_data.dcm");
@@ -596,7 +596,7 @@ fn fuzz_bits_stored_beyond_bits_allocated_is_refused() {
 
 /// Fuzz input (`dicom_folder`, one 890-byte file): Pixel Data of VR OV with 60 bytes. The
 /// parser reads 7 eight-byte values and goes on 4 bytes early, out of step with the file, and
-/// then allocated the 809 MB an element there claims (0.8 GB peak). Lengths that are not whole
+/// then allocated the 809 MB an element there claims (0.82 GB peak). Lengths that are not whole
 /// values are refused.
 #[test]
 fn fuzz_partial_binary_value_is_refused() {
@@ -611,7 +611,7 @@ fn fuzz_partial_binary_value_is_refused() {
 
 /// Fuzz input (`dicom_folder`, one 559-byte file): the transfer syntax UID ends in a newline,
 /// which the parser trims and the length walk did not, so the walk skipped the dataset and the
-/// parser, out of step after a partial UL value, allocated the 4.1 GB an element claims (4.0 GB
+/// parser, out of step after a partial UL value, allocated the 4.1 GB an element claims (4.14 GB
 /// peak, 21 s).
 #[test]
 fn fuzz_uid_with_trailing_newline_still_has_its_lengths_checked() {
@@ -625,7 +625,7 @@ fn fuzz_uid_with_trailing_newline_still_has_its_lengths_checked() {
 }
 
 /// Fuzz inputs whose oversized length the walk did not see the parser's way (1.1 kB and 711
-/// bytes; 0.8 and 1.9 GB peak before). The parser's allocations are capped at the file's size
+/// bytes; 0.83 and 1.95 GB peak before). The parser's allocations are capped at the file's size
 /// (`io::alloc_cap`), so its reservation fails and the first file is refused; the second has a
 /// long NUL-padded transfer syntax UID, which the walk now reads, and is refused by the walk.
 #[test]
@@ -648,7 +648,7 @@ fn fuzz_claims_only_the_parser_sees_are_capped() {
 
 /// Fuzz input (`dicom_folder`, one 1.8 kB file): an 84-byte transfer syntax UID (NUL-padded)
 /// was longer than the length walk read, so it skipped the dataset; a string element there claims
-/// 408 MB (0.4 GB peak before; under the allocation cap the parser's string buffer aborted).
+/// 408 MB (0.42 GB peak before; under the allocation cap the parser's string buffer aborted).
 #[test]
 fn fuzz_long_padded_uid_still_has_its_lengths_checked() {
     let files = fuzz_folder("abort_long_uid.bin");
