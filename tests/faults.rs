@@ -335,8 +335,9 @@ fn a_graph_with_more_nodes_than_threads_is_a_clear_error() {
     }
     let o = cmd.output().unwrap();
     let err = assert_clear_error(&o);
-    assert!(err.contains("cannot start this node's thread"), "{err}");
+    assert!(err.contains("cannot start the node threads"), "{err}");
     assert!(err.contains("20000 nodes"), "{err}");
+    assert!(err.contains("40064 MiB of address space"), "{err}");
     assert_eq!(tree(&d), [g]);
 }
 

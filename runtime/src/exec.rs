@@ -360,6 +360,26 @@ pub fn execute(
             }
         }
         let n_nodes = plan.nodes.len();
+        // The address space of every node thread's stack, checked before any thread starts:
+        // under a memory limit (`ulimit -v`) a graph too large then fails here, instead of a
+        // small allocation failing (an abort) while the threads use up the limit.
+        let stacks = n_nodes
+            .saturating_mul(THREAD_STACK_BYTES)
+            .saturating_add(SPAWN_HEADROOM_BYTES);
+        if Vec::<u8>::new().try_reserve_exact(stacks).is_err() {
+            fail(RunError {
+                node: String::new(),
+                kind: String::new(),
+                file: plan.file.clone(),
+                pos: Pos::default(),
+                message: format!(
+                    "cannot start the node threads: voxflow runs each of the graph's {n_nodes} nodes \
+                     on its own thread, and the {} MiB of address space their stacks need is not \
+                     available (raise the memory limit, e.g. `ulimit -v`, or split the graph)",
+                    stacks >> 20
+                ),
+            });
+        }
         let mut handles = Vec::new();
         for (n, (mut node, mut ctx)) in built.into_iter().zip(ctxs).enumerate() {
             if first_error.lock().expect("lock").is_some() {
@@ -470,6 +490,11 @@ pub fn execute(
         disabled: plan.disabled.clone(),
     })
 }
+
+/// Rust's default stack for a spawned thread (the node threads use it).
+const THREAD_STACK_BYTES: usize = 2 << 20;
+/// Address space kept free beyond the stacks for starting the threads and reporting an error.
+const SPAWN_HEADROOM_BYTES: usize = 64 << 20;
 
 /// Holds node threads until every one is started; then lets them run, or tells them to leave.
 #[derive(Default)]
