@@ -107,9 +107,14 @@ impl LiverSlices {
     /// Files slice `s` (checked against the header by the runtime).
     pub fn put(&mut self, s: &Slice) {
         let k = s.index;
+        // A prob slice's channel is read in place; a label slice becomes 0/1 floats.
+        let from_label;
         let p = match (&s.data, self.channel) {
-            (SliceData::Prob(a), Some(ch)) => a.index_axis(Axis(0), ch).to_owned(),
-            (SliceData::Label(l), None) => l.mapv(|x| if x > 0 { 1.0 } else { 0.0 }),
+            (SliceData::Prob(a), Some(ch)) => a.index_axis(Axis(0), ch),
+            (SliceData::Label(l), None) => {
+                from_label = l.mapv(|x| if x > 0 { 1.0f32 } else { 0.0 });
+                from_label.view()
+            }
             _ => unreachable!("the stream type was checked by the header"),
         };
         let t = self.threshold;

@@ -57,7 +57,7 @@ fn value_size(vr: &[u8; 2]) -> Option<u32> {
 /// The VR the parser gives an implicit-VR element: the dictionary's (US for US-or-SS).
 fn dictionary_vr(tag: (u16, u16)) -> Option<[u8; 2]> {
     match StandardDataDictionary.by_tag(Tag(tag.0, tag.1))?.vr() {
-        VirtualVr::Exact(vr) => vr.to_string().as_bytes().try_into().ok(),
+        VirtualVr::Exact(vr) => Some(vr.to_bytes()),
         VirtualVr::Xs => Some(*b"US"),
         _ => None,
     }

@@ -168,7 +168,7 @@ enum OutBuf {
 }
 
 /// Which plugin function is running, for the host callbacks.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 enum Phase {
     /// `run` of a whole-volume kind: `alloc_output`.
     Whole,
@@ -177,6 +177,7 @@ enum Phase {
     /// `slice`, or `finish` after the last slice: `emit_slice`.
     Emit,
     /// `finish` of a stopped run: nothing.
+    #[default]
     Stopped,
 }
 
@@ -189,7 +190,8 @@ struct OpenOutput {
     sent: Vec<usize>,
 }
 
-/// What the host callbacks see during one node run.
+/// What the host callbacks see during one node run (by default: a stopped run's `finish`).
+#[derive(Default)]
 struct CallState {
     phase: Phase,
     /// Declared output types (`None` = any).
@@ -572,15 +574,7 @@ impl Drop for StreamState {
         if self.completed {
             return;
         }
-        let mut closed = CallState {
-            phase: Phase::Stopped,
-            out_types: Vec::new(),
-            outputs: Vec::new(),
-            opened: Vec::new(),
-            emitted: Vec::new(),
-            error: None,
-            refused: None,
-        };
+        let mut closed = CallState::default();
         let host = host_table(&mut closed, self.threads);
         // SAFETY: the state `start` returned, finished exactly once (here).
         unsafe { (self.finish)(self.state, &host, abi::FINISH_STOPPED) };
