@@ -13,8 +13,11 @@ the inference uses), this script only reads what voxflow wrote and resamples it.
    `roi_crop` (the crop_resample rule), non-liver pixels set to 0, resized to SIZE x SIZE.
    Stored in .cache/train/roi{SIZE}/CASE.npz; with `--roi-input window` cut from the windowed
    volume in [0, 1] instead (ct_preprocess.yaml `windowed`), in .cache/train/roi{SIZE}_window/.
-   Each ROI file also holds `liver_median`, the median of the ROI input over the case's liver
-   voxels (train.py moves it to a model's `liver_level:V`, as crop_resample does).
+   With `--roi-close-mm R` the mask is the liver closed per slice by R mm, as crop_resample's
+   `close_mm` closes the liver FCN's mask, so the network sees at training what the closing adds
+   at inference (gallbladder, fissures, the tissue beside a concave edge) as not-lesion; in
+   ..._close{R}/. Each ROI file also holds `liver_median`, the median of the ROI input over that
+   mask (train.py moves it to a model's `liver_level:V`, as crop_resample does).
 4. Tumour hosts (`--hosts`, CT): the windowed volume (voxflow's, back in HU: the window
    [-100, 400] is exact inside it) and the liver mask over the slices with liver, full in-plane,
    with the voxel spacing, in .cache/train/hosts/CASE.npz; train.py's `synth:` section draws
@@ -33,6 +36,7 @@ import time
 import nibabel as nib
 import numpy as np
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -90,6 +94,20 @@ def roi_box(mask2d, min_box):
     j0, j1 = widen(int(rows[0]), int(rows[-1]) + 1, mask2d.shape[0])
     i0, i1 = widen(int(cols[0]), int(cols[-1]) + 1, mask2d.shape[1])
     return j0, j1, i0, i1
+
+
+def close_slices(mask, radius_mm, spacing_ji):
+    """Per-slice closing of a (k, j, i) mask by a disc of radius_mm (mm, in-plane spacing
+    (dj, di)): distance-based dilation then erosion, outside the slice counting as dilated; the
+    result contains the mask. The rule of `close_mm` (close_slices in nodes/src/inference/liver.rs)."""
+    out = mask.copy()
+    for k in range(mask.shape[0]):
+        s = mask[k]
+        if not s.any():
+            continue
+        dil = ndimage.distance_transform_edt(~s, sampling=spacing_ji) <= radius_mm
+        out[k] |= ndimage.distance_transform_edt(dil, sampling=spacing_ji) > radius_mm
+    return out
 
 
 def roi_crop(img2d, liver2d, size, min_box=60):
@@ -172,6 +190,9 @@ def main():
     ap.add_argument("--cases", nargs="*")
     ap.add_argument("--roi", action="store_true", help="also write the liver ROIs (lesion network)")
     ap.add_argument("--min-box", type=int, default=60)
+    ap.add_argument("--roi-close-mm", type=float, default=0.0,
+                    help="ROIs masked by the liver closed per slice by this radius, as crop_resample's close_mm "
+                         "(roi{SIZE}[_window]_close{R}/)")
     ap.add_argument("--roi-input", choices=["equalized", "window"], default="equalized",
                     help="CT ROIs from the equalised volume or from the windowed one in [0, 1] (roi{SIZE}_window/)")
     ap.add_argument("--hosts", action="store_true", help="write tumour hosts (healthy CT livers) for train.py's synth section")
@@ -193,7 +214,8 @@ def main():
     for case in a.cases:
         sl_dir = f"slices{a.size}" if mr_variant is None else f"mr{a.size}_{mr_variant}"
         sl_path = os.path.join(a.cache, sl_dir, f"{case}.npz")
-        roi_dir = f"roi{a.size}" + ("_window" if a.roi_input == "window" else "")
+        roi_dir = f"roi{a.size}" + ("_window" if a.roi_input == "window" else "") + (
+            f"_close{a.roi_close_mm:g}" if a.roi_close_mm else "")
         roi_path = os.path.join(a.cache, roi_dir, f"{case}.npz")
         if os.path.exists(sl_path) and (not a.roi or os.path.exists(roi_path)):
             continue
@@ -214,9 +236,12 @@ def main():
         if a.roi and not os.path.exists(roi_path):
             os.makedirs(os.path.dirname(roi_path), exist_ok=True)
             imgs, labs, boxes, ks = [], [], [], []
+            mask = lab >= 1
+            if a.roi_close_mm:
+                zooms = nib.load(case_files(a.data, case)[1]).header.get_zooms()
+                mask = close_slices(mask, a.roi_close_mm, (zooms[1], zooms[0]))
             for k in range(img.shape[0]):
-                liver = lab[k] >= 1
-                r = roi_crop(roi_img[k], liver, size, a.min_box)
+                r = roi_crop(roi_img[k], mask[k], size, a.min_box)
                 if r is None:
                     continue
                 crop, box = r
@@ -227,7 +252,7 @@ def main():
                 boxes.append(box)
                 ks.append(k)
             # The liver level of the case (train.py shifts it to a model's `liver_level:V`).
-            liver_median = float(np.median(roi_img[lab >= 1]))
+            liver_median = float(np.median(roi_img[mask]))
             print(f"  {case}: median of the ROI input over the liver {liver_median:.4f}", flush=True)
             np.savez_compressed(roi_path + ".tmp.npz", img=np.array(imgs), lab=np.array(labs),
                                 box=np.array(boxes), k=np.array(ks), shape=np.array(img.shape),

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prepare import HELD_OUT_HEALTHY, resize_image, roi_crop, to_u8  # noqa: E402
+from prepare import HELD_OUT_HEALTHY, close_slices, resize_image, roi_crop, to_u8  # noqa: E402
 from synth_tumor import Host, synthesize  # noqa: E402
 
 WINDOW = (-100.0, 400.0)  # ct_preprocess.yaml's window: the lesion network's input in [0, 1]
@@ -51,14 +51,17 @@ def draw_volumes(hosts, rng):
     return out
 
 
-def draw_rois(hosts, rng, size, min_box=60):
+def draw_rois(hosts, rng, size, min_box=60, close_mm=0.0):
     """Liver ROIs of one fresh draw: (img uint8 [N, H, W], lab uint8 (1 = tumour), host index per
-    ROI, each host's liver median in [0, 1] (over its liver including the tumours, as
-    crop_resample measures it; train.py moves it to a model's liver level), number of tumours)."""
+    ROI, each host's liver median in [0, 1] (over its mask including the tumours, as
+    crop_resample measures it; train.py moves it to a model's liver level), number of tumours).
+    With `close_mm` the mask is the liver closed per slice, as prepare.py --roi-close-mm."""
     imgs, labs, case_of, medians, n_tumours = [], [], [], [], 0
     for ci, (case, w, lab, tumours) in enumerate(draw_volumes(hosts, rng)):
         n_tumours += len(tumours)
         liver = lab >= 1
+        if close_mm:
+            liver = close_slices(liver, close_mm, tuple(hosts.hosts[ci].spacing[1:]))
         medians.append(float(np.median(w[liver])))
         for k in range(w.shape[0]):
             r = roi_crop(w[k], liver[k], size, min_box)

@@ -219,6 +219,12 @@ def train(cfg, resume, minutes, device, cosine):
     np.random.seed(seed)
     random.seed(seed)
     data = os.path.join(ROOT, cfg["data"])
+    # The lesion ROIs' mask closed like crop_resample's close_mm: real ROIs from prepare.py
+    # --roi-close-mm (their folder says the radius), synthetic ones closed at each draw.
+    roi_close_mm = float(cfg.get("roi_close_mm", 0.0))
+    if roi_close_mm and not cfg["data"].rstrip("/").endswith(f"_close{roi_close_mm:g}"):
+        sys.exit(f"train: {cfg['name']}: roi_close_mm {roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
+                 f"{roi_close_mm:g} (a data folder ending _close{roi_close_mm:g}), not {cfg['data']}")
     level = liver_level(cfg["preprocess"])
     real = SliceSet(data, cfg["train_cases"], level) if cfg["train_cases"] else None
     sy = cfg.get("synth")
@@ -251,7 +257,7 @@ def train(cfg, resume, minutes, device, cosine):
             print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
             return s.to(dev)
         img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
-                                                  sy.get("min_box", 60))
+                                                  sy.get("min_box", 60), roi_close_mm)
         if level is not None:
             for ci, med in enumerate(medians):
                 m = case_of == ci

@@ -7,10 +7,15 @@ truth lesion voxels (label 2) inside the largest 26-connected component of the p
   .venv-train/bin/python training/tumour_coverage.py LIVER_PRED.nii.gz TRUTH.nii.gz --close-mm 20
 """
 import argparse
+import os
+import sys
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prepare import close_slices  # noqa: E402  (the node's close_mm rule, on (k, j, i) arrays)
 
 
 def largest_component(mask):
@@ -18,18 +23,6 @@ def largest_component(mask):
     if n == 0:
         return mask
     return lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
-
-
-def close_slices(mask, radius_mm, spacing_ij):
-    """Per axial slice (NIfTI k): distance-based dilation then erosion by radius_mm."""
-    out = np.zeros_like(mask)
-    for k in range(mask.shape[2]):
-        s = mask[:, :, k]
-        if not s.any():
-            continue
-        dil = ndimage.distance_transform_edt(~s, sampling=spacing_ij) <= radius_mm
-        out[:, :, k] = ndimage.distance_transform_edt(dil, sampling=spacing_ij) > radius_mm
-    return out | mask
 
 
 def main():
@@ -46,7 +39,9 @@ def main():
     n = lesion.sum()
     print(f"lesion voxels {n}; inside the liver mask {100 * (liver & lesion).sum() / n:.1f} %")
     for r in a.close_mm:
-        c = close_slices(liver, r, p.header.get_zooms()[:2])
+        zooms = p.header.get_zooms()
+        # NIfTI (x, y, z) -> voxflow's (k, j, i) and back.
+        c = close_slices(liver.transpose(2, 1, 0), r, (zooms[1], zooms[0])).transpose(2, 1, 0)
         print(f"closed {r:g} mm: {100 * (c & lesion).sum() / n:.1f} % (mask area +{100 * (c.sum() / liver.sum() - 1):.1f} %)")
 
 

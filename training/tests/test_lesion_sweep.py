@@ -10,7 +10,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from lesion_sweep import score  # noqa: E402
-from tumour_coverage import close_slices, largest_component  # noqa: E402
+from prepare import close_slices  # noqa: E402
+from tumour_coverage import largest_component  # noqa: E402
 
 
 class LesionSweep(unittest.TestCase):
@@ -26,12 +27,28 @@ class LesionSweep(unittest.TestCase):
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
             dice = score(f, truth)
             ml = score(f, None)
-        self.assertAlmostEqual(dice[(0.5, 0)], 2 * 8 / (10 + 8))
-        self.assertAlmostEqual(dice[(0.7, 0)], 1.0)
-        self.assertAlmostEqual(dice[(0.5, 250)], 0.0)   # 8 mm3 < 250: everything dropped
-        self.assertAlmostEqual(ml[(0.6, 0)], 10 / 1000)
-        self.assertAlmostEqual(ml[(0.6, 100)], 0.0)
-        self.assertAlmostEqual(ml[(0.9, 0)], 0.0)        # 230 > round(0.9 * 255) = 230 is false
+        self.assertAlmostEqual(dice[(0.5, 0)][0], 2 * 8 / (10 + 8))
+        self.assertAlmostEqual(dice[(0.7, 0)][0], 1.0)
+        self.assertAlmostEqual(dice[(0.5, 250)][0], 0.0)   # 8 mm3 < 250: everything dropped
+        self.assertAlmostEqual(ml[(0.6, 0)][5], 10 / 1000)
+        self.assertAlmostEqual(ml[(0.6, 100)][5], 0.0)
+        self.assertAlmostEqual(ml[(0.9, 0)][5], 0.0)        # 230 > round(0.9 * 255) = 230 is false
+
+    def test_detection_counts(self):
+        """Issue 17's counts: truth lesions >= 1 mL found by predicted components >= 0.5 mL."""
+        lab = np.ones((20, 20, 20), np.uint8)
+        q = np.zeros_like(lab)
+        truth = np.zeros(lab.shape, bool)
+        truth[0:10, 0:10, 0:10] = True     # 1000 mm3 = 1 mL: counted
+        truth[15:17, 15:17, 15:17] = True  # 8 mm3: too small to count
+        q[0:8, 0:8, 0:8] = 255             # 512 mm3 on the big lesion: found, true
+        q[12:20, 12:14, 0:20] = 255        # 320 mm3 apart from it: under 0.5 mL, not counted
+        q[0:8, 12:20, 12:20] = 255         # 512 mm3 touching no lesion: false
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "01_z.npz")
+            np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
+            _, found, lesions, true_components, components, _ = score(f, truth)[(0.5, 0)]
+        self.assertEqual((found, lesions, true_components, components), (1, 1, 1, 2))
 
     def test_outside_the_liver_is_never_lesion(self):
         lab = np.zeros((4, 4, 4), np.uint8)
@@ -39,7 +56,7 @@ class LesionSweep(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             f = os.path.join(d, "01_y.npz")
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
-            self.assertEqual(score(f, None)[(0.5, 0)], 0.0)
+            self.assertEqual(score(f, None)[(0.5, 0)][5], 0.0)
 
 
 class TumourCoverage(unittest.TestCase):
@@ -51,10 +68,32 @@ class TumourCoverage(unittest.TestCase):
         big = largest_component(m)
         self.assertFalse(big[0, 19, 1])
         self.assertFalse(big[10, 10, 0])
-        closed = close_slices(big, 3.0, (1.0, 1.0))
-        self.assertTrue(closed[10, 10, 0])
-        self.assertTrue((closed >= big).all())
-        self.assertFalse(closed[:, :, 1].any())
+
+
+class CloseSlices(unittest.TestCase):
+    """The cases of close_slices' unit tests in nodes/src/inference/liver.rs: a disk of radius
+    15 px with a bite 5 px wide cut in from its right edge, on slice 1 of 3."""
+
+    @staticmethod
+    def bitten_disk():
+        j, i = np.mgrid[0:41, 0:41]
+        m = np.zeros((3, 41, 41), bool)
+        m[1] = ((j - 20) ** 2 + (i - 20) ** 2 <= 225) & ~(((j >= 18) & (j <= 22)) & (i >= 26))
+        return m
+
+    def test_closing_fills_a_bite_wider_than_nothing_narrower_than_the_disk(self):
+        m = self.bitten_disk()
+        c = close_slices(m, 3.0, (1.0, 1.0))
+        self.assertTrue(c[1, 20, 30])
+        self.assertTrue(c[m].all())
+        self.assertFalse(c[0].any() or c[2].any())
+        self.assertFalse(c[1, 0, 0] or c[1, 40, 40])
+        self.assertFalse(close_slices(m, 1.0, (1.0, 1.0))[1, 20, 30])
+
+    def test_closing_radius_is_in_millimetres(self):
+        m = self.bitten_disk()
+        self.assertTrue(close_slices(m, 1.5, (0.5, 1.0))[1, 20, 30])
+        self.assertFalse(close_slices(m, 1.5, (1.0, 1.0))[1, 20, 30])
 
 
 if __name__ == "__main__":

@@ -180,6 +180,26 @@ class SynthRois(unittest.TestCase):
             with self.assertRaises(SystemExit):
                 HostSet(d, ["btcv0022"], cfg)
 
+    def test_closed_rois_show_what_the_closing_adds(self):
+        """With close_mm the ROI keeps the pixels the per-slice closing adds (a notch 6 mm wide
+        cut into the liver mask, not the image), as crop_resample masks with close_mm; the
+        tumours and their labels are the same draw."""
+        cfg = dict(load_config(), healthy_probability=0.0)
+        sp = (3.0, 1.2, 1.2)
+        hu, liver = phantom_liver(sp, vessels=False)
+        notched = liver.copy()
+        notched[:, 64:69, 100:] = False
+        with tempfile.TemporaryDirectory() as d:
+            np.savez(os.path.join(d, "hostA.npz"), hu=np.rint(hu).astype(np.int16), liver=notched.astype(np.uint8),
+                     spacing=np.array(sp), k0=0, shape=np.array(hu.shape))
+            hosts = HostSet(d, ["hostA"], cfg)
+            plain = draw_rois(hosts, np.random.default_rng(7), (64, 64))
+            closed = draw_rois(hosts, np.random.default_rng(7), (64, 64), close_mm=10.0)
+        self.assertEqual(plain[0].shape, closed[0].shape)
+        self.assertTrue(np.array_equal(plain[1], closed[1]))
+        self.assertGreater((closed[0] > 0).sum(), (plain[0] > 0).sum())
+        self.assertTrue(np.all(closed[0][plain[0] > 0] > 0))
+
     def test_binary_label_resize_matches_prepare(self):
         from prepare import resize_image
         rng = np.random.default_rng(0)
