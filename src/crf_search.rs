@@ -314,13 +314,13 @@ pub fn run(a: CrfSearchArgs, quiet: bool) -> Result<(), String> {
     yaml.push_str(&format!("# one line: {{ kind: dense_crf, {flow} }}\n"));
     yaml.push_str(&body);
     print!("{yaml}");
-    crate::atomic::write_atomic(&a.out, yaml.as_bytes())?;
+    voxflow_runtime::output::write_atomic(&a.out, yaml.as_bytes())?;
     if let Some(p) = &a.trials_csv {
         let text = format!(
             "trial,w_pos,sigma_pos_mm,w_bil,sigma_bil_mm,sigma_int,iterations,dice_liver,dice_lesion,score\n{}\n",
             rows.join("\n")
         );
-        crate::atomic::write_atomic(p, text.as_bytes())?;
+        voxflow_runtime::output::write_atomic(p, text.as_bytes())?;
     }
     say(format!("wrote {}", a.out.display()));
     Ok(())

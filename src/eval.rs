@@ -1,7 +1,6 @@
 //! `voxflow eval`: a segmentation graph (or existing predictions) over a manifest of cases,
 //! metrics per case, a per-case CSV and a Markdown summary (mean ± std, as the paper's Table 1).
 
-use crate::atomic::write_atomic;
 use clap::Args;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -13,6 +12,7 @@ use voxflow_nodes::eval::metrics::{
     SIZED_TRUTH_MIN_MM3,
 };
 use voxflow_nodes::io::read_volume::read_any;
+use voxflow_runtime::output::write_atomic;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{check, execute, CheckOptions, GraphDoc, Registry, RunOptions, RunStats};
 

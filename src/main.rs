@@ -17,7 +17,6 @@ use voxflow_runtime::{
 static GLOBAL: voxflow_nodes::io::alloc_cap::CappedAlloc =
     voxflow_nodes::io::alloc_cap::CappedAlloc;
 
-mod atomic;
 mod batch;
 mod crf_search;
 mod docs;
@@ -296,7 +295,7 @@ fn run_graph(a: RunArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
     let report = execute_stoppable(&plan, reg, opts, quiet)?;
     if let Some(path) = &a.report {
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        atomic::write_atomic(path, text.as_bytes())?;
+        voxflow_runtime::output::write_atomic(path, text.as_bytes())?;
     }
     if !quiet {
         for o in &report.outputs {

@@ -7,12 +7,12 @@ use common::*;
 use ndarray::Array3;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use voxflow_metrics::components::{label_components, Connectivity};
 use voxflow_nodes::io::nifti_io::write_nifti;
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_radiomics::{feature_names, features, Settings};
 use voxflow_runtime::stream::{StreamType, VolumeData};
 use voxflow_runtime::{Header, Volume};
+use voxflow_volume::{label_components, Connectivity};
 
 /// Seeded synthetic volume + PyRadiomics 3.0.1 values of its regions
 /// (`nodes/src/features/fixtures/gen_survival_fixture.py`).

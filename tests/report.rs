@@ -9,11 +9,11 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use voxflow_metrics::{label_components, Connectivity};
 use voxflow_nodes::eval::metrics::{evaluate, parse_classes, DEFAULT_CLASSES};
 use voxflow_nodes::io::read_volume::read_any;
 use voxflow_nodes::report::report::fmt_ml;
 use voxflow_runtime::{StreamType, Volume};
+use voxflow_volume::{label_components, Connectivity};
 
 /// Runs voxflow in `dir` and panics with its stderr when it fails.
 fn voxflow_in(dir: &Path, args: &[&str]) -> Output {

@@ -2,7 +2,8 @@
 
 use crate::decl::ParamType;
 use crate::graph::Pos;
-use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, Pending, RunInfo};
+use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, RunInfo};
+use crate::output::Pending;
 use crate::registry::Registry;
 use crate::validate::Plan;
 use crossbeam_channel::{bounded, Receiver, Sender};

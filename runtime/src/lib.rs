@@ -15,6 +15,7 @@ pub use stream::{
 };
 pub mod exec;
 pub mod node;
+pub mod output;
 pub mod params;
 pub mod registry;
 pub mod validate;

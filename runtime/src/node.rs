@@ -2,6 +2,7 @@
 //! talks to its neighbours through `NodeCtx`.
 
 use crate::decl::{NodeDecl, Params};
+use crate::output::{self, Pending, PendingFile};
 use crate::stream::{Header, Message, Slice, StreamType, Volume};
 use crossbeam_channel::{Receiver, Select, Sender};
 use std::collections::BTreeMap;
@@ -108,82 +109,6 @@ pub struct NodeTiming {
     pub slices: usize,
     /// What the node reported about how it ran (e.g. the device a model ran on).
     pub facts: BTreeMap<String, String>,
-}
-
-/// A file a node wrote under a temporary name; renamed when the whole graph succeeds.
-#[derive(Debug, Clone)]
-pub struct PendingFile {
-    pub tmp: PathBuf,
-    pub dest: PathBuf,
-}
-
-/// What a run's nodes have put on disk so far.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    pub files: Vec<PendingFile>,
-    /// Folders created for outputs; removed again (when empty) if the run fails.
-    pub dirs: Vec<PathBuf>,
-}
-
-impl Pending {
-    /// Removes the temporary files and the folders made for them (a failed run).
-    pub fn discard(mut self) {
-        for f in &self.files {
-            let _ = std::fs::remove_file(&f.tmp);
-        }
-        // Deepest first, so that a parent is empty when its turn comes.
-        self.dirs
-            .sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in &self.dirs {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// This machine's host name ("unknown" if unreadable).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Prefix of every temporary output file: `.voxflow-tmp-HOST-PID-...NAME`.
-pub const TEMP_PREFIX: &str = ".voxflow-tmp-";
-
-/// Removes the temporary files for `name` in `dir` that a process of this host left behind
-/// when it was killed (its pid no longer runs). Temporaries of live processes, of this
-/// process and of other hosts sharing the folder are kept.
-pub fn remove_stale_temps(dir: &Path, name: &str) {
-    let host = host_name();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(owner) = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(TEMP_PREFIX))
-            .and_then(|f| f.strip_suffix(name))
-            .and_then(|f| f.strip_suffix('-'))
-        else {
-            continue;
-        };
-        // HOST-PID, HOST-PID-ThreadId(N) (whole-file writes), or PID (older versions).
-        let owner = owner
-            .strip_suffix(')')
-            .and_then(|o| o.rsplit_once("-ThreadId("))
-            .map_or(owner, |(o, _)| o);
-        let (h, pid) = owner.rsplit_once('-').unwrap_or((&host, owner));
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if h == host
-            && pid != std::process::id()
-            && !Path::new("/proc").join(pid.to_string()).exists()
-        {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 pub(crate) struct InPort {
@@ -525,12 +450,7 @@ impl NodeCtx {
         created.map_err(|e| {
             NodeError::msg(format!("cannot create the folder {}: {e}", dir.display()))
         })?;
-        remove_stale_temps(dir, &name);
-        let tmp = dir.join(format!(
-            "{TEMP_PREFIX}{}-{}-{name}",
-            host_name(),
-            std::process::id()
-        ));
+        let tmp = output::temp_beside(dir, &name);
         self.pending
             .lock()
             .expect("pending lock")

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-pub use crate::atomic::{host, write_atomic};
+pub use voxflow_runtime::output::{host_name as host, write_atomic};
 
 pub const STATUS_FILE: &str = "status.json";
 

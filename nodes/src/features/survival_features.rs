@@ -6,7 +6,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
-use voxflow_metrics::components::{label_components, Connectivity};
 use voxflow_radiomics::{feature_names, features, RadiomicsError, Settings};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::params::variant_name;
@@ -14,6 +13,7 @@ use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{
     BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind, Volume,
 };
+use voxflow_volume::{label_components, Connectivity};
 
 pub struct SurvivalFeatures;
 

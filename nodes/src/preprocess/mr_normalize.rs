@@ -9,6 +9,7 @@ use voxflow_runtime::{
 };
 
 use super::n4::{make_mask, MaskMode};
+use voxflow_volume::percentile_linear;
 
 pub struct MrNormalize;
 
@@ -99,23 +100,6 @@ impl TypedKind for MrNormalize {
     }
 }
 
-/// The `p`-th percentile (0..=100) of `v`, linear between order statistics (numpy's default).
-/// Reorders `v`; `None` when it is empty.
-pub fn percentile(v: &mut [f32], p: f64) -> Option<f32> {
-    if v.is_empty() {
-        return None;
-    }
-    let rank = p / 100.0 * (v.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let (_, &mut a, right) = v.select_nth_unstable_by(lo, f32::total_cmp);
-    let frac = rank - lo as f64;
-    if frac == 0.0 || right.is_empty() {
-        return Some(a);
-    }
-    let b = right.iter().copied().fold(f32::INFINITY, f32::min);
-    Some((a as f64 + frac * (b as f64 - a as f64)) as f32)
-}
-
 /// Normalises `image` as the node docs define; returns the result and `(lo, hi)`.
 pub fn normalize(
     image: &Array3<f32>,
@@ -124,17 +108,17 @@ pub fn normalize(
     p_high: f64,
 ) -> Result<(Array3<f32>, f32, f32), String> {
     let mask = make_mask(image, foreground);
-    let mut vals: Vec<f32> = Zip::from(image)
+    let mut vals: Vec<f64> = Zip::from(image)
         .and(&mask)
         .fold(Vec::new(), |mut acc, &v, &m| {
             if m && !v.is_nan() {
-                acc.push(v);
+                acc.push(v as f64);
             }
             acc
         });
-    let lo = percentile(&mut vals, p_low)
-        .ok_or("the foreground is empty: no voxel to take percentiles over")?;
-    let hi = percentile(&mut vals, p_high).expect("not empty");
+    let lo = percentile_linear(&mut vals, p_low)
+        .ok_or("the foreground is empty: no voxel to take percentiles over")? as f32;
+    let hi = percentile_linear(&mut vals, p_high).expect("not empty") as f32;
     if hi <= lo || !(hi - lo).is_finite() {
         return Err(format!(
             "the foreground's {p_low} and {p_high} percentiles are {lo} and {hi}: no intensity range to scale"
@@ -196,24 +180,6 @@ impl Node for NormNode {
 mod tests {
     use super::*;
     use voxflow_runtime::NodeKind;
-
-    #[test]
-    fn percentile_matches_numpy() {
-        // numpy.percentile([1, 2, 3, 4, 10], [0, 25, 50, 90, 100]) = 1, 2, 3, 7.6, 10
-        let base = [10.0f32, 1.0, 4.0, 3.0, 2.0];
-        for (p, want) in [
-            (0.0, 1.0),
-            (25.0, 2.0),
-            (50.0, 3.0),
-            (90.0, 7.6),
-            (100.0, 10.0),
-        ] {
-            let mut v = base.to_vec();
-            let got = percentile(&mut v, p).unwrap();
-            assert!((got - want).abs() < 1e-5, "p{p}: {got} vs {want}");
-        }
-        assert_eq!(percentile(&mut [], 50.0), None);
-    }
 
     #[test]
     fn clips_and_scales_over_the_foreground() {

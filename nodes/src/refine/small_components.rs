@@ -3,12 +3,12 @@
 
 use ndarray::{Array3, Zip};
 use serde::{Deserialize, Serialize};
-use voxflow_metrics::components::{component_sizes, label_components, Connectivity};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
 use voxflow_runtime::{
     BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind,
 };
+use voxflow_volume::{component_sizes, label_components, Connectivity};
 
 pub struct DropSmallComponents;
 

@@ -6,13 +6,13 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use voxflow_metrics::{label_components, Connectivity};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::validate::strip_extension;
 use voxflow_runtime::{
     BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind,
 };
+use voxflow_volume::{label_components, Connectivity};
 
 pub struct Stats;
 

@@ -9,8 +9,8 @@
 use ndarray::Array3;
 use serde_json::{json, Value};
 use std::time::Instant;
-use voxflow_metrics::components::{label_components, Connectivity};
-use voxflow_metrics::{binary_metrics, detection, largest_component};
+use voxflow_metrics::{binary_metrics, detection};
+use voxflow_volume::{label_components, largest_component, Connectivity};
 
 fn read(dir: &str, name: &str, shape: (usize, usize, usize)) -> Array3<u8> {
     let bytes = std::fs::read(format!("{dir}/{name}")).expect("read volume");

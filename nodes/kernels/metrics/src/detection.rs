@@ -1,8 +1,8 @@
 //! Per-lesion detection counts by 3-D connected components.
 
-use crate::components::{Connectivity, Runs};
 use ndarray::ArrayView3;
 use serde_json::{json, Value};
+use voxflow_volume::components::{Connectivity, Runs};
 
 /// The matching rule, as written into the JSON output.
 pub const DETECTION_RULE: &str = "26-connected components; a truth lesion is detected (true positive) if at least one of its voxels is also predicted; a predicted component that shares no voxel with the truth is a false positive";

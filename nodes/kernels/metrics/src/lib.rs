@@ -1,6 +1,6 @@
 //! Segmentation metrics kernel: Dice, VOE, RVD, ASD, MSD (Hausdorff) and HD95 with the
-//! definitions of MedPy 0.5.2 / the LiTS evaluation code, plus an exact anisotropic
-//! Euclidean distance transform, 3-D connected components and per-lesion detection.
+//! definitions of MedPy 0.5.2 / the LiTS evaluation code, and per-lesion detection. The
+//! distance transform, connected components and percentile are voxflow-volume's.
 //!
 //! Array convention: a volume has shape `(nk, nj, ni)` (slice, row, column) and
 //! `spacing` is the voxel size in mm in the same axis order, `[dk, dj, di]`.
@@ -37,16 +37,13 @@
 
 #![warn(missing_docs)]
 
-pub mod components;
 mod detection;
-mod edt;
 
-pub use components::{label_components, largest_component, Connectivity};
 pub use detection::{
     detection, Detection, SizedDetection, TruthLesion, DETECTION_RULE, SIZED_PRED_MIN_MM3,
     SIZED_TRUTH_MIN_MM3,
 };
-pub use edt::{edt_squared, edt_squared_at};
+use voxflow_volume::{edt_squared_at, percentile_linear};
 
 use ndarray::{s, Array3, ArrayView1, ArrayView3, Axis};
 use rayon::prelude::*;
@@ -260,28 +257,6 @@ fn directed_distances(from: &Array3<bool>, to: &Array3<bool>, spacing: [f64; 3])
     d
 }
 
-/// `numpy.percentile(values, q)` with the default linear interpolation; `values` non-empty.
-/// Reorders `values`.
-pub fn percentile_linear(values: &mut [f64], q: f64) -> f64 {
-    let n = values.len();
-    assert!(n > 0, "percentile of an empty set");
-    let pos = q / 100.0 * (n - 1) as f64;
-    let lo = pos.floor() as usize;
-    let t = pos - lo as f64;
-    let (_, &mut a, rest) = values.select_nth_unstable_by(lo, |x, y| x.total_cmp(y));
-    if lo + 1 >= n || t == 0.0 {
-        return a;
-    }
-    let b = rest.iter().copied().fold(f64::INFINITY, f64::min);
-    // numpy's _lerp: a + (b - a) t, computed from the upper end when t >= 0.5.
-    let d = b - a;
-    if t >= 0.5 {
-        b - d * (1.0 - t)
-    } else {
-        a + d * t
-    }
-}
-
 /// Surface-to-surface distances (mm) of two non-empty masks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SurfaceDistances {
@@ -414,6 +389,6 @@ pub fn binary_metrics(
     let max = all.iter().copied().fold(0.0, f64::max);
     m.asd_mm = Ok(sum / all.len() as f64);
     m.msd_mm = Ok(max);
-    m.hd95_mm = Ok(percentile_linear(&mut all, 95.0));
+    m.hd95_mm = Ok(percentile_linear(&mut all, 95.0).expect("both surfaces are non-empty"));
     m
 }

@@ -2,8 +2,7 @@
 
 use ndarray::{s, Array3};
 use serde_json::json;
-use voxflow_metrics::components::{label_components, largest_component, Connectivity};
-use voxflow_metrics::{binary_metrics, detection, percentile_linear, Undefined};
+use voxflow_metrics::{binary_metrics, detection, Undefined};
 
 fn cube(shape: (usize, usize, usize), lo: [usize; 3], n: usize) -> Array3<bool> {
     let mut m = Array3::from_elem(shape, false);
@@ -153,15 +152,6 @@ fn strided_views_give_the_same_result() {
 }
 
 #[test]
-fn percentile_is_numpy_linear() {
-    // np.percentile([4, 1, 3, 2], 95) = 3.85; [5] -> 5; [0, 10] at 50 -> 5
-    approx(percentile_linear(&mut [4.0, 1.0, 3.0, 2.0], 95.0), 3.85);
-    approx(percentile_linear(&mut [5.0], 95.0), 5.0);
-    approx(percentile_linear(&mut [10.0, 0.0], 50.0), 5.0);
-    approx(percentile_linear(&mut [3.0, 1.0, 2.0], 100.0), 3.0);
-}
-
-#[test]
 fn detection_rule() {
     let shape = (10, 10, 10);
     let mut t = cube(shape, [0, 0, 0], 2); // lesion 1, detected
@@ -214,49 +204,4 @@ fn sized_detection_counts_as_issue_17() {
     let z = d.sized(1000.0, 6000.0);
     assert_eq!((z.found, z.pred_components, z.true_components), (0, 0, 0));
     assert_eq!(d.to_json()["sized"]["found"], json!(1));
-}
-
-#[test]
-fn components_touching_the_border_and_largest() {
-    let mut m = cube((6, 6, 6), [0, 0, 0], 2); // 8 voxels at the corner
-    m.slice_mut(s![3..6, 3..6, 3..6]).fill(true); // 27 voxels at the far corner
-    let (l, n) = label_components(m.view(), Connectivity::Six);
-    assert_eq!((n, l[[0, 0, 0]], l[[5, 5, 5]]), (2, 1, 2));
-    let big = largest_component(m.view());
-    assert_eq!(big.iter().filter(|&&b| b).count(), 27);
-    assert!(big[[5, 5, 5]] && !big[[0, 0, 0]]);
-}
-
-#[test]
-fn components_on_strided_view_and_long_runs() {
-    // Rows longer than the 32-voxel skip blocks, runs crossing block boundaries, and a
-    // transposed (non-contiguous) view must label the same as its standard-layout copy.
-    let mut m = Array3::from_elem((3, 4, 100), false);
-    m.slice_mut(s![0, 0, 5..70]).fill(true); // run crossing two block boundaries
-    m.slice_mut(s![1, 1, 64..96]).fill(true); // one aligned block, diagonal neighbour of the run above
-    m.slice_mut(s![2, 2, 95..97]).fill(true); // two voxels across a boundary, diagonal to [1, 1, 95]
-    m[[0, 3, 99]] = true; // last voxel of a row
-    let (l, n) = label_components(m.view(), Connectivity::TwentySix);
-    assert_eq!(n, 2);
-    assert_eq!(
-        (l[[0, 0, 5]], l[[1, 1, 64]], l[[2, 2, 96]], l[[0, 3, 99]]),
-        (1, 1, 1, 2)
-    );
-    assert_eq!(l[[0, 0, 69]], 1);
-    assert_eq!(l[[0, 0, 70]], 0);
-    let (l6, n6) = label_components(m.view(), Connectivity::Six);
-    assert_eq!(n6, 4);
-    assert_eq!(
-        (
-            l6[[0, 0, 5]],
-            l6[[0, 3, 99]],
-            l6[[1, 1, 64]],
-            l6[[2, 2, 96]]
-        ),
-        (1, 2, 3, 4)
-    );
-    let t = m.view().reversed_axes();
-    let (a, na) = label_components(t, Connectivity::Six);
-    let (b, nb) = label_components(t.to_owned().view(), Connectivity::Six);
-    assert_eq!((na, a), (nb, b));
 }

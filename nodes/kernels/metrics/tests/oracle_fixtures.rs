@@ -3,8 +3,8 @@
 
 use ndarray::Array3;
 use serde_json::Value;
-use voxflow_metrics::components::{component_sizes, label_components, Connectivity};
-use voxflow_metrics::{binary_metrics, detection, edt_squared, surface_distances};
+use voxflow_metrics::{binary_metrics, detection, surface_distances};
+use voxflow_volume::{component_sizes, edt_squared, label_components, Connectivity};
 
 fn load(name: &str) -> Value {
     let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -3,6 +3,7 @@
 
 use crate::roi::Roi;
 use crate::EPS;
+use voxflow_volume::percentile_sorted;
 
 pub(crate) const NAMES: &[&str] = &[
     "10Percentile",
@@ -25,26 +26,6 @@ pub(crate) const NAMES: &[&str] = &[
     "Variance",
 ];
 
-/// `numpy.percentile(a, q)` (method "linear") of the sorted slice `a`.
-fn percentile(a: &[f64], q: f64) -> f64 {
-    let n = a.len() as f64;
-    // numpy "linear": virtual index (n - 1) * (q / 100); exact ties matter for the
-    // robust MAD, which keeps values within [p10, p90].
-    let vi = ((n - 1.0) * (q / 100.0)).clamp(0.0, n - 1.0);
-    let lo = vi.floor();
-    let i = lo as usize;
-    let t = vi - lo;
-    let j = (i + 1).min(a.len() - 1);
-    let (x, y) = (a[i], a[j]);
-    let d = y - x;
-    // numpy `_lerp`
-    if t >= 0.5 {
-        y - d * (1.0 - t)
-    } else {
-        x + d * t
-    }
-}
-
 pub(crate) fn compute(roi: &Roi, spacing: [f64; 3]) -> Vec<f64> {
     let v = &roi.values;
     let n = v.len() as f64;
@@ -52,11 +33,13 @@ pub(crate) fn compute(roi: &Roi, spacing: [f64; 3]) -> Vec<f64> {
     sorted.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap());
     let min = sorted[0];
     let max = *sorted.last().unwrap();
-    let p10 = percentile(&sorted, 10.0);
-    let p90 = percentile(&sorted, 90.0);
-    let p25 = percentile(&sorted, 25.0);
-    let p75 = percentile(&sorted, 75.0);
-    let median = percentile(&sorted, 50.0);
+    // numpy "linear"; exact ties matter for the robust MAD, which keeps values in [p10, p90].
+    let percentile = |q| percentile_sorted(&sorted, q).expect("the ROI has voxels");
+    let p10 = percentile(10.0);
+    let p90 = percentile(90.0);
+    let p25 = percentile(25.0);
+    let p75 = percentile(75.0);
+    let median = percentile(50.0);
     let energy: f64 = v.iter().map(|x| x * x).sum();
     let mean = v.iter().sum::<f64>() / n;
     let (mut m2, mut m3, mut m4, mut mad) = (0.0, 0.0, 0.0, 0.0);
@@ -117,18 +100,4 @@ pub(crate) fn compute(roi: &Roi, spacing: [f64; 3]) -> Vec<f64> {
         uniformity,
         m2,
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn percentile_like_numpy() {
-        let a = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&a, 50.0), 2.5);
-        assert!((percentile(&a, 10.0) - 1.3).abs() < 1e-12);
-        assert!((percentile(&a, 90.0) - 3.7).abs() < 1e-12);
-        assert_eq!(percentile(&[5.0], 90.0), 5.0);
-    }
 }

@@ -20,11 +20,14 @@ pub enum Connectivity {
 ///
 /// Rows are indexed `r = k * nj + j`; the runs of row `r` are
 /// `runs[row_start[r]..row_start[r + 1]]`, each `(start, end)` (end exclusive) along axis 2.
-pub(crate) struct Runs {
+pub struct Runs {
+    /// Index into `runs` of each row's first run, plus one past the last.
     pub row_start: Vec<usize>,
+    /// `(start, end)` of each run along axis 2, end exclusive.
     pub runs: Vec<(u32, u32)>,
     /// Final component label (1-based) of each run.
     pub label: Vec<u32>,
+    /// Number of components.
     pub n: usize,
 }
 
@@ -88,7 +91,7 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
 
 impl Runs {
     /// Run-length encodes `mask` and labels its components (union-find over runs).
-    pub(crate) fn new(mask: ArrayView3<bool>, connectivity: Connectivity) -> Runs {
+    pub fn new(mask: ArrayView3<bool>, connectivity: Connectivity) -> Runs {
         let (nk, nj, _) = mask.dim();
         // Run-length encode the k-slices in parallel, then concatenate.
         let slices: Vec<_> = mask.outer_iter().collect();
@@ -172,7 +175,7 @@ impl Runs {
     }
 
     /// Voxel count of each label (`sizes[l - 1]`).
-    pub(crate) fn sizes(&self) -> Vec<u64> {
+    pub fn sizes(&self) -> Vec<u64> {
         let mut sizes = vec![0u64; self.n];
         for (&(s0, e0), &l) in self.runs.iter().zip(&self.label) {
             sizes[l as usize - 1] += (e0 - s0) as u64;
@@ -181,7 +184,7 @@ impl Runs {
     }
 
     /// Calls `f(row, start, end, label)` for every run.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(usize, usize, usize, u32)) {
+    pub fn for_each(&self, mut f: impl FnMut(usize, usize, usize, u32)) {
         for r in 0..self.row_start.len() - 1 {
             for c in self.row_start[r]..self.row_start[r + 1] {
                 let (s0, e0) = self.runs[c];
