@@ -4,12 +4,13 @@ use super::liver::{check_liver_header, LiverSlices, MaskSpec, META_FULL_SLICE, M
 use ndarray::{s, Array2, ArrayView2};
 use serde::Deserialize;
 use std::path::PathBuf;
-use voxflow_onnx::{resize_bilinear, ModelInfo, PreprocessStep};
+use voxflow_onnx::{ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{
     BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind, Volume,
 };
+use voxflow_volume::resize_bilinear;
 
 pub struct CropResample;
 

@@ -12,7 +12,7 @@ use voxflow_runtime::NodeKind;
 
 /// Bilinear slice resampling used by these nodes (`align_corners = false`), re-exported for
 /// tests and other nodes.
-pub use voxflow_onnx::resize_bilinear;
+pub use voxflow_volume::resize_bilinear;
 
 /// The node kinds of this family.
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {

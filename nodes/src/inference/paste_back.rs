@@ -4,12 +4,12 @@ use super::crop_resample::Roi;
 use super::liver::{class_channel, LiverSlices, MaskSpec, META_CLASSES, META_FULL_SLICE, META_ROI};
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 use serde::Deserialize;
-use voxflow_onnx::resize_bilinear;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{
     BuildEnv, Meta, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind,
 };
+use voxflow_volume::resize_bilinear;
 
 pub struct PasteBack;
 

@@ -10,6 +10,7 @@
 //! differs from the other slices) are always an error: skipping them would hide a property of
 //! the series.
 
+use super::dicom_source::{DicomSource, Instance};
 use dicom_core::header::HasLength;
 use dicom_dictionary_std::tags;
 use dicom_object::{open_file, DefaultDicomObject, Tag};
@@ -19,7 +20,7 @@ use ndarray::Array3;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use voxflow_runtime::stream::{Header, Meta, StreamType};
+use voxflow_runtime::stream::{Header, StreamType};
 
 /// A series read from a folder.
 pub struct DicomSeries {
@@ -673,20 +674,20 @@ fn check_spacing(kept: &[SliceInfo], grid: &Grid) -> Result<(), String> {
 /// The modality and the patient and study identifiers of the series.
 struct Identity {
     modality: String,
-    meta: Meta,
+    identifiers: BTreeMap<String, String>,
 }
 
 impl Identity {
     fn of(obj: &DefaultDicomObject) -> Identity {
         Identity {
             modality: text(obj, tags::MODALITY).unwrap_or_default(),
-            meta: identifiers(obj),
+            identifiers: identifiers(obj),
         }
     }
 }
 
-fn identifiers(obj: &DefaultDicomObject) -> Meta {
-    let mut meta = Meta::new();
+fn identifiers(obj: &DefaultDicomObject) -> BTreeMap<String, String> {
+    let mut ids = BTreeMap::new();
     for (key, tag) in [
         ("PatientID", tags::PATIENT_ID),
         ("PatientName", tags::PATIENT_NAME),
@@ -708,10 +709,10 @@ fn identifiers(obj: &DefaultDicomObject) -> Meta {
         ),
     ] {
         if let Some(v) = text(obj, tag) {
-            meta.insert(key.into(), v.into());
+            ids.insert(key.to_string(), v);
         }
     }
-    meta
+    ids
 }
 
 /// The header (LPS affine flipped to RAS, as NIfTI converters do) and per-slice identifiers.
@@ -722,7 +723,10 @@ fn assemble(
     identity: Identity,
     skipped: &[PathBuf],
 ) -> DicomSeries {
-    let Identity { modality, mut meta } = identity;
+    let Identity {
+        modality,
+        identifiers,
+    } = identity;
     let n = kept.len();
     let first = &kept[0];
     let [dr, dc] = first.pixel_spacing;
@@ -748,34 +752,23 @@ fn assemble(
     header.affine = affine;
     header.modality = modality;
     // Geometry and per-slice identifiers (slice k order), for outputs that reference the source.
-    meta.insert(
-        "ImageOrientationPatient".into(),
-        grid.orientation.to_vec().into(),
-    );
-    meta.insert("PixelSpacing".into(), vec![dr, dc].into());
-    meta.insert("Rows".into(), grid.rows.into());
-    meta.insert("Columns".into(), grid.cols.into());
-    if let Some(t) = first.slice_thickness {
-        meta.insert("SliceThickness".into(), t.into());
-    }
-    let instances: Vec<serde_json::Value> = kept
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "SOPInstanceUID": s.sop_uid,
-                "ImagePositionPatient": s.position,
+    DicomSource {
+        orientation: grid.orientation,
+        pixel_spacing: [dr, dc],
+        rows: grid.rows,
+        columns: grid.cols,
+        slice_thickness: first.slice_thickness,
+        instances: kept
+            .iter()
+            .map(|s| Instance {
+                sop_instance_uid: s.sop_uid.clone(),
+                position: s.position,
             })
-        })
-        .collect();
-    meta.insert("instances".into(), instances.into());
-    if !skipped.is_empty() {
-        let names: Vec<String> = skipped.iter().map(|p| p.display().to_string()).collect();
-        meta.insert("skipped_files".into(), names.into());
+            .collect(),
+        skipped_files: skipped.iter().map(|p| p.display().to_string()).collect(),
+        identifiers,
     }
-    header.meta.insert(
-        "dicom".into(),
-        serde_json::Value::Object(meta.into_iter().collect()),
-    );
+    .store(&mut header);
     let slices = kept.into_iter().map(|s| (s.sop_uid, s.path)).collect();
     DicomSeries {
         header,

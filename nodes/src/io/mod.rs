@@ -4,6 +4,7 @@ pub mod alloc_cap;
 pub mod budget;
 pub mod dicom_io;
 mod dicom_lengths;
+pub mod dicom_source;
 pub mod nifti_io;
 pub mod phantom;
 pub mod read_volume;

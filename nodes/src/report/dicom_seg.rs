@@ -1,6 +1,7 @@
 //! `write_dicom_seg`: a label volume as a DICOM Segmentation (binary; liver and lesion
 //! segments) that references the source DICOM series slice by slice.
 
+use crate::io::dicom_source::DicomSource;
 use dicom_core::smallvec::SmallVec;
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -9,7 +10,8 @@ use dicom_object::mem::InMemElement;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use ndarray::{Array3, Axis};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::node::check_slice;
@@ -181,9 +183,11 @@ impl Node for SegNode {
     }
 }
 
-/// The source series as `read_volume` records it in the header metadata (`dicom`).
+/// The source series as `read_volume` records it in the header metadata ([`DicomSource`]),
+/// checked for what a DICOM SEG needs.
 pub struct SourceSeries {
-    attrs: Map<String, Value>,
+    /// Patient, study and series identifiers by DICOM keyword.
+    identifiers: BTreeMap<String, String>,
     /// Where the series was read from (for messages).
     folder: String,
     /// Per slice k: SOP Instance UID and ImagePositionPatient (LPS, mm).
@@ -191,52 +195,33 @@ pub struct SourceSeries {
     pub orientation: [f64; 6],
     /// Row spacing, column spacing (mm).
     pub pixel_spacing: [f64; 2],
+    pub slice_thickness: Option<f64>,
     pub rows: usize,
     pub columns: usize,
-}
-
-fn floats<const N: usize>(v: Option<&Value>) -> Option<[f64; N]> {
-    let a: Vec<f64> = v?
-        .as_array()?
-        .iter()
-        .map(Value::as_f64)
-        .collect::<Option<_>>()?;
-    a.try_into().ok()
 }
 
 impl SourceSeries {
     /// `Ok(None)` when the stream carries no DICOM identifiers (NIfTI, phantom).
     pub fn from_header(h: &Header) -> Result<Option<Self>, String> {
-        let Some(d) = h.meta.get("dicom").and_then(Value::as_object) else {
+        let Some(d) = DicomSource::from_header(h)? else {
             return Ok(None);
         };
         let bad = |what: &str| format!("the stream's DICOM metadata has no valid {what}");
-        let instances = d
-            .get("instances")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("`instances`"))?
-            .iter()
-            .map(|i| {
-                let uid = i.get("SOPInstanceUID").and_then(Value::as_str)?;
-                let pos = floats::<3>(i.get("ImagePositionPatient"))?;
-                (!uid.is_empty()).then(|| (uid.to_string(), pos))
-            })
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad("SOPInstanceUID and ImagePositionPatient per slice"))?;
+        if d.instances.iter().any(|i| i.sop_instance_uid.is_empty()) {
+            return Err(bad("SOPInstanceUID per slice"));
+        }
         let s = SourceSeries {
-            instances,
-            orientation: floats(d.get("ImageOrientationPatient"))
-                .ok_or_else(|| bad("ImageOrientationPatient"))?,
-            pixel_spacing: floats(d.get("PixelSpacing")).ok_or_else(|| bad("PixelSpacing"))?,
-            rows: d
-                .get("Rows")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| bad("Rows"))? as usize,
-            columns: d
-                .get("Columns")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| bad("Columns"))? as usize,
-            attrs: d.clone(),
+            instances: d
+                .instances
+                .into_iter()
+                .map(|i| (i.sop_instance_uid, i.position))
+                .collect(),
+            orientation: d.orientation,
+            pixel_spacing: d.pixel_spacing,
+            slice_thickness: d.slice_thickness,
+            rows: d.rows,
+            columns: d.columns,
+            identifiers: d.identifiers,
             folder: h
                 .meta
                 .get("source")
@@ -254,7 +239,7 @@ impl SourceSeries {
 
     /// A copied attribute, empty when the source has none.
     pub fn attr(&self, key: &str) -> &str {
-        self.attrs.get(key).and_then(Value::as_str).unwrap_or("")
+        self.identifiers.get(key).map_or("", String::as_str)
     }
 
     fn name(&self) -> String {
@@ -570,11 +555,7 @@ pub fn segmentation(
     };
     let overlap = labels.iter().any(|&v| v == 2);
     let [dr, dc] = src.pixel_spacing;
-    let thickness = src
-        .attrs
-        .get("SliceThickness")
-        .and_then(Value::as_f64)
-        .unwrap_or(slice_step);
+    let thickness = src.slice_thickness.unwrap_or(slice_step);
     let dimension = |pointer: Tag, group: Tag, label: &str| {
         item(vec![
             el(tags::DIMENSION_ORGANIZATION_UID, VR::UI, dim_uid.as_str()),

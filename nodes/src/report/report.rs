@@ -6,6 +6,7 @@ use super::overlay::{self, Drawn, OverlayParams, OverlaySpec};
 use super::stats::{case_name, case_stats, CaseStats};
 use super::viewer::{self, Viewer};
 use crate::eval::metrics::{evaluate, parse_classes, ClassResult, DEFAULT_CLASSES, METRIC_NAMES};
+use crate::io::dicom_source::DicomSource;
 use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -270,8 +271,11 @@ impl Page<'_> {
                 ),
             ),
         ];
-        if let Some(d) = h.meta.get("dicom").and_then(|v| v.as_object()) {
-            let f = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+        if let Ok(Some(d)) = DicomSource::from_header(h) {
+            let f = |k: &str| match d.identifier(k) {
+                "" => "-".to_string(),
+                v => v.to_string(),
+            };
             rows.push((
                 "DICOM",
                 format!(

@@ -7,15 +7,14 @@
 //! - [`FcnSession`]: one session per worker thread; [`FcnSession::run`] maps `[N, 1, H, W]`
 //!   slices at the model's input size to `[N, C, H, W]` probabilities;
 //!   [`FcnSession::predict_slices`] does resize -> batch -> run -> resize back for whole slices.
-//! - [`resize_bilinear`] / [`resize_nearest`]: slice resampling, `align_corners = false`.
 //!
-//! No dependency on the voxflow runtime.
+//! Slices are resized with voxflow-volume's `resize_bilinear`. No dependency on the voxflow
+//! runtime.
 
 use std::path::PathBuf;
 
 mod library;
 mod model;
-mod resize;
 mod session;
 
 pub use library::{
@@ -25,7 +24,6 @@ pub use model::{
     Modality, ModelInfo, PreprocessStep, KEY_CLASSES, KEY_INPUT_SIZE, KEY_MODALITY,
     KEY_MODEL_VERSION, KEY_PADDING, KEY_PREPROCESS, REQUIRED_KEYS,
 };
-pub use resize::{nearest_indices, resize_bilinear, resize_nearest};
 pub use session::{reflect_pad, Device, FcnSession};
 
 /// Errors of this crate. Every model-related variant names the model file.

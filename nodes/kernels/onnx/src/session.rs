@@ -214,7 +214,7 @@ impl FcnSession {
 
 impl FcnSession {
     /// Convenience for whole slices of any size: each slice `(rows, cols)` is resized to the
-    /// model's input size with [`crate::resize_bilinear`], slices are run in batches of
+    /// model's input size with [`voxflow_volume::resize_bilinear`], slices are run in batches of
     /// `batch_size`, and each class's probabilities are resized back to `(rows, cols)`
     /// (bilinear). Returns one `[C, rows, cols]` array per slice, in order.
     pub fn predict_slices(
@@ -236,14 +236,14 @@ impl FcnSession {
                 }
                 batch
                     .slice_mut(s![i, 0, .., ..])
-                    .assign(&crate::resize_bilinear(sl.view(), h, w));
+                    .assign(&voxflow_volume::resize_bilinear(sl.view(), h, w));
             }
             let prob = self.run(batch.view())?;
             for (sl, p) in chunk.iter().zip(prob.outer_iter()) {
                 let (rows, cols) = sl.dim();
                 let mut back = Array3::<f32>::zeros((c, rows, cols));
                 for (mut dst, src) in back.outer_iter_mut().zip(p.axis_iter(Axis(0))) {
-                    dst.assign(&crate::resize_bilinear(src, rows, cols));
+                    dst.assign(&voxflow_volume::resize_bilinear(src, rows, cols));
                 }
                 out.push(back);
             }

@@ -204,7 +204,7 @@ fn cuda_request_fails_clearly_without_cuda() {
 #[test]
 fn predict_slices_maps_to_model_size_and_back() {
     use ndarray::Array2;
-    use voxflow_onnx::resize_bilinear;
+    use voxflow_volume::resize_bilinear;
     let mut s = cpu("identity.onnx");
     let a = Array2::from_shape_fn((64, 64), |(y, x)| ((y * 7 + x * 3) % 50) as f32 / 49.0);
     let b = Array2::from_shape_fn((40, 90), |(y, x)| (y as f32 / 39.0) * (x as f32 / 89.0));

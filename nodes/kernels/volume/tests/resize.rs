@@ -1,7 +1,7 @@
 //! resize_bilinear / resize_nearest against OpenCV (fixtures/make_resize_fixtures.py).
 
 use ndarray::Array2;
-use voxflow_onnx::{resize_bilinear, resize_nearest};
+use voxflow_volume::{resize_bilinear, resize_nearest};
 
 #[test]
 fn resize_matches_opencv() {

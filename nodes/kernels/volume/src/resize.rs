@@ -1,4 +1,4 @@
-//! Slice resampling with the pixel-centre convention (`align_corners = false`).
+//! Slice resampling (the fcn node, the cascade crops) with the pixel-centre convention (`align_corners = false`).
 //!
 //! Output pixel `d` of an axis resized from `n_in` to `n_out` samples the input at
 //! `src = (d + 0.5) * n_in / n_out - 0.5` (pixel centres at integer coordinates, the image
