@@ -75,6 +75,11 @@ mod tests {
         assert!((percentile_sorted(&a, 10.0).unwrap() - 1.3).abs() < 1e-12);
         assert!((percentile_sorted(&a, 90.0).unwrap() - 3.7).abs() < 1e-12);
         assert_eq!(percentile_sorted(&[5.0], 90.0), Some(5.0));
+        // np.percentile([4, 1, 3, 2], 95) = 3.85; [0, 10] at 50 -> 5
+        let p95 = percentile_linear(&mut [4.0, 1.0, 3.0, 2.0], 95.0).unwrap();
+        assert!((p95 - 3.85).abs() < 1e-12, "{p95}");
+        assert_eq!(percentile_linear(&mut [10.0, 0.0], 50.0), Some(5.0));
+        assert_eq!(percentile_linear(&mut [3.0, 1.0, 2.0], 100.0), Some(3.0));
     }
 
     #[test]

@@ -1,34 +1,12 @@
-//! Hand-computed cases of the volume kernel (moved here with the code from voxflow-metrics).
+//! Hand-computed cases of the connected components (moved here with the code from voxflow-metrics).
 
 use ndarray::{s, Array3};
-use voxflow_volume::{label_components, largest_component, percentile_linear, Connectivity};
-
-fn cube(shape: (usize, usize, usize), lo: [usize; 3], n: usize) -> Array3<bool> {
-    let mut m = Array3::from_elem(shape, false);
-    m.slice_mut(s![lo[0]..lo[0] + n, lo[1]..lo[1] + n, lo[2]..lo[2] + n])
-        .fill(true);
-    m
-}
-
-fn approx(a: f64, b: f64) {
-    assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
-}
-
-#[test]
-fn percentile_is_numpy_linear() {
-    // np.percentile([4, 1, 3, 2], 95) = 3.85; [5] -> 5; [0, 10] at 50 -> 5
-    approx(
-        percentile_linear(&mut [4.0, 1.0, 3.0, 2.0], 95.0).unwrap(),
-        3.85,
-    );
-    approx(percentile_linear(&mut [5.0], 95.0).unwrap(), 5.0);
-    approx(percentile_linear(&mut [10.0, 0.0], 50.0).unwrap(), 5.0);
-    approx(percentile_linear(&mut [3.0, 1.0, 2.0], 100.0).unwrap(), 3.0);
-}
+use voxflow_volume::{label_components, largest_component, Connectivity};
 
 #[test]
 fn components_touching_the_border_and_largest() {
-    let mut m = cube((6, 6, 6), [0, 0, 0], 2); // 8 voxels at the corner
+    let mut m = Array3::from_elem((6, 6, 6), false);
+    m.slice_mut(s![0..2, 0..2, 0..2]).fill(true); // 8 voxels at the corner
     m.slice_mut(s![3..6, 3..6, 3..6]).fill(true); // 27 voxels at the far corner
     let (l, n) = label_components(m.view(), Connectivity::Six);
     assert_eq!((n, l[[0, 0, 0]], l[[5, 5, 5]]), (2, 1, 2));
