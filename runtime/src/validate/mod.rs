@@ -8,6 +8,11 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+mod subst;
+
+pub use subst::{has_scheme, parse_set_value, strip_extension};
+use subst::{param_ref, resolve_path, scope_file, substitute, substitute_paths, Origin, Sub};
+
 /// Keys every node may have besides its ports and params.
 pub const RESERVED_KEYS: [&str; 3] = ["kind", "about", "enabled"];
 
@@ -36,23 +41,6 @@ pub struct Plan {
     pub params: BTreeMap<String, Value>,
 }
 
-/// Where a value came from; decides what relative paths are relative to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
-    /// Written in the file of the node being checked.
-    Graph,
-    /// Written in the file of this scope (a value passed to an included graph).
-    File(usize),
-    CommandLine,
-}
-
-#[derive(Clone, Debug)]
-enum Sub {
-    Known(Value, Origin),
-    /// A graph param without a value (allowed by `check`, an error for `run`).
-    Unknown,
-}
-
 /// Options of a check.
 #[derive(Clone, Debug, Default)]
 pub struct CheckOptions {
@@ -62,37 +50,6 @@ pub struct CheckOptions {
     pub cwd: PathBuf,
     /// When true, graph params without a value are errors (running); else they are skipped.
     pub require_values: bool,
-}
-
-/// Parses a `--set` value the way YAML would read a scalar.
-pub fn parse_set_value(s: &str) -> Value {
-    match s {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        _ => {
-            if let Ok(i) = s.parse::<i64>() {
-                Value::from(i)
-            } else if let Ok(f) = s.parse::<f64>() {
-                if f.is_finite() {
-                    Value::from(f)
-                } else {
-                    Value::String(s.into())
-                }
-            } else {
-                Value::String(s.into())
-            }
-        }
-    }
-}
-
-/// True for values such as `phantom:` or `phantom:small` that are not file paths.
-pub fn has_scheme(s: &str) -> bool {
-    match s.find(':') {
-        Some(i) if i >= 2 => s[..i]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        _ => false,
-    }
 }
 
 struct Checker<'a> {
@@ -124,227 +81,6 @@ impl Checker<'_> {
             message,
         });
     }
-}
-
-/// Replaces `$name` / `${name}` in a value.
-fn substitute(v: &Value, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
-    match v {
-        Value::String(s) => substitute_str(s, gp),
-        Value::Array(items) => {
-            let mut out = Vec::new();
-            let mut origin = Origin::Graph;
-            for it in items {
-                match substitute(it, gp)? {
-                    Sub::Known(v, o) => {
-                        if o == Origin::CommandLine {
-                            origin = o;
-                        }
-                        out.push(v)
-                    }
-                    Sub::Unknown => return Ok(Sub::Unknown),
-                }
-            }
-            Ok(Sub::Known(Value::Array(out), origin))
-        }
-        _ => Ok(Sub::Known(v.clone(), Origin::Graph)),
-    }
-}
-
-/// A `$name`, `${name}` or `${name:modifier}` reference; `s` starts after the `$`.
-struct ParamRef {
-    name: String,
-    modifier: Option<String>,
-    /// Length of the reference in `s`.
-    len: usize,
-}
-
-fn param_ref(s: &str) -> Option<ParamRef> {
-    if let Some(rest) = s.strip_prefix('{') {
-        let end = rest.find('}')?;
-        let (name, modifier) = match rest[..end].split_once(':') {
-            Some((n, m)) => (n.to_string(), Some(m.to_string())),
-            None => (rest[..end].to_string(), None),
-        };
-        return Some(ParamRef {
-            name,
-            modifier,
-            len: end + 2,
-        });
-    }
-    let n: String = s
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    if n.is_empty() {
-        return None;
-    }
-    Some(ParamRef {
-        len: n.len(),
-        name: n,
-        modifier: None,
-    })
-}
-
-/// `path` without the extension of its file name (two for `.gz`: `a/seg.nii.gz` -> `a/seg`).
-pub fn strip_extension(path: &str) -> &str {
-    let name_start = path.rfind('/').map_or(0, |i| i + 1);
-    let mut end = path.len();
-    for _ in 0..2 {
-        let name = &path[name_start..end];
-        match name.rfind('.') {
-            Some(dot) if dot > 0 => {
-                let ext = &name[dot..];
-                end = name_start + dot;
-                if ext != ".gz" {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    &path[..end]
-}
-
-/// Applies `${name:modifier}`: `stem` drops the file extension, `set` is true unless the
-/// value is an empty string.
-fn apply_modifier(name: &str, v: &Value, modifier: Option<&str>) -> Result<Value, String> {
-    match (modifier, v) {
-        (None, _) => Ok(v.clone()),
-        (Some("set"), Value::String(s)) => Ok(Value::Bool(!s.is_empty())),
-        (Some("set"), _) => Ok(Value::Bool(!v.is_null())),
-        (Some("stem"), Value::String(s)) => Ok(Value::String(strip_extension(s).into())),
-        (Some("stem"), _) => Err(format!(
-            "`${{{name}:stem}}` needs a text value, `{name}` is {v}"
-        )),
-        (Some(m), _) => Err(format!(
-            "unknown modifier `{m}` in `${{{name}:{m}}}` (known: stem, set)"
-        )),
-    }
-}
-
-fn lookup<'g>(gp: &'g HashMap<String, Sub>, name: &str) -> Result<&'g Sub, String> {
-    gp.get(name).ok_or_else(|| {
-        format!(
-            "graph param `${name}` is never defined{}",
-            did_you_mean(name, gp.keys().map(String::as_str))
-        )
-    })
-}
-
-fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
-    if !s.contains('$') {
-        return Ok(Sub::Known(Value::String(s.into()), Origin::Graph));
-    }
-    // A whole-value reference keeps the param's type.
-    if let Some(r) = param_ref(&s[1..]).filter(|_| s.starts_with('$')) {
-        if r.len + 1 == s.len() {
-            return match lookup(gp, &r.name)? {
-                Sub::Known(v, o) => Ok(Sub::Known(
-                    apply_modifier(&r.name, v, r.modifier.as_deref())?,
-                    *o,
-                )),
-                Sub::Unknown => Ok(Sub::Unknown),
-            };
-        }
-    }
-    let mut out = String::new();
-    let mut origin = Origin::Graph;
-    let mut rest = s;
-    let mut first = true;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-            first = false;
-            continue;
-        }
-        let r = param_ref(after).ok_or_else(|| {
-            format!("`$` in `{s}` is not followed by a param name (write `$$` for a dollar sign)")
-        })?;
-        match lookup(gp, &r.name)? {
-            Sub::Unknown => return Ok(Sub::Unknown),
-            Sub::Known(v, o) => {
-                if first && i == 0 && *o == Origin::CommandLine {
-                    origin = Origin::CommandLine;
-                }
-                match apply_modifier(&r.name, v, r.modifier.as_deref())? {
-                    Value::String(t) => out.push_str(&t),
-                    other => out.push_str(&other.to_string()),
-                }
-            }
-        }
-        first = false;
-        rest = &after[r.len..];
-    }
-    out.push_str(rest);
-    Ok(Sub::Known(Value::String(out), origin))
-}
-
-/// Folder of the file of scope `k`.
-fn scope_dir(doc: &GraphDoc, k: usize) -> &Path {
-    doc.scopes.get(k).map_or(&doc.dir, |s| &s.dir)
-}
-
-/// A relative path resolved against the folder of the graph file it was written in (`scope`:
-/// the file of the node) or the current directory.
-fn resolve_path(
-    s: &str,
-    origin: Origin,
-    scope: usize,
-    doc: &GraphDoc,
-    opts: &CheckOptions,
-) -> String {
-    if has_scheme(s) || Path::new(s).is_absolute() {
-        return s.to_string();
-    }
-    let base = match origin {
-        Origin::Graph => scope_dir(doc, scope),
-        Origin::File(k) => scope_dir(doc, k),
-        Origin::CommandLine => &opts.cwd,
-    };
-    base.join(s).to_string_lossy().into_owned()
-}
-
-/// Substitutes a list of paths and resolves each by where it came from (the graph file or
-/// `--set`), so `[$a, $b]` works when only `a` is set on the command line.
-fn substitute_paths(
-    v: &Value,
-    gp: &HashMap<String, Sub>,
-    scope: usize,
-    doc: &GraphDoc,
-    opts: &CheckOptions,
-) -> Result<Sub, String> {
-    let items: Vec<(Value, Origin)> = match v {
-        Value::Array(items) => {
-            let mut out = Vec::new();
-            for it in items {
-                match substitute(it, gp)? {
-                    Sub::Known(v, o) => out.push((v, o)),
-                    Sub::Unknown => return Ok(Sub::Unknown),
-                }
-            }
-            out
-        }
-        _ => match substitute(v, gp)? {
-            Sub::Known(Value::Array(a), o) => a.into_iter().map(|v| (v, o)).collect(),
-            other => return Ok(other),
-        },
-    };
-    let resolved = items
-        .into_iter()
-        .map(|(v, o)| match v {
-            Value::String(s) => Value::String(resolve_path(&s, o, scope, doc, opts)),
-            other => other,
-        })
-        .collect();
-    Ok(Sub::Known(Value::Array(resolved), Origin::Graph))
-}
-
-/// The file of scope `k`.
-fn scope_file(doc: &GraphDoc, k: usize) -> PathBuf {
-    doc.scopes.get(k).map_or(&doc.file, |s| &s.file).clone()
 }
 
 /// Checks a graph against the registry; on success returns the plan of enabled nodes.
@@ -894,62 +630,5 @@ pub fn check_all_ways(
         Ok(plan)
     } else {
         Err(Diagnostics(errors))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn params(pairs: &[(&str, Value, Origin)]) -> HashMap<String, Sub> {
-        pairs
-            .iter()
-            .map(|(n, v, o)| (n.to_string(), Sub::Known(v.clone(), *o)))
-            .collect()
-    }
-
-    fn known(s: Result<Sub, String>) -> (Value, Origin) {
-        match s {
-            Ok(Sub::Known(v, o)) => (v, o),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn stem_drops_the_extension() {
-        assert_eq!(strip_extension("out/seg.nii.gz"), "out/seg");
-        assert_eq!(strip_extension("seg.nii"), "seg");
-        assert_eq!(strip_extension("a.b/seg"), "a.b/seg");
-        assert_eq!(strip_extension("my.case.nrrd"), "my.case");
-        assert_eq!(strip_extension("x/.hidden"), "x/.hidden");
-        assert_eq!(strip_extension("scan.gz"), "scan");
-    }
-
-    #[test]
-    fn modifiers() {
-        let gp = params(&[
-            ("output", Value::from("out/seg.nii.gz"), Origin::CommandLine),
-            ("truth", Value::from(""), Origin::Graph),
-            ("n", Value::from(3), Origin::Graph),
-        ]);
-        // Text around a modified reference keeps the command-line origin of the value.
-        let (v, o) = known(substitute_str("${output:stem}.html", &gp));
-        assert_eq!((v, o), (Value::from("out/seg.html"), Origin::CommandLine));
-        let (v, _) = known(substitute_str("${output:stem}", &gp));
-        assert_eq!(v, Value::from("out/seg"));
-        assert_eq!(
-            known(substitute_str("${truth:set}", &gp)).0,
-            Value::Bool(false)
-        );
-        assert_eq!(
-            known(substitute_str("${output:set}", &gp)).0,
-            Value::Bool(true)
-        );
-        let e = substitute_str("${output:upper}", &gp).unwrap_err();
-        assert!(e.contains("unknown modifier `upper`"), "{e}");
-        let e = substitute_str("${n:stem}.x", &gp).unwrap_err();
-        assert!(e.contains("needs a text value"), "{e}");
-        let e = substitute_str("${outptu:stem}", &gp).unwrap_err();
-        assert!(e.contains("did you mean `output`"), "{e}");
     }
 }
