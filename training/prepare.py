@@ -36,8 +36,8 @@ import time
 import nibabel as nib
 import numpy as np
 import torch
-from scipy import ndimage
 import torch.nn.functional as F
+from scipy import ndimage
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CASES_CT = ["ircadb01", "ircadb17"] + [f"btcv{n:04d}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 21, 22, 23, 24, 25, 29)]
