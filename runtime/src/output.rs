@@ -77,7 +77,7 @@ pub fn remove_stale_temps(dir: &Path, name: &str) {
         else {
             continue;
         };
-        // HOST-PID, HOST-PID-ThreadId(N) (whole-file writes), or PID (older versions).
+        // HOST-PID-ThreadId(N), or HOST-PID and PID (older versions).
         let owner = owner
             .strip_suffix(')')
             .and_then(|o| o.rsplit_once("-ThreadId("))

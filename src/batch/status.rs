@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use voxflow_runtime::output::TEMP_PREFIX;
 pub use voxflow_runtime::output::{host_name as host, write_atomic};
 
 pub const STATUS_FILE: &str = "status.json";
@@ -276,7 +277,7 @@ pub fn remove_stale_temps(dir: &Path) {
             let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if is_dir {
                 remove_stale_temps(&e.path());
-            } else if e.file_name().to_string_lossy().starts_with(".voxflow-tmp-") {
+            } else if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -1,7 +1,7 @@
 //! `write_dicom_seg`: a label volume as a DICOM Segmentation (binary; liver and lesion
 //! segments) that references the source DICOM series slice by slice.
 
-use crate::io::dicom_source::DicomSource;
+use crate::io::dicom_source::{DicomSource, Instance};
 use dicom_core::smallvec::SmallVec;
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -11,7 +11,6 @@ use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use ndarray::{Array3, Axis};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::node::check_slice;
@@ -186,42 +185,27 @@ impl Node for SegNode {
 /// The source series as `read_volume` records it in the header metadata ([`DicomSource`]),
 /// checked for what a DICOM SEG needs.
 pub struct SourceSeries {
-    /// Patient, study and series identifiers by DICOM keyword.
-    identifiers: BTreeMap<String, String>,
+    pub dicom: DicomSource,
     /// Where the series was read from (for messages).
     folder: String,
-    /// Per slice k: SOP Instance UID and ImagePositionPatient (LPS, mm).
-    pub instances: Vec<(String, [f64; 3])>,
-    pub orientation: [f64; 6],
-    /// Row spacing, column spacing (mm).
-    pub pixel_spacing: [f64; 2],
-    pub slice_thickness: Option<f64>,
-    pub rows: usize,
-    pub columns: usize,
 }
 
 impl SourceSeries {
     /// `Ok(None)` when the stream carries no DICOM identifiers (NIfTI, phantom).
     pub fn from_header(h: &Header) -> Result<Option<Self>, String> {
-        let Some(d) = DicomSource::from_header(h)? else {
+        let Some(dicom) = DicomSource::from_header(h)? else {
             return Ok(None);
         };
         let bad = |what: &str| format!("the stream's DICOM metadata has no valid {what}");
-        if d.instances.iter().any(|i| i.sop_instance_uid.is_empty()) {
+        if dicom
+            .instances
+            .iter()
+            .any(|i| i.sop_instance_uid.is_empty())
+        {
             return Err(bad("SOPInstanceUID per slice"));
         }
         let s = SourceSeries {
-            instances: d
-                .instances
-                .into_iter()
-                .map(|i| (i.sop_instance_uid, i.position))
-                .collect(),
-            orientation: d.orientation,
-            pixel_spacing: d.pixel_spacing,
-            slice_thickness: d.slice_thickness,
-            rows: d.rows,
-            columns: d.columns,
-            identifiers: d.identifiers,
+            dicom,
             folder: h
                 .meta
                 .get("source")
@@ -237,9 +221,9 @@ impl SourceSeries {
         Ok(Some(s))
     }
 
-    /// A copied attribute, empty when the source has none.
+    /// A copied identifier, empty when the source has none.
     pub fn attr(&self, key: &str) -> &str {
-        self.identifiers.get(key).map_or("", String::as_str)
+        self.dicom.identifier(key)
     }
 
     fn name(&self) -> String {
@@ -254,21 +238,27 @@ impl SourceSeries {
     /// axes and each slice's origin (the slice origin within 1% of the slice step).
     pub fn check_grid(&self, h: &Header) -> Result<(), String> {
         let [nk, nj, ni] = h.shape;
-        if [nk, nj, ni] != [self.instances.len(), self.rows, self.columns] {
+        if [nk, nj, ni]
+            != [
+                self.dicom.instances.len(),
+                self.dicom.rows,
+                self.dicom.columns,
+            ]
+        {
             return Err(format!(
                 "{} has {} slices of {}x{} (rows x columns), the label {} of {nj}x{ni}",
                 self.name(),
-                self.instances.len(),
-                self.rows,
-                self.columns,
+                self.dicom.instances.len(),
+                self.dicom.rows,
+                self.dicom.columns,
                 nk
             ));
         }
         // The affine is RAS; DICOM is LPS.
         let lps = |r: usize, v: f64| if r < 2 { -v } else { v };
         let a = &h.affine;
-        let [dr, dc] = self.pixel_spacing;
-        let o = &self.orientation;
+        let [dr, dc] = self.dicom.pixel_spacing;
+        let o = &self.dicom.orientation;
         let close = |x: f64, y: f64, tol: f64| (x - y).abs() <= tol + 1e-4 * y.abs();
         for r in 0..3 {
             if !close(lps(r, a[r][0]), o[r] * dc, 1e-4)
@@ -277,13 +267,20 @@ impl SourceSeries {
                 return Err(format!(
                     "the label's in-plane axes differ from {}'s orientation {o:?} and spacing {:?}: {}",
                     self.name(),
-                    self.pixel_spacing,
+                    self.dicom.pixel_spacing,
                     h.describe("label")
                 ));
             }
         }
         let tol = 0.01 * h.spacing[0] + 1e-3;
-        for (k, (uid, p)) in self.instances.iter().enumerate() {
+        for (
+            k,
+            Instance {
+                sop_instance_uid: uid,
+                position: p,
+            },
+        ) in self.dicom.instances.iter().enumerate()
+        {
             let q: Vec<f64> = (0..3)
                 // `+ 0.0` prints -0.0 as 0.
                 .map(|r| lps(r, a[r][2] * k as f64 + a[r][3]) + 0.0)
@@ -475,7 +472,10 @@ fn segment(number: u16, lesion: bool) -> InMemDicomObject {
 
 /// The per-frame functional groups of frame `(segment, k)`.
 fn frame_groups(src: &SourceSeries, segment: u16, k: usize) -> InMemDicomObject {
-    let (uid, pos) = &src.instances[k];
+    let Instance {
+        sop_instance_uid: uid,
+        position: pos,
+    } = &src.dicom.instances[k];
     item(vec![
         seq(
             tags::DERIVATION_IMAGE_SEQUENCE,
@@ -554,8 +554,8 @@ pub fn segmentation(
         f => f.to_string(),
     };
     let overlap = labels.iter().any(|&v| v == 2);
-    let [dr, dc] = src.pixel_spacing;
-    let thickness = src.slice_thickness.unwrap_or(slice_step);
+    let [dr, dc] = src.dicom.pixel_spacing;
+    let thickness = src.dicom.slice_thickness.unwrap_or(slice_step);
     let dimension = |pointer: Tag, group: Tag, label: &str| {
         item(vec![
             el(tags::DIMENSION_ORGANIZATION_UID, VR::UI, dim_uid.as_str()),
@@ -651,18 +651,24 @@ pub fn segmentation(
                 ),
                 seq(
                     tags::REFERENCED_INSTANCE_SEQUENCE,
-                    src.instances
+                    src.dicom
+                        .instances
                         .iter()
-                        .map(|(uid, _)| {
-                            item(vec![
-                                el(
-                                    tags::REFERENCED_SOP_CLASS_UID,
-                                    VR::UI,
-                                    src.attr("SOPClassUID"),
-                                ),
-                                el(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, uid.as_str()),
-                            ])
-                        })
+                        .map(
+                            |Instance {
+                                 sop_instance_uid: uid,
+                                 ..
+                             }| {
+                                item(vec![
+                                    el(
+                                        tags::REFERENCED_SOP_CLASS_UID,
+                                        VR::UI,
+                                        src.attr("SOPClassUID"),
+                                    ),
+                                    el(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, uid.as_str()),
+                                ])
+                            },
+                        )
                         .collect(),
                 ),
             ])],
@@ -706,7 +712,7 @@ pub fn segmentation(
                     vec![item(vec![strs(
                         tags::IMAGE_ORIENTATION_PATIENT,
                         VR::DS,
-                        &src.orientation.map(ds),
+                        &src.dicom.orientation.map(ds),
                     )])],
                 ),
             ])],
@@ -721,8 +727,8 @@ pub fn segmentation(
         el(tags::SAMPLES_PER_PIXEL, VR::US, 1u16),
         el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
         el(tags::NUMBER_OF_FRAMES, VR::IS, frames.len().to_string()),
-        el(tags::ROWS, VR::US, src.rows as u16),
-        el(tags::COLUMNS, VR::US, src.columns as u16),
+        el(tags::ROWS, VR::US, src.dicom.rows as u16),
+        el(tags::COLUMNS, VR::US, src.dicom.columns as u16),
         el(tags::BITS_ALLOCATED, VR::US, 1u16),
         el(tags::BITS_STORED, VR::US, 1u16),
         el(tags::HIGH_BIT, VR::US, 0u16),
