@@ -527,6 +527,21 @@ fn run_case(
     Ok(Outcome::Ended(Box::new(status)))
 }
 
+/// The SHA-256 of the graph file; for a graph that includes others, of the files' hashes (the
+/// graph's, then the included ones'), one line each.
+fn graph_sha256(doc: &GraphDoc) -> Result<String, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    if doc.scopes.len() <= 1 {
+        return Ok(status::sha256_bytes(&read(&doc.file)?));
+    }
+    let mut lines = String::new();
+    for s in &doc.scopes {
+        lines.push_str(&status::sha256_bytes(&read(&s.file)?));
+        lines.push('\n');
+    }
+    Ok(status::sha256_bytes(lines.as_bytes()))
+}
+
 /// Graph params (but `output`) whose value, from --set or the graph's default, is an
 /// existing file or folder, with that path.
 fn model_params(
@@ -740,13 +755,13 @@ pub fn run(a: BatchArgs, reg: &Registry, quiet: bool, plugins: &[PathBuf]) -> Re
     let cores = cores();
     let threads = a.threads.unwrap_or(cores / a.jobs).max(1);
     let base = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
-    let graph_bytes = std::fs::read(&graph).map_err(|e| format!("{}: {e}", graph.display()))?;
+    let graph_sha256 = graph_sha256(&doc)?;
     let setup = Setup {
         reg,
         model_params: model_params(&doc, &a.case.set, &base)?,
         version: GraphVersion {
             file: graph.clone(),
-            sha256: status::sha256_bytes(&graph_bytes),
+            sha256: graph_sha256,
             set: a.case.set.clone(),
         },
         graph,

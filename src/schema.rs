@@ -58,7 +58,7 @@ pub fn schema(reg: &Registry) -> Value {
     defs.insert(
         "kind_graph".into(),
         json!({
-            "description": "Includes another graph file as this node; its nodes become `ID/NODE`, used as ports `ID.NODE`; other keys set its params (docs/GRAPHS.md).",
+            "description": "Includes another graph file as this node; its nodes become `ID/NODE`, used as ports `ID.NODE`; other keys set its params or connect its inputs (`INPUT: node`; docs/GRAPHS.md).",
             "properties": {
                 "kind": { "const": INCLUDE_KIND },
                 "file": { "type": "string", "description": "The graph file to include, relative to this file." },
@@ -103,6 +103,16 @@ pub fn schema(reg: &Registry) -> Value {
                 "type": "object",
                 "description": "Graph params: `name: { default: VALUE, about: TEXT }`, used in node values as `$name`.",
                 "additionalProperties": { "$ref": "#/definitions/graph_param" }
+            },
+            "inputs": {
+                "type": "object",
+                "description": "Streams a graph meant to be included takes from the including graph: `name: { about: TEXT }`; its nodes name an input like a node. A graph with inputs does not run by itself.",
+                "propertyNames": { "pattern": "^[^./]+$" },
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": { "about": { "type": "string" } },
+                    "additionalProperties": false
+                }
             },
             "plugins": {
                 "type": "array",

@@ -177,3 +177,123 @@ fn survival_graph_composes_the_ct_graph() {
     assert!(dot.contains("\"seg/label\" -> \"features\""), "{dot}");
     assert!(Path::new(&d).join("f.csv").is_file());
 }
+
+/// `sub/part.yaml`: a graph with an input, which only runs included.
+const PART: &str = "graph: part
+inputs:
+  img: { about: \"the image to window\" }
+params:
+  out: {}
+nodes:
+  w: { kind: hu_window, in: img, min: -100, max: 400 }
+  s: { kind: write_volume, in: w, path: $out }
+";
+
+/// `sub/wrapper.yaml`: includes the part, passing its own input on.
+const WRAPPER: &str = "graph: wrapper
+inputs:
+  img: {}
+params:
+  out: {}
+nodes:
+  p: { kind: graph, file: part.yaml, img: img, out: $out }
+";
+
+fn setup_part(name: &str, outer: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let d = temp_dir(name);
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    write_graph(&d.join("sub"), "part.yaml", PART);
+    write_graph(&d.join("sub"), "wrapper.yaml", WRAPPER);
+    let g = write_graph(&d, "outer.yaml", outer);
+    (d, g)
+}
+
+#[test]
+fn graph_inputs_carry_the_callers_streams_through_nested_includes() {
+    let (d, g) = setup_part(
+        "include-inputs",
+        "graph: outer
+nodes:
+  r: { kind: read_volume, path: \"phantom:small\" }
+  direct: { kind: graph, file: sub/part.yaml, img: r, out: direct.nii.gz }
+  nested: { kind: graph, file: sub/wrapper.yaml, img: r.out, out: nested.nii.gz }
+  w: { kind: hu_window, in: r, min: -100, max: 400 }
+  s: { kind: write_volume, in: w, path: plain.nii.gz }
+",
+    );
+    voxflow_ok(&["-q", "run", g.to_str().unwrap()]);
+    let plain = std::fs::read(d.join("plain.nii.gz")).unwrap();
+    for f in ["direct.nii.gz", "nested.nii.gz"] {
+        assert!(
+            std::fs::read(d.join(f)).unwrap() == plain,
+            "{f} differs from the same nodes written without an include"
+        );
+    }
+    let dot = voxflow_ok(&["graph", "--dot", g.to_str().unwrap()]);
+    let dot = String::from_utf8_lossy(&dot.stdout);
+    assert!(dot.contains("\"r\" -> \"direct/w\""), "{dot}");
+    assert!(dot.contains("\"r\" -> \"nested/p/w\""), "{dot}");
+}
+
+#[test]
+fn graph_input_errors_name_the_place() {
+    // Not connected: at the include node.
+    let (_, g) = setup_part(
+        "include-input-missing",
+        "graph: outer\nnodes:\n  p: { kind: graph, file: sub/part.yaml, out: x.nii.gz }\n",
+    );
+    let e = stderr_of(&["check", g.to_str().unwrap()]);
+    assert!(e.contains(&format!("{}:3:3: node `p`", g.display())), "{e}");
+    assert!(e.contains("input `img` of the included graph"), "{e}");
+    assert!(e.contains("is not connected"), "{e}");
+    // Connected to a node that does not exist: at the value, in the caller's file.
+    let (_, g) = setup_part(
+        "include-input-unknown",
+        "graph: outer
+nodes:
+  r: { kind: read_volume, path: \"phantom:small\" }
+  p: { kind: graph, file: sub/part.yaml, img: rr, out: x.nii.gz }
+",
+    );
+    let e = stderr_of(&["check", g.to_str().unwrap()]);
+    assert!(
+        e.contains(&format!("{}:4:47: node `p`", g.display())),
+        "{e}"
+    );
+    assert!(e.contains("no node named `rr` (did you mean `r`?)"), "{e}");
+    // A misspelt input is suggested.
+    let (_, g) = setup_part(
+        "include-input-typo",
+        "graph: outer
+nodes:
+  r: { kind: read_volume, path: \"phantom:small\" }
+  p: { kind: graph, file: sub/part.yaml, imgg: r, out: x.nii.gz }
+",
+    );
+    let e = stderr_of(&["check", g.to_str().unwrap()]);
+    assert!(
+        e.contains("has no param or input `imgg` (did you mean `img`?)"),
+        "{e}"
+    );
+    // A part does not run by itself.
+    let (d, _) = setup_part("include-input-alone", "graph: outer\nnodes: {}\n");
+    let part = d.join("sub/part.yaml");
+    let e = stderr_of(&["run", part.to_str().unwrap(), "--set", "out=x.nii.gz"]);
+    assert!(e.contains(&format!("{}:3:3", part.display())), "{e}");
+    assert!(e.contains("this graph has inputs (`img`)"), "{e}");
+    assert!(!d.join("sub/x.nii.gz").exists());
+}
+
+/// The CT and MRI graphs share their report nodes through graphs/parts/report.yaml.
+#[test]
+fn shipped_graphs_share_the_report_part() {
+    for g in ["ct_liver_lesion.yaml", "mri_liver.yaml"] {
+        let path = root().join("graphs").join(g);
+        let o = voxflow_ok(&["graph", "--dot", path.to_str().unwrap()]);
+        let dot = String::from_utf8_lossy(&o.stdout);
+        assert!(dot.contains("label=\"report (report.yaml)\""), "{g}: {dot}");
+        for node in ["overlay", "stats", "html", "seg"] {
+            assert!(dot.contains(&format!("\"report/{node}\"")), "{g}: {dot}");
+        }
+    }
+}

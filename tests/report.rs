@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -388,6 +389,12 @@ fn phantom_report_from_the_ct_graph() {
     ] {
         assert!(about.contains(&m), "{m} not in {about}");
     }
+    // The graph row names the included report part with the SHA-256 of its content.
+    let part = Path::new(&graph("parts/report.yaml")).to_path_buf();
+    let sha = Sha256::digest(std::fs::read(&part).unwrap());
+    let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let row = format!("includes {}, SHA-256 {hex}", part.display());
+    assert!(about.contains(&row), "{row} not in {about}");
     // Without truth: no metrics, outlines in the liver colour on the screenshot.
     assert!(!page.dom.contains("id=\"metrics\""));
     let (green, _) = count_hues(&page.shot);

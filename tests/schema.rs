@@ -23,10 +23,10 @@ fn errors(validator: &jsonschema::Validator, yaml: &str) -> Vec<String> {
 }
 
 /// The graph files shipped in the repository: the YAML files with a top-level `graph:` in
-/// graphs/, training/ and scripts/.
+/// graphs/, graphs/parts/, training/ and scripts/.
 fn shipped_graphs() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for dir in ["graphs", "training", "scripts"] {
+    for dir in ["graphs", "graphs/parts", "training", "scripts"] {
         for e in std::fs::read_dir(root().join(dir)).unwrap() {
             let p = e.unwrap().path();
             let text = std::fs::read_to_string(&p).unwrap_or_default();

@@ -284,6 +284,7 @@ pub fn execute(
     let run = Arc::new(RunInfo {
         graph: plan.graph.clone(),
         file: plan.file.clone(),
+        includes: plan.includes.clone(),
         nodes: plan
             .nodes
             .iter()

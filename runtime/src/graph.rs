@@ -61,6 +61,8 @@ struct RawGraph {
     #[serde(default)]
     params: Ordered<Spanned<String>, Spanned<RawParam>>,
     #[serde(default)]
+    inputs: Ordered<Spanned<String>, Spanned<RawInput>>,
+    #[serde(default)]
     plugins: Vec<Spanned<String>>,
     nodes: Ordered<Spanned<String>, RawNode>,
 }
@@ -72,6 +74,22 @@ struct RawParam {
     default: Option<Value>,
     #[serde(default)]
     about: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    #[serde(default)]
+    about: Option<String>,
+}
+
+/// A stream a graph meant for inclusion takes from the graph that includes it (`inputs:`);
+/// its nodes name it like a node.
+#[derive(Clone, Debug)]
+pub struct GraphInput {
+    pub name: String,
+    pub about: String,
+    pub pos: Pos,
 }
 
 /// A graph param declared in the file's `params:` section.
@@ -123,6 +141,7 @@ pub struct Scope {
     /// Folder that relative paths written in this file resolve against.
     pub dir: PathBuf,
     pub params: Vec<GraphParam>,
+    pub inputs: Vec<GraphInput>,
     /// Prefix of its node ids in the plan (`seg/`; empty for the graph file itself).
     pub prefix: String,
     /// For an included file: the node that includes it.
@@ -139,6 +158,8 @@ pub struct Caller {
     pub scope: usize,
     /// Values for the included graph's params, written in the caller's file.
     pub args: Vec<Entry>,
+    /// Sources of the included graph's inputs (`node` or `node.port` in the caller's file).
+    pub ports: Vec<Entry>,
     pub enabled: Option<Entry>,
 }
 
@@ -152,6 +173,8 @@ pub struct GraphDoc {
     pub name: String,
     pub about: String,
     pub params: Vec<GraphParam>,
+    /// Streams the graph takes when included (a graph with inputs cannot run by itself).
+    pub inputs: Vec<GraphInput>,
     pub plugins: Vec<(String, Pos)>,
     /// Every node, those of included graphs in place of their include node.
     pub nodes: Vec<NodeSpec>,
@@ -228,6 +251,7 @@ impl GraphDoc {
             file: doc.file.clone(),
             dir: doc.dir.clone(),
             params: doc.params.clone(),
+            inputs: doc.inputs.clone(),
             prefix: String::new(),
             caller: None,
         }];
@@ -277,6 +301,16 @@ impl GraphDoc {
                 about: v.value.about.unwrap_or_default(),
             })
             .collect();
+        let inputs = raw
+            .inputs
+            .0
+            .into_iter()
+            .map(|(k, v)| GraphInput {
+                pos: pos(&k),
+                name: k.value,
+                about: v.value.about.unwrap_or_default(),
+            })
+            .collect();
         let nodes = raw
             .nodes
             .0
@@ -304,6 +338,7 @@ impl GraphDoc {
             name: raw.graph.value,
             about: raw.about.unwrap_or_default(),
             params,
+            inputs,
             plugins: raw
                 .plugins
                 .into_iter()
@@ -417,25 +452,52 @@ fn expand(
             ));
         }
         let mut args = Vec::new();
+        let mut ports = Vec::new();
         for e in &node.entries {
             if INCLUDE_KEYS.contains(&e.key.as_str()) {
                 continue;
             }
             if inner.params.iter().any(|p| p.name == e.key) {
                 args.push(e.clone());
+            } else if inner.inputs.iter().any(|i| i.name == e.key) {
+                ports.push(e.clone());
             } else {
                 errors.push(diag(
                     &file,
                     e.key_pos,
                     Some(id),
                     format!(
-                        "the included graph {} has no param `{}`{}",
+                        "the included graph {} has no {} `{}`{}",
                         path.display(),
+                        if inner.inputs.is_empty() {
+                            "param"
+                        } else {
+                            "param or input"
+                        },
                         e.key,
                         crate::decl::did_you_mean(
                             &e.key,
-                            inner.params.iter().map(|p| p.name.as_str())
+                            inner
+                                .params
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .chain(inner.inputs.iter().map(|i| i.name.as_str()))
                         )
+                    ),
+                ));
+            }
+        }
+        for input in &inner.inputs {
+            if !ports.iter().any(|e| e.key == input.name) {
+                errors.push(diag(
+                    &file,
+                    node.pos,
+                    Some(id),
+                    format!(
+                        "input `{}` of the included graph {} is not connected (`{}: NODE`)",
+                        input.name,
+                        path.display(),
+                        input.name
                     ),
                 ));
             }
@@ -445,12 +507,14 @@ fn expand(
             file: path,
             dir: inner.dir,
             params: inner.params,
+            inputs: inner.inputs,
             prefix: format!("{prefix}{id}/"),
             caller: Some(Caller {
                 id: node.id.clone(),
                 pos: node.pos,
                 scope,
                 args,
+                ports,
                 enabled: node.entry("enabled").cloned(),
             }),
         });

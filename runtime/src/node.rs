@@ -92,6 +92,7 @@ impl NodeStats {
 pub(crate) struct RunInfo {
     pub graph: String,
     pub file: PathBuf,
+    pub includes: Vec<PathBuf>,
     /// Per plan node: id, kind, counters.
     pub nodes: Vec<(String, String, Arc<NodeStats>)>,
     /// Per plan node: the plan nodes it reads from, directly or indirectly.
@@ -147,6 +148,10 @@ impl NodeCtx {
     /// The graph file.
     pub fn graph_file(&self) -> &Path {
         &self.run.file
+    }
+    /// The graph files the graph includes, each once.
+    pub fn graph_includes(&self) -> &[PathBuf] {
+        &self.run.includes
     }
 
     /// Timings of the nodes that have finished, in graph order. First waits until every node

@@ -44,6 +44,7 @@ pub struct InputDigest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GraphVersion {
     pub file: PathBuf,
+    /// Of the graph file; for a graph that includes others, of all the files' hashes.
     pub sha256: String,
     /// `--set` values given to every case.
     pub set: Vec<String>,

@@ -140,12 +140,18 @@ impl Node for ReportNode {
             None => None,
         };
         let timings = ctx.finished_nodes()?;
+        let file_sha = |p: &std::path::Path| {
+            (
+                p.display().to_string(),
+                std::fs::read(p)
+                    .map(|b| hex(&Sha256::digest(&b)))
+                    .unwrap_or_else(|e| format!("unreadable: {e}")),
+            )
+        };
         let graph = GraphInfo {
             name: ctx.graph_name().to_string(),
-            file: ctx.graph_file().display().to_string(),
-            sha256: std::fs::read(ctx.graph_file())
-                .map(|b| hex(&Sha256::digest(&b)))
-                .unwrap_or_else(|e| format!("unreadable: {e}")),
+            file: file_sha(ctx.graph_file()),
+            includes: ctx.graph_includes().iter().map(|p| file_sha(p)).collect(),
         };
         let html = Page {
             case: &case,
@@ -172,8 +178,10 @@ fn hex(b: &[u8]) -> String {
 /// The graph that produced a report.
 pub struct GraphInfo {
     pub name: String,
-    pub file: String,
-    pub sha256: String,
+    /// The graph file and its SHA-256.
+    pub file: (String, String),
+    /// Each graph file it includes, with its SHA-256.
+    pub includes: Vec<(String, String)>,
 }
 
 /// Everything a report page shows.
@@ -289,8 +297,15 @@ impl Page<'_> {
         rows.push((
             "graph",
             format!(
-                "{} ({}, SHA-256 {})",
-                self.graph.name, self.graph.file, self.graph.sha256
+                "{} ({}, SHA-256 {}{})",
+                self.graph.name,
+                self.graph.file.0,
+                self.graph.file.1,
+                self.graph
+                    .includes
+                    .iter()
+                    .map(|(f, sha)| format!("; includes {f}, SHA-256 {sha}"))
+                    .collect::<String>()
             ),
         ));
         rows.push(("voxflow", env!("CARGO_PKG_VERSION").to_string()));

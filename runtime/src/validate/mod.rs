@@ -1,7 +1,7 @@
 //! Turns a parsed graph into a checked plan, reporting every problem at once.
 
 use crate::decl::{check_value, did_you_mean, ParamType, Params};
-use crate::graph::{Diagnostic, Diagnostics, GraphDoc, NodeSpec, Pos};
+use crate::graph::{Diagnostic, Diagnostics, GraphDoc, NodeSpec, Pos, INCLUDE_KEYS};
 use crate::registry::Registry;
 use petgraph::graph::DiGraph;
 use serde_json::Value;
@@ -34,6 +34,8 @@ pub struct PlanNode {
 pub struct Plan {
     pub graph: String,
     pub file: PathBuf,
+    /// The graph files it includes, directly or not, each once.
+    pub includes: Vec<PathBuf>,
     pub nodes: Vec<PlanNode>,
     /// Ids of nodes switched off (directly or because an input was switched off).
     pub disabled: Vec<String>,
@@ -66,6 +68,16 @@ impl Checker<'_> {
             file: scope_file(self.doc, scope),
             pos,
             node: Some(node.into()),
+            message,
+        });
+    }
+
+    /// An error about no node, in the file of `scope`.
+    fn err_at(&mut self, scope: usize, pos: Pos, message: String) {
+        self.errors.push(Diagnostic {
+            file: scope_file(self.doc, scope),
+            pos,
+            node: None,
             message,
         });
     }
@@ -142,7 +154,7 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         for p in &scope.params {
             let sub = match caller.args.iter().find(|a| a.key == p.name) {
                 Some(a) => match substitute(&a.value, &gps[caller.scope]) {
-                    Ok(Sub::Known(v, Origin::Graph)) => Sub::Known(v, Origin::File(caller.scope)),
+                    Ok(Sub::Known(v, o)) => Sub::Known(v, o.passed_from(caller.scope)),
                     Ok(other) => other,
                     Err(m) => {
                         c.err_in(
@@ -215,6 +227,66 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
         }
     }
 
+    // Graph inputs: each names, in the included graph, the node the include node connects it to.
+    // A graph with inputs runs only as a part of another graph.
+    let mut input_srcs: Vec<HashMap<String, Option<Source>>> =
+        vec![HashMap::new(); doc.scopes.len()];
+    if let Some(first) = doc.inputs.first() {
+        let names: Vec<String> = doc.inputs.iter().map(|i| format!("`{}`", i.name)).collect();
+        c.err_at(
+            0,
+            first.pos,
+            format!(
+                "this graph has inputs ({}): it is a part that other graphs include (`kind: graph`, docs/GRAPHS.md) and cannot run by itself",
+                names.join(", ")
+            ),
+        );
+    }
+    for input in &doc.inputs {
+        input_srcs[0].insert(input.name.clone(), None);
+    }
+    for (k, scope) in doc.scopes.iter().enumerate().skip(1) {
+        let caller = scope.caller.as_ref().expect("included scope");
+        for input in &scope.inputs {
+            let name = input.name.as_str();
+            let clash = index.contains_key(format!("{}{name}", scope.prefix).as_str())
+                || includes.contains(&(k, name));
+            if clash || name.contains(['.', '/']) || INCLUDE_KEYS.contains(&name) {
+                c.err_at(
+                    k,
+                    input.pos,
+                    format!("graph input `{name}`: the name of a node, a reserved key (kind, file, about, enabled) or a name with `.` or `/`"),
+                );
+            }
+        }
+        for e in &caller.ports {
+            let found = match e.value.as_str() {
+                Some(r) => match source_of(r, caller.scope, doc, &index, &includes, &input_srcs) {
+                    Ok(s) => s,
+                    Err(m) => {
+                        c.err_in(
+                            caller.scope,
+                            e.value_pos,
+                            &caller.id,
+                            format!("input `{}`: {m}", e.key),
+                        );
+                        None
+                    }
+                },
+                None => {
+                    c.err_in(
+                        caller.scope,
+                        e.value_pos,
+                        &caller.id,
+                        format!("input `{}` must name a node (`node` or `node.port`)", e.key),
+                    );
+                    None
+                }
+            };
+            input_srcs[k].insert(e.key.clone(), found);
+        }
+    }
+
     struct NodeState<'d> {
         spec: &'d NodeSpec,
         kind: Option<String>,
@@ -227,7 +299,6 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
     for spec in &doc.nodes {
         let id = spec.id.as_str();
         let gp = gp_of(spec.scope);
-        let prefix = prefix_of(spec.scope);
         let mut st = NodeState {
             spec,
             kind: None,
@@ -285,41 +356,10 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                             c.err(e.value_pos, Some(id), format!("input `{key}` must name an upstream node (`node` or `node.port`)"));
                             continue;
                         };
-                        let (mut src, mut src_port) = match r.split_once('.') {
-                            Some((a, b)) => (a.to_string(), Some(b.to_string())),
-                            None => (r.to_string(), None),
-                        };
-                        // `seg.NODE[.port]`: node NODE of the graph included as `seg`.
-                        if includes.contains(&(spec.scope, src.as_str())) {
-                            let Some(inner) = src_port.take() else {
-                                c.err(e.value_pos, Some(id), format!("input `{key}`: `{src}` is an included graph; name one of its nodes as `{src}.NODE`"));
-                                continue;
-                            };
-                            let (node, port) = match inner.split_once('.') {
-                                Some((a, b)) => (a.to_string(), Some(b.to_string())),
-                                None => (inner, None),
-                            };
-                            src = format!("{src}/{node}");
-                            src_port = port;
-                        }
-                        let src = format!("{prefix}{src}");
-                        let src = src.as_str();
-                        match index.get(src) {
-                            Some(&s) => st.inputs[port] = Some((s, src_port, e.value_pos)),
-                            None => c.err(
-                                e.value_pos,
-                                Some(id),
-                                format!(
-                                    "input `{key}`: no node named `{src}`{}",
-                                    did_you_mean(
-                                        src,
-                                        doc.nodes
-                                            .iter()
-                                            .filter(|n| n.scope == spec.scope)
-                                            .map(|n| n.id.as_str())
-                                    )
-                                ),
-                            ),
+                        match source_of(r, spec.scope, doc, &index, &includes, &input_srcs) {
+                            Ok(Some((s, p))) => st.inputs[port] = Some((s, p, e.value_pos)),
+                            Ok(None) => {}
+                            Err(m) => c.err(e.value_pos, Some(id), format!("input `{key}`: {m}")),
                         }
                     } else if let Some(pd) = decl.param_decl(key) {
                         let sub = if pd.ty == ParamType::PathList {
@@ -384,7 +424,7 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
             }
         }
         for (n, p) in decl.inputs.iter().enumerate() {
-            if !p.optional && st.inputs[n].is_none() {
+            if !p.optional && st.inputs[n].is_none() && spec.entry(&p.name).is_none() {
                 c.err(
                     spec.pos,
                     Some(id),
@@ -571,13 +611,77 @@ pub fn check(doc: &GraphDoc, reg: &Registry, opts: &CheckOptions) -> Result<Plan
                 .collect();
         }
     }
+    let mut includes: Vec<PathBuf> = Vec::new();
+    for s in doc.scopes.iter().skip(1) {
+        if !includes.contains(&s.file) {
+            includes.push(s.file.clone());
+        }
+    }
     Ok(Plan {
         graph: doc.name.clone(),
         file: doc.file.clone(),
+        includes,
         nodes,
         disabled,
         params: values,
     })
+}
+
+/// A node and, if named, its output port.
+type Source = (usize, Option<String>);
+
+/// What a reference written in the file of `scope` names: `node`, `node.port`,
+/// `include.NODE[.port]` or one of the file's graph inputs. `None`: an input whose source was
+/// already reported as wrong.
+fn source_of(
+    r: &str,
+    scope: usize,
+    doc: &GraphDoc,
+    index: &HashMap<&str, usize>,
+    includes: &[(usize, &str)],
+    input_srcs: &[HashMap<String, Option<Source>>],
+) -> Result<Option<Source>, String> {
+    let (mut src, mut src_port) = match r.split_once('.') {
+        Some((a, b)) => (a.to_string(), Some(b.to_string())),
+        None => (r.to_string(), None),
+    };
+    if let Some(found) = input_srcs.get(scope).and_then(|m| m.get(&src)) {
+        return match src_port {
+            Some(p) => Err(format!(
+                "`{src}` is an input of this graph, one stream: write `{src}` without `.{p}`"
+            )),
+            None => Ok(found.clone()),
+        };
+    }
+    // `seg.NODE[.port]`: node NODE of the graph included as `seg`.
+    if includes.contains(&(scope, src.as_str())) {
+        let Some(inner) = src_port.take() else {
+            return Err(format!(
+                "`{src}` is an included graph; name one of its nodes as `{src}.NODE`"
+            ));
+        };
+        let (node, port) = match inner.split_once('.') {
+            Some((a, b)) => (a.to_string(), Some(b.to_string())),
+            None => (inner, None),
+        };
+        src = format!("{src}/{node}");
+        src_port = port;
+    }
+    let prefix = doc.scopes.get(scope).map_or("", |s| s.prefix.as_str());
+    let src = format!("{prefix}{src}");
+    match index.get(src.as_str()) {
+        Some(&s) => Ok(Some((s, src_port))),
+        None => Err(format!(
+            "no node named `{src}`{}",
+            did_you_mean(
+                &src,
+                doc.nodes
+                    .iter()
+                    .filter(|n| n.scope == scope)
+                    .map(|n| n.id.as_str())
+            )
+        )),
+    }
 }
 
 /// `check` with the given settings and again with each boolean param that switches nodes

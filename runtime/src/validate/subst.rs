@@ -9,13 +9,28 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where a value came from; decides what relative paths are relative to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Origin {
     /// Written in the file of the node being checked.
     Graph,
     /// Written in the file of this scope (a value passed to an included graph).
     File(usize),
     CommandLine,
+    /// A list whose items came from different places: one origin per item.
+    Items(Vec<Origin>),
+}
+
+impl Origin {
+    /// The origin of a value that the file of `scope` passes to a graph it includes.
+    pub(super) fn passed_from(self, scope: usize) -> Origin {
+        match self {
+            Origin::Graph => Origin::File(scope),
+            Origin::Items(items) => {
+                Origin::Items(items.into_iter().map(|o| o.passed_from(scope)).collect())
+            }
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -62,18 +77,21 @@ pub(super) fn substitute(v: &Value, gp: &HashMap<String, Sub>) -> Result<Sub, St
         Value::String(s) => substitute_str(s, gp),
         Value::Array(items) => {
             let mut out = Vec::new();
-            let mut origin = Origin::Graph;
+            let mut origins = Vec::new();
             for it in items {
                 match substitute(it, gp)? {
                     Sub::Known(v, o) => {
-                        if o == Origin::CommandLine {
-                            origin = o;
-                        }
-                        out.push(v)
+                        out.push(v);
+                        origins.push(o);
                     }
                     Sub::Unknown => return Ok(Sub::Unknown),
                 }
             }
+            let origin = match origins.first() {
+                Some(o) if origins.iter().all(|x| x == o) => o.clone(),
+                Some(_) => Origin::Items(origins),
+                None => Origin::Graph,
+            };
             Ok(Sub::Known(Value::Array(out), origin))
         }
         _ => Ok(Sub::Known(v.clone(), Origin::Graph)),
@@ -171,7 +189,7 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
             return match lookup(gp, &r.name)? {
                 Sub::Known(v, o) => Ok(Sub::Known(
                     apply_modifier(&r.name, v, r.modifier.as_deref())?,
-                    *o,
+                    o.clone(),
                 )),
                 Sub::Unknown => Ok(Sub::Unknown),
             };
@@ -196,8 +214,10 @@ fn substitute_str(s: &str, gp: &HashMap<String, Sub>) -> Result<Sub, String> {
         match lookup(gp, &r.name)? {
             Sub::Unknown => return Ok(Sub::Unknown),
             Sub::Known(v, o) => {
-                if first && i == 0 && *o == Origin::CommandLine {
-                    origin = Origin::CommandLine;
+                // A path that starts with a param's value is relative to where that value was
+                // written.
+                if first && i == 0 {
+                    origin = o.clone();
                 }
                 match apply_modifier(&r.name, v, r.modifier.as_deref())? {
                     Value::String(t) => out.push_str(&t),
@@ -230,7 +250,7 @@ pub(super) fn resolve_path(
         return s.to_string();
     }
     let base = match origin {
-        Origin::Graph => scope_dir(doc, scope),
+        Origin::Graph | Origin::Items(_) => scope_dir(doc, scope),
         Origin::File(k) => scope_dir(doc, k),
         Origin::CommandLine => &opts.cwd,
     };
@@ -258,7 +278,10 @@ pub(super) fn substitute_paths(
             out
         }
         _ => match substitute(v, gp)? {
-            Sub::Known(Value::Array(a), o) => a.into_iter().map(|v| (v, o)).collect(),
+            Sub::Known(Value::Array(a), Origin::Items(os)) if os.len() == a.len() => {
+                a.into_iter().zip(os).collect()
+            }
+            Sub::Known(Value::Array(a), o) => a.into_iter().map(|v| (v, o.clone())).collect(),
             other => return Ok(other),
         },
     };
@@ -284,7 +307,7 @@ mod tests {
     fn params(pairs: &[(&str, Value, Origin)]) -> HashMap<String, Sub> {
         pairs
             .iter()
-            .map(|(n, v, o)| (n.to_string(), Sub::Known(v.clone(), *o)))
+            .map(|(n, v, o)| (n.to_string(), Sub::Known(v.clone(), o.clone())))
             .collect()
     }
 
@@ -331,5 +354,36 @@ mod tests {
         assert!(e.contains("needs a text value"), "{e}");
         let e = substitute_str("${outptu:stem}", &gp).unwrap_err();
         assert!(e.contains("did you mean `output`"), "{e}");
+    }
+
+    #[test]
+    fn list_items_keep_where_each_was_written() {
+        let gp = params(&[
+            ("a", Value::from("m/a.onnx"), Origin::CommandLine),
+            ("b", Value::from("../b.onnx"), Origin::Graph),
+        ]);
+        let list = Value::from(vec!["$a", "$b"]);
+        let (v, o) = known(substitute(&list, &gp));
+        assert_eq!(o, Origin::Items(vec![Origin::CommandLine, Origin::Graph]));
+        // Passed by the graph file (scope 0) to an included graph, which uses it whole.
+        let inner: HashMap<String, Sub> =
+            [("models".to_string(), Sub::Known(v, o.passed_from(0)))].into();
+        let doc = GraphDoc::parse("graph: g\nnodes: {}\n", Path::new("/g/x.yaml")).unwrap();
+        let opts = CheckOptions {
+            cwd: PathBuf::from("/cwd"),
+            ..Default::default()
+        };
+        let (paths, _) = known(substitute_paths(
+            &Value::from("$models"),
+            &inner,
+            1,
+            &doc,
+            &opts,
+        ));
+        assert_eq!(paths, Value::from(vec!["/cwd/m/a.onnx", "/g/../b.onnx"]));
+        // A path that starts with a passed value is relative to where the value was written.
+        let out = params(&[("output", Value::from("o/seg.nii.gz"), Origin::File(0))]);
+        let (v, o) = known(substitute_str("${output:stem}.html", &out));
+        assert_eq!((v, o), (Value::from("o/seg.html"), Origin::File(0)));
     }
 }
