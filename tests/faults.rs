@@ -85,7 +85,15 @@ fn dead_pid() -> u32 {
 /// that a temporary file exists while the FCNs still run. Outputs go to `dir/res/`, a folder
 /// the run has to create.
 fn phantom_run(dir: &Path, early: &Path) -> Child {
-    let text = std::fs::read_to_string(root().join("graphs/ct_liver_lesion.yaml")).unwrap();
+    // The copy lives in `dir`: its include must name the shipped part by its full path.
+    let part = root().join("graphs/parts/report.yaml");
+    let text = std::fs::read_to_string(root().join("graphs/ct_liver_lesion.yaml"))
+        .unwrap()
+        .replace(
+            "file: parts/report.yaml",
+            &format!("file: {}", part.display()),
+        );
+    assert!(text.contains(&part.display().to_string()), "{text}");
     let g = write_graph(
         dir,
         "ct.yaml",
