@@ -9,7 +9,8 @@
 #
 # usage: bash scripts/gpu-check.sh [CT.nii.gz]
 #   CT            default: $VOXFLOW_DATA/ircadb01_ct.nii.gz
-#   LIVER_MODEL   default: models/ct_liver.onnx     LESION_MODEL  default: models/ct_lesion.onnx
+#   LIVER_MODEL   default: models/float/ct_liver.onnx   LESION_MODEL  default: models/float/ct_lesion.onnx
+#                 (the float models: the shipped int8 ones are made for CPUs; models/README.md)
 #   VOXFLOW       the voxflow binary (default: target/release/voxflow, built if missing)
 #   ORT_DYLIB_PATH  libonnxruntime.so of a CUDA build, if .venv does not hold one
 #                   (`make setup ORT=gpu` installs the onnxruntime-gpu wheel there); the CUDA 13
@@ -30,8 +31,8 @@ export ORT_DYLIB_PATH="$ORT_LIB"
 
 CT="${1:-${VOXFLOW_DATA:-/nonexistent}/ircadb01_ct.nii.gz}"
 [ -f "$CT" ] || die "input CT $CT not found (give a path, or set VOXFLOW_DATA)"
-LIVER_MODEL="${LIVER_MODEL:-models/ct_liver.onnx}"
-LESION_MODEL="${LESION_MODEL:-models/ct_lesion.onnx}"
+LIVER_MODEL="${LIVER_MODEL:-models/float/ct_liver.onnx}"
+LESION_MODEL="${LESION_MODEL:-models/float/ct_lesion.onnx}"
 for m in "$LIVER_MODEL" "$LESION_MODEL"; do
   [ -f "$m" ] || die "model $m not found (train it, or set LIVER_MODEL / LESION_MODEL)"
 done

@@ -24,9 +24,11 @@ mkdir -p "$OUT"
 
 # Graph variants: the shipped CRF params, the dense_crf defaults (the authors' params in mm/HU),
 # and no CRF (argmax of the cascade's probabilities). Every path they use is set with --set
-# (relative to this folder), so the variants can live in $OUT.
-sed 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' graphs/ct_liver_lesion.yaml > "$OUT"/graph_crf_default.yaml
-sed 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' graphs/ct_liver_lesion.yaml > "$OUT"/graph_argmax.yaml
+# (relative to this folder), so the variants can live in $OUT; their include of the report part
+# names it by its full path.
+PART="s#file: parts/#file: $PWD/graphs/parts/#"
+sed -e 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_crf_default.yaml
+sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_argmax.yaml
 grep -q 'kind: dense_crf, image: window, prob: merge }' "$OUT"/graph_crf_default.yaml \
   && grep -q 'kind: argmax, in: merge' "$OUT"/graph_argmax.yaml \
   || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
@@ -56,8 +58,8 @@ for v in crf crf_default argmax; do
 done
 
 # Part 2: the cascade's probabilities (the graph's `merge`) of every volume, written and made compact.
-sed 's/^  crf: .*/  crf:    { kind: argmax, in: merge }\n  probs:  { kind: write_volume, in: merge, path: $probs }/; s/^params:/params:\n  probs: { default: "probs.nii", about: "the cascade'"'"'s probabilities" }/' \
-  graphs/ct_liver_lesion.yaml > "$OUT"/graph_probs.yaml
+sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }\n  probs:  { kind: write_volume, in: merge, path: $probs }/; s/^params:/params:\n  probs: { default: "probs.nii", about: "the cascade'"'"'s probabilities" }/' \
+  -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_probs.yaml
 grep -q 'kind: write_volume, in: merge' "$OUT"/graph_probs.yaml \
   || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
 mkdir -p "$OUT/probs"

@@ -389,6 +389,8 @@ fn phantom_report_from_the_ct_graph() {
     ] {
         assert!(about.contains(&m), "{m} not in {about}");
     }
+    // The shipped CT models are int8, and the report says so.
+    assert!(about.contains("int8 QDQ"), "{about}");
     // The graph row names the included report part with the SHA-256 of its content.
     let part = Path::new(&graph("parts/report.yaml")).to_path_buf();
     let sha = Sha256::digest(std::fs::read(&part).unwrap());

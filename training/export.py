@@ -126,8 +126,12 @@ def load_onnx_weights(model, path):
     depth and classes. Folded convolutions load as they are; with batch norm the folded bias goes
     to the batch norm's shift and its scale and running statistics are the identity, so in eval
     mode `model` computes what the file computes."""
+    m = onnx.load(str(path))
+    if any(p.key == "voxflow.quantized" for p in m.metadata_props):
+        raise ValueError(f"{path}: an int8 model (training/quantize.py); initialise from its float "
+                         "version (models/float/ or the git history, models/README.md)")
     inits = {}
-    for t in onnx.load(str(path)).graph.initializer:
+    for t in m.graph.initializer:
         name = t.name[:-4] if t.name.endswith("_f16") else t.name
         inits[name] = torch.from_numpy(numpy_helper.to_array(t).astype(np.float32))
 

@@ -137,6 +137,64 @@ class SliceSet:
         return self
 
 
+class TrainingData:
+    """What a config trains on: its real slices (`train_cases`) and, with a `synth:` section,
+    synthetic tumours drawn into its host livers anew for each draw number."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.seed = cfg.get("seed", 2017)
+        self.folder = os.path.join(ROOT, cfg["data"])
+        # The lesion ROIs' mask closed like crop_resample's close_mm: real ROIs from prepare.py
+        # --roi-close-mm (their folder says the radius), synthetic ones closed at each draw.
+        self.roi_close_mm = float(cfg.get("roi_close_mm", 0.0))
+        if self.roi_close_mm and not cfg["data"].rstrip("/").endswith(f"_close{self.roi_close_mm:g}"):
+            sys.exit(f"train: {cfg['name']}: roi_close_mm {self.roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
+                     f"{self.roi_close_mm:g} (a data folder ending _close{self.roi_close_mm:g}), not {cfg['data']}")
+        self.level = liver_level(cfg["preprocess"])
+        self.real = SliceSet(self.folder, cfg["train_cases"], self.level) if cfg["train_cases"] else None
+        sy = self.sy = cfg.get("synth")
+        if sy is None and self.real is None:
+            sys.exit(f"train: {cfg['name']}: no train_cases and no synth section: nothing to train on")
+        self.hosts = None
+        if sy is not None:
+            self.target = sy.get("target", "lesion_rois")
+            if self.target not in ("lesion_rois", "liver_slices"):
+                sys.exit(f"train: {cfg['name']}: synth target {self.target!r} is neither lesion_rois nor liver_slices")
+            if self.target == "liver_slices" and (self.real is None or not set(sy["hosts"]) <= set(self.real.cases)):
+                sys.exit(f"train: {cfg['name']}: synth target liver_slices draws into training cases: every host must be in train_cases")
+            self.hosts = HostSet(os.path.join(ROOT, sy.get("data", ".cache/train/hosts")), sy["hosts"],
+                                 load_synth_config(os.path.join(ROOT, sy["config"])))
+
+    def draw(self, draw):
+        """The real training slices plus, with a synth section, synthetic draw number `draw`
+        (deterministic from the seed and `draw`)."""
+        real, hosts, cfg = self.real, self.hosts, self.cfg
+        if hosts is None:
+            return real
+        t0 = time.time()
+        rng_draw = np.random.default_rng([self.seed, draw])
+        if self.target == "liver_slices":  # the hosts' liver slabs replaced, labels unchanged
+            slabs, n = draw_liver_slices(hosts, rng_draw, tuple(cfg["input_size"]))
+            s = copy.copy(real)
+            s.img = real.img.copy()
+            for case, (k0, sl) in zip(hosts.cases, slabs):
+                first = int(np.flatnonzero(real.case == real.cases.index(case))[0])
+                s.img[first + k0:first + k0 + len(sl)] = sl
+            print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
+            return s
+        img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
+                                                  self.sy.get("min_box", 60), self.roi_close_mm)
+        if self.level is not None:
+            for ci, med in enumerate(medians):
+                m = case_of == ci
+                img[m] = shift_liver(img[m], med, self.level)
+        s = SliceSet.with_extra(real, hosts.cases, img, lab, case_of)
+        print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} livers, {len(img)} ROIs "
+              f"({int((lab.reshape(len(lab), -1).max(axis=1) > 0).sum())} with tumour), {time.time() - t0:.1f} s", flush=True)
+        return s
+
+
 def batch_tensors(ds, idx):
     """float image [n, 1, H, W] in [0, 1] and int64 labels [n, H, W], on the set's device."""
     ii = torch.as_tensor(np.asarray(idx), device=ds.img_t.device)
@@ -218,57 +276,14 @@ def train(cfg, resume, minutes, device, cosine):
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    data = os.path.join(ROOT, cfg["data"])
-    # The lesion ROIs' mask closed like crop_resample's close_mm: real ROIs from prepare.py
-    # --roi-close-mm (their folder says the radius), synthetic ones closed at each draw.
-    roi_close_mm = float(cfg.get("roi_close_mm", 0.0))
-    if roi_close_mm and not cfg["data"].rstrip("/").endswith(f"_close{roi_close_mm:g}"):
-        sys.exit(f"train: {cfg['name']}: roi_close_mm {roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
-                 f"{roi_close_mm:g} (a data folder ending _close{roi_close_mm:g}), not {cfg['data']}")
-    level = liver_level(cfg["preprocess"])
-    real = SliceSet(data, cfg["train_cases"], level) if cfg["train_cases"] else None
-    sy = cfg.get("synth")
-    if sy is None and real is None:
-        sys.exit(f"train: {cfg['name']}: no train_cases and no synth section: nothing to train on")
-    hosts = None
-    if sy is not None:
-        target = sy.get("target", "lesion_rois")
-        if target not in ("lesion_rois", "liver_slices"):
-            sys.exit(f"train: {cfg['name']}: synth target {target!r} is neither lesion_rois nor liver_slices")
-        if target == "liver_slices" and (real is None or not set(sy["hosts"]) <= set(real.cases)):
-            sys.exit(f"train: {cfg['name']}: synth target liver_slices draws into training cases: every host must be in train_cases")
-        hosts = HostSet(os.path.join(ROOT, sy.get("data", ".cache/train/hosts")), sy["hosts"],
-                        load_synth_config(os.path.join(ROOT, sy["config"])))
+    data = TrainingData(cfg)
+    hosts, level, sy = data.hosts, data.level, data.sy
 
     def training_set(draw):
-        """The real training slices plus, with a synth section, synthetic draw number `draw`
-        (deterministic from the seed and `draw`)."""
-        if hosts is None:
-            return real.to(dev)
-        t0 = time.time()
-        rng_draw = np.random.default_rng([seed, draw])
-        if target == "liver_slices":  # the hosts' liver slabs replaced, labels unchanged
-            slabs, n = draw_liver_slices(hosts, rng_draw, tuple(cfg["input_size"]))
-            s = copy.copy(real)
-            s.img = real.img.copy()
-            for case, (k0, sl) in zip(hosts.cases, slabs):
-                first = int(np.flatnonzero(real.case == real.cases.index(case))[0])
-                s.img[first + k0:first + k0 + len(sl)] = sl
-            print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
-            return s.to(dev)
-        img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
-                                                  sy.get("min_box", 60), roi_close_mm)
-        if level is not None:
-            for ci, med in enumerate(medians):
-                m = case_of == ci
-                img[m] = shift_liver(img[m], med, level)
-        s = SliceSet.with_extra(real, hosts.cases, img, lab, case_of)
-        print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} livers, {len(img)} ROIs "
-              f"({int((lab.reshape(len(lab), -1).max(axis=1) > 0).sum())} with tumour), {time.time() - t0:.1f} s", flush=True)
-        return s.to(dev)
+        return data.draw(draw).to(dev)
 
     tr = training_set(0)
-    va = SliceSet(data, cfg["val_cases"], level).to(dev) if cfg.get("val_cases") else None
+    va = SliceSet(data.folder, cfg["val_cases"], level).to(dev) if cfg.get("val_cases") else None
     classes = len(cfg["classes"])
     w = cfg["loss"].get("weights", "frequency")
     weights = frequency_weights(tr.counts(classes)) if w == "frequency" else np.asarray(w, dtype=np.float64)

@@ -6,6 +6,7 @@ import tempfile
 import unittest
 
 import numpy as np
+import onnx
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -174,6 +175,35 @@ class Model(unittest.TestCase):
                 self.assertGreater(before, 1e-3, "the check must be able to fail")
             with self.assertRaises(ValueError):
                 load_onnx_weights(UNet(2, width=4, depth=3), path)
+
+
+class Quantize(unittest.TestCase):
+    def test_int8_model_keeps_the_contract_and_the_output(self):
+        import onnxruntime as ort
+        from quantize import quantize_on
+        torch.manual_seed(2)
+        m = UNet(2, width=4, depth=2).eval()
+        meta = contract_metadata(["background", "liver"], [32, 32], "equalize:256", "ct", "3")
+        x = np.random.default_rng(0).random((16, 1, 32, 32)).astype(np.float32)
+        with tempfile.TemporaryDirectory() as d:
+            src, dst = os.path.join(d, "m.onnx"), os.path.join(d, "q.onnx")
+            to_onnx(m, src, meta, [32, 32])
+            quantize_on(src, dst, x, "minmax", True)
+            q = onnx.load(dst)
+            props = {p.key: p.value for p in q.metadata_props}
+            self.assertEqual({k: v for k, v in props.items() if k in meta}, meta)
+            self.assertIn("int8", props["voxflow.quantized"])
+            ops = {n.op_type for n in q.graph.node}
+            self.assertIn("QuantizeLinear", ops)
+
+            def run(path):
+                s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+                return s.run(None, {s.get_inputs()[0].name: x})[0]
+            a, b = run(src), run(dst)
+            self.assertEqual(a.shape, b.shape)
+            self.assertLess(float(np.abs(a - b).mean()), 0.02)
+            with self.assertRaisesRegex(ValueError, "int8 model"):
+                load_onnx_weights(UNet(2, width=4, depth=2), dst)
 
 
 class Crop(unittest.TestCase):

@@ -313,11 +313,15 @@ impl Page<'_> {
             rows.push((
                 "model",
                 format!(
-                    "{}: version {}, {}, classes {}",
+                    "{}: version {}, {}, classes {}{}",
                     m.path.display(),
                     m.model_version,
                     m.modality,
-                    m.classes.join(", ")
+                    m.classes.join(", "),
+                    m.quantized
+                        .as_deref()
+                        .map(|q| format!(", {q}"))
+                        .unwrap_or_default()
                 ),
             ));
         }

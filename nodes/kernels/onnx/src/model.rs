@@ -21,6 +21,8 @@ pub const KEY_PADDING: &str = "voxflow.padding";
 pub const KEY_PREPROCESS: &str = "voxflow.preprocess";
 /// `metadata_props` key: `ct` or `mr`.
 pub const KEY_MODALITY: &str = "voxflow.modality";
+/// Optional `metadata_props` key: how an int8 model was quantized.
+pub const KEY_QUANTIZED: &str = "voxflow.quantized";
 
 /// All required keys.
 pub const REQUIRED_KEYS: [&str; 6] = [
@@ -191,6 +193,8 @@ pub struct ModelInfo {
     pub preprocess_raw: String,
     /// `voxflow.modality`.
     pub modality: Modality,
+    /// `voxflow.quantized`, for an int8 model.
+    pub quantized: Option<String>,
     /// Name of the model's single input.
     pub input_name: String,
     /// Name of the model's single output.
@@ -317,6 +321,10 @@ impl ModelInfo {
             preprocess,
             preprocess_raw,
             modality,
+            quantized: meta
+                .custom(KEY_QUANTIZED)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty()),
             input_name: inputs[0].name().to_string(),
             output_name: outputs[0].name().to_string(),
         })
