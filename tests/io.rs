@@ -87,7 +87,7 @@ fn real_dicom_series_matches_its_nifti() {
         panic!()
     };
     assert!(x == y, "DICOM voxels differ from the NIfTI conversion");
-    assert_eq!(a.header.modality, "CT");
+    assert_eq!(voxflow_nodes::meta::modality(&a.header), "CT");
     assert!(a.header.meta["dicom"]["StudyInstanceUID"]
         .as_str()
         .is_some_and(|s| !s.is_empty()));

@@ -718,3 +718,13 @@ fn mask_image_streams_a_real_ct_through_its_liver_mask() {
         "and `mask` (12x10x6) are not on the same grid",
     );
 }
+
+/// The plugin host drops the built-in nodes' preprocessing record from a plugin's outputs by
+/// its key; the two must name the same key.
+#[test]
+fn plugin_host_knows_the_preprocessing_key() {
+    assert_eq!(
+        voxflow_plugin_host::PREPROCESS_META,
+        voxflow_nodes::meta::PREPROCESS
+    );
+}

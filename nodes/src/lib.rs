@@ -5,6 +5,7 @@ pub mod eval;
 pub mod features;
 pub mod inference;
 pub mod io;
+pub mod meta;
 pub mod preprocess;
 pub mod refine;
 pub mod report;

@@ -51,7 +51,7 @@ pub enum ParamType {
     },
     Str,
     /// A file or folder; relative paths are resolved (graph file folder or current directory).
-    /// Values with a scheme such as `phantom:` are kept as they are.
+    /// Values with a scheme such as `demo:` are kept as they are.
     Path,
     /// A list of paths, each resolved like [`ParamType::Path`].
     PathList,

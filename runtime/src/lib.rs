@@ -10,9 +10,7 @@ pub mod stream;
 
 pub use decl::{NodeDecl, ParamDecl, ParamType, Params, PortDecl, PortType};
 pub use graph::{Diagnostic, Diagnostics, GraphDoc, Pos};
-pub use stream::{
-    Header, Message, Meta, Slice, SliceData, StreamType, Volume, VolumeData, META_PREPROCESS,
-};
+pub use stream::{Header, Message, Meta, Slice, SliceData, StreamType, Volume, VolumeData};
 pub mod exec;
 pub mod node;
 pub mod output;

@@ -327,13 +327,13 @@ mod tests {
         assert_eq!(Example::written(), Vec::<&str>::new());
         assert_eq!(Outputs::written(), ["out", "log"]);
         let mut p = Params::default();
-        for (k, v) in [("out", "o.nii"), ("input", "i.nii"), ("log", "l.txt")] {
+        for (k, v) in [("out", "o.dat"), ("input", "i.dat"), ("log", "l.txt")] {
             p.values.insert(k.into(), Value::from(v));
         }
         let o: Outputs = from_params(&p).unwrap();
         assert_eq!(
             (o.out, o.inner.input, o.inner.log),
-            ("o.nii".into(), "i.nii".into(), Some("l.txt".into()))
+            ("o.dat".into(), "i.dat".into(), Some("l.txt".into()))
         );
     }
 

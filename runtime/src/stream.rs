@@ -45,15 +45,10 @@ impl fmt::Display for StreamType {
 /// Free-form metadata that nodes pass on unchanged unless they own a key.
 pub type Meta = BTreeMap<String, serde_json::Value>;
 
-/// Header metadata key: the intensity steps an image stream has been through, as a
-/// `;`-separated string (the `voxflow.preprocess` grammar of docs/MODELS.md). A node that
-/// changes intensities in a way it cannot describe there must remove it.
-pub const META_PREPROCESS: &str = "preprocess";
-
 /// Describes a whole stream; sent once before the first slice.
 ///
 /// Arrays use the layout `(nk, nj, ni)`: axis 0 is the slice index k, axis 1 the row j,
-/// axis 2 the column i. NIfTI voxel `(i, j, k)` is element `[k, j, i]`.
+/// axis 2 the column i. Voxel `(i, j, k)` of the source is element `[k, j, i]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {
     pub stream_type: StreamType,
@@ -63,10 +58,8 @@ pub struct Header {
     pub channels: usize,
     /// Voxel size in mm in array-axis order `[dk, dj, di]`.
     pub spacing: [f64; 3],
-    /// Maps voxel `(i, j, k, 1)` to world coordinates (NIfTI RAS+, mm).
+    /// Maps voxel `(i, j, k, 1)` to world coordinates in mm (their convention is the source's).
     pub affine: [[f64; 4]; 4],
-    /// Free text such as "CT" or "MR"; empty when unknown.
-    pub modality: String,
     /// Declared value range of the data where known (e.g. a window).
     pub value_range: Option<(f64, f64)>,
     pub meta: Meta,
@@ -85,7 +78,6 @@ impl Header {
             channels: 1,
             spacing,
             affine,
-            modality: String::new(),
             value_range: None,
             meta: Meta::new(),
         }

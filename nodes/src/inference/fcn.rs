@@ -8,9 +8,7 @@ use voxflow_onnx::{Device, FcnSession, ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::params::{Bounds, ParamKind};
 use voxflow_runtime::stream::{Header, SliceData, StreamType};
-use voxflow_runtime::{
-    BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind, META_PREPROCESS,
-};
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, Slice, TypedKind};
 
 pub struct Fcn;
 
@@ -153,14 +151,15 @@ pub fn expected_range(steps: &[PreprocessStep]) -> Option<(f64, f64)> {
 /// Checks what the stream says about its values against what the model expects.
 pub fn check_preprocessing(info: &ModelInfo, h: &Header) -> Result<(), String> {
     let model = info.path.display();
-    if !h.modality.is_empty() && !h.modality.eq_ignore_ascii_case(&info.modality.to_string()) {
+    let modality = crate::meta::modality(h);
+    if !modality.is_empty() && !modality.eq_ignore_ascii_case(&info.modality.to_string()) {
         return Err(format!(
             "model {model} is a {} model (voxflow.modality) but the input stream is {}",
-            info.modality, h.modality
+            info.modality, modality
         ));
     }
     // The steps the stream records (hu_window, equalize, ... keep a chain) must be the model's.
-    if let Some(chain) = h.meta.get(META_PREPROCESS).and_then(|v| v.as_str()) {
+    if let Some(chain) = h.meta.get(crate::meta::PREPROCESS).and_then(|v| v.as_str()) {
         let same = PreprocessStep::parse_list(chain).is_ok_and(|steps| {
             steps.len() == info.preprocess.len()
                 && steps

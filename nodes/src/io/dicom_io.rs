@@ -750,7 +750,7 @@ fn assemble(
     let dk = dot3(kvec, kvec).sqrt();
     let mut header = Header::new(StreamType::Image, [n, grid.rows, grid.cols], [dk, dr, dc]);
     header.affine = affine;
-    header.modality = modality;
+    crate::meta::set_modality(&mut header, &modality);
     // Geometry and per-slice identifiers (slice k order), for outputs that reference the source.
     DicomSource {
         orientation: grid.orientation,

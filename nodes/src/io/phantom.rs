@@ -95,7 +95,7 @@ impl Phantom {
             [0.0, 0.0, s[0], 0.0],
             [0.0, 0.0, 0.0, 1.0],
         ];
-        h.modality = "CT".into();
+        crate::meta::set_modality(&mut h, "CT");
         h.meta.insert(
             "source".into(),
             format!("phantom seed {}", self.seed).into(),

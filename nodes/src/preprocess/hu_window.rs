@@ -5,7 +5,6 @@ use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{SliceData, StreamType};
 use voxflow_runtime::{
     BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind,
-    META_PREPROCESS,
 };
 
 pub struct HuWindow;
@@ -101,7 +100,7 @@ impl Node for Window {
             (self.min as f64, self.max as f64)
         });
         if self.zero_above.is_some() {
-            h.meta.remove(META_PREPROCESS);
+            h.meta.remove(crate::meta::PREPROCESS);
         } else {
             let (lo, hi) = (self.min as f64, self.max as f64);
             super::record_step(&mut h, &format!("hu_window:{lo},{hi}"), true);

@@ -281,7 +281,7 @@ fn emit_pair(
     let mut h: Header = vol.header.clone();
     h.value_range = None;
     // N4 is no step of the preprocessing grammar: what came before is no longer described.
-    h.meta.remove(voxflow_runtime::META_PREPROCESS);
+    h.meta.remove(crate::meta::PREPROCESS);
     let want_bias = ctx.output_used("bias");
     ctx.send_header("out", h.clone())?;
     if want_bias {

@@ -271,10 +271,9 @@ impl Page<'_> {
                 "image",
                 format!(
                     "{ni} x {nj} x {nk} voxels (i, j, k), {di:.3} x {dj:.3} x {dk:.3} mm{}",
-                    if h.modality.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {}", h.modality)
+                    match crate::meta::modality(h) {
+                        "" => String::new(),
+                        m => format!(", {m}"),
                     }
                 ),
             ),

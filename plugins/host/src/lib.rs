@@ -8,7 +8,7 @@ mod node;
 
 pub use decl::parse_decl;
 use node::KindBody;
-pub use node::PluginKind;
+pub use node::{PluginKind, PREPROCESS_META};
 
 use std::collections::HashMap;
 use std::ffi::CStr;

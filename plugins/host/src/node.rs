@@ -924,8 +924,12 @@ impl Node for PluginNode {
     }
 }
 
-/// The header of an output: its geometry, with modality and metadata from the first input
-/// (less the preprocessing record: what the plugin did to the intensities is unknown here).
+/// Key of the built-in nodes' preprocessing record in the stream metadata
+/// (`voxflow_nodes::meta::PREPROCESS`; tests/plugins.rs checks that they agree).
+pub const PREPROCESS_META: &str = "preprocess";
+
+/// The header of an output: its geometry, with the metadata of the first input (less the
+/// preprocessing record: what the plugin did to the intensities is unknown here).
 fn header_from(d: &abi::VfVolume, first: Option<&Header>) -> Header {
     let ty = stream_of(d.stream_type).expect("checked when the output was requested");
     let [nk, c, nj, ni] = d.shape.map(|v| v as usize);
@@ -935,9 +939,8 @@ fn header_from(d: &abi::VfVolume, first: Option<&Header>) -> Header {
         header.affine[n / 4][n % 4] = *a;
     }
     if let Some(f) = first {
-        header.modality = f.modality.clone();
         header.meta = f.meta.clone();
-        header.meta.remove(voxflow_runtime::META_PREPROCESS);
+        header.meta.remove(PREPROCESS_META);
     }
     header
 }

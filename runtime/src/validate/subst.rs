@@ -61,7 +61,8 @@ pub fn parse_set_value(s: &str) -> Value {
     }
 }
 
-/// True for values such as `phantom:` or `phantom:small` that are not file paths.
+/// True for values such as `demo:` or `demo:small` (a scheme, then anything) that are not file
+/// paths.
 pub fn has_scheme(s: &str) -> bool {
     match s.find(':') {
         Some(i) if i >= 2 => s[..i]
@@ -133,7 +134,11 @@ pub(super) fn param_ref(s: &str) -> Option<ParamRef> {
     })
 }
 
-/// `path` without the extension of its file name (two for `.gz`: `a/seg.nii.gz` -> `a/seg`).
+/// Compression suffixes: `stem` drops the extension before them too.
+const COMPRESSED: [&str; 4] = [".gz", ".bz2", ".xz", ".zst"];
+
+/// `path` without the extension of its file name, two for a compressed file
+/// (`a/data.csv.gz` -> `a/data`).
 pub fn strip_extension(path: &str) -> &str {
     let name_start = path.rfind('/').map_or(0, |i| i + 1);
     let mut end = path.len();
@@ -143,7 +148,7 @@ pub fn strip_extension(path: &str) -> &str {
             Some(dot) if dot > 0 => {
                 let ext = &name[dot..];
                 end = name_start + dot;
-                if ext != ".gz" {
+                if !COMPRESSED.contains(&ext) {
                     break;
                 }
             }
@@ -320,8 +325,9 @@ mod tests {
 
     #[test]
     fn stem_drops_the_extension() {
-        assert_eq!(strip_extension("out/seg.nii.gz"), "out/seg");
-        assert_eq!(strip_extension("seg.nii"), "seg");
+        assert_eq!(strip_extension("out/seg.csv.gz"), "out/seg");
+        assert_eq!(strip_extension("seg.csv"), "seg");
+        assert_eq!(strip_extension("a/t.tar.zst"), "a/t");
         assert_eq!(strip_extension("a.b/seg"), "a.b/seg");
         assert_eq!(strip_extension("my.case.nrrd"), "my.case");
         assert_eq!(strip_extension("x/.hidden"), "x/.hidden");
@@ -331,7 +337,7 @@ mod tests {
     #[test]
     fn modifiers() {
         let gp = params(&[
-            ("output", Value::from("out/seg.nii.gz"), Origin::CommandLine),
+            ("output", Value::from("out/seg.csv.gz"), Origin::CommandLine),
             ("truth", Value::from(""), Origin::Graph),
             ("n", Value::from(3), Origin::Graph),
         ]);
@@ -382,7 +388,7 @@ mod tests {
         ));
         assert_eq!(paths, Value::from(vec!["/cwd/m/a.onnx", "/g/../b.onnx"]));
         // A path that starts with a passed value is relative to where the value was written.
-        let out = params(&[("output", Value::from("o/seg.nii.gz"), Origin::File(0))]);
+        let out = params(&[("output", Value::from("o/seg.csv.gz"), Origin::File(0))]);
         let (v, o) = known(substitute_str("${output:stem}.html", &out));
         assert_eq!((v, o), (Value::from("o/seg.html"), Origin::File(0)));
     }
