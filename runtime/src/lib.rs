@@ -12,6 +12,7 @@ pub use decl::{NodeDecl, ParamDecl, ParamType, Params, PortDecl, PortType};
 pub use graph::{Diagnostic, Diagnostics, GraphDoc, Pos};
 pub use stream::{Header, Message, Meta, Slice, SliceData, StreamType, Volume, VolumeData};
 pub mod exec;
+mod gather;
 pub mod node;
 pub mod output;
 pub mod params;

@@ -3,7 +3,7 @@
 
 use crate::decl::{NodeDecl, Params};
 use crate::output::{self, Pending, PendingFile};
-use crate::stream::{Header, Message, Slice, StreamType, Volume};
+use crate::stream::{Header, Message, Slice, StreamType};
 use crossbeam_channel::{Receiver, Select, Sender};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -220,7 +220,7 @@ impl NodeCtx {
         CancelToken(self.cancel.clone())
     }
 
-    fn check_cancel(&self) -> Result<(), NodeError> {
+    pub(crate) fn check_cancel(&self) -> Result<(), NodeError> {
         match self.cancel.try_recv() {
             Err(crossbeam_channel::TryRecvError::Empty) => Ok(()),
             _ => Err(NodeError::Cancelled),
@@ -354,74 +354,6 @@ impl NodeCtx {
             return Err(NodeError::Cancelled);
         }
         Ok(ready)
-    }
-
-    /// Receives whole volumes from several inputs at once, reading them in parallel so that
-    /// branches of a diamond never wait on each other. Missing slices stay zero.
-    pub fn gather_many(&mut self, ports: &[&str]) -> Result<Vec<Volume>, NodeError> {
-        let idx: Vec<usize> = ports.iter().map(|p| self.in_index(p)).collect();
-        let mut vols: Vec<Option<Volume>> = vec![None; idx.len()];
-        let mut done = vec![false; idx.len()];
-        while done.iter().any(|d| !d) {
-            self.check_cancel()?;
-            let live: Vec<usize> = (0..idx.len()).filter(|&n| !done[n]).collect();
-            let live_inputs: Vec<usize> = live.iter().map(|&n| idx[n]).collect();
-            let n = live[self.wait_any(&live_inputs)?];
-            let port = ports[n];
-            match self.recv_index(idx[n])? {
-                Message::Header(h) => {
-                    if vols[n].is_some() {
-                        return Err(NodeError::msg(format!(
-                            "input `{port}` sent a second header"
-                        )));
-                    }
-                    vols[n] = Some(Volume::zeros((*h).clone()));
-                    // Progress counts the first input's slices.
-                    if n == 0 {
-                        self.stats
-                            .slices_total
-                            .fetch_add(h.num_slices(), Ordering::Relaxed);
-                    }
-                }
-                Message::Slice(s) => {
-                    let v = vols[n].as_mut().ok_or_else(|| {
-                        NodeError::msg(format!("input `{port}` sent a slice before its header"))
-                    })?;
-                    check_slice(&v.header, &s, port)?;
-                    v.put(&s);
-                    if n == 0 {
-                        self.tick();
-                    }
-                }
-                Message::End => {
-                    if vols[n].is_none() {
-                        return Err(NodeError::msg(format!(
-                            "input `{port}` ended before its header"
-                        )));
-                    }
-                    done[n] = true;
-                }
-            }
-        }
-        Ok(vols.into_iter().map(|v| v.expect("all ended")).collect())
-    }
-
-    /// Receives a whole volume from one input.
-    pub fn gather(&mut self, port: &str) -> Result<Volume, NodeError> {
-        Ok(self.gather_many(&[port])?.pop().expect("one volume"))
-    }
-
-    /// Streams a whole volume: header, the present slices, end.
-    pub fn emit_volume(&mut self, port: &str, v: &Volume) -> Result<(), NodeError> {
-        self.send_header(port, v.header.clone())?;
-        for k in 0..v.header.num_slices() {
-            if let Some(meta) = &v.slice_meta[k] {
-                let mut s = Slice::new(k, v.slice(k));
-                s.meta = meta.clone();
-                self.send_slice(port, s)?;
-            }
-        }
-        self.end(port)
     }
 
     /// A temporary path beside `dest` to write to; the runtime renames it to `dest` when the

@@ -1,6 +1,5 @@
 //! Runs a plan: one thread per node, bounded channels on edges, first error cancels all.
 
-use crate::decl::ParamType;
 use crate::graph::Pos;
 use crate::node::{BuildEnv, InPort, Node, NodeCtx, NodeError, NodeStats, RunInfo};
 use crate::output::Pending;
@@ -8,13 +7,15 @@ use crate::registry::Registry;
 use crate::validate::Plan;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod paths;
+pub use paths::check_paths;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -155,82 +156,6 @@ fn upstream(plan: &Plan) -> Vec<Vec<usize>> {
             (0..seen.len()).filter(|&m| seen[m]).collect()
         })
         .collect()
-}
-
-/// The identity of a path for comparing outputs with inputs: device and inode when it exists
-/// (so that other spellings, `..` and links compare equal), else its canonical folder plus name.
-#[derive(PartialEq)]
-enum FileId {
-    Inode(u64, u64),
-    Path(PathBuf),
-}
-
-fn file_id(p: &Path) -> Option<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(m) = std::fs::metadata(p) {
-        return Some(FileId::Inode(m.dev(), m.ino()));
-    }
-    let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new(".")).canonicalize().ok()?;
-    Some(FileId::Path(dir.join(p.file_name()?)))
-}
-
-/// Refuses a plan whose outputs name one of its inputs (the same file however spelled or
-/// linked), or one file twice, before any node is built.
-pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
-    struct Use<'a> {
-        node: usize,
-        param: &'a str,
-        path: &'a str,
-        writes: bool,
-    }
-    let mut uses = Vec::new();
-    for (n, pn) in plan.nodes.iter().enumerate() {
-        let Some(e) = reg.get(&pn.kind) else { continue };
-        for pd in &e.decl.params {
-            let values: Vec<&str> = match (&pd.ty, pn.params.get(&pd.name)) {
-                (ParamType::Path, Some(Value::String(s))) => vec![s.as_str()],
-                (ParamType::PathList, Some(Value::Array(a))) => {
-                    a.iter().filter_map(Value::as_str).collect()
-                }
-                _ => continue,
-            };
-            let writes = e.decl.writes.contains(&pd.name);
-            uses.extend(values.into_iter().map(|path| Use {
-                node: n,
-                param: &pd.name,
-                path,
-                writes,
-            }));
-        }
-    }
-    let ids: Vec<Option<FileId>> = uses.iter().map(|u| file_id(Path::new(u.path))).collect();
-    for (a, out) in uses.iter().enumerate().filter(|(_, u)| u.writes) {
-        for (b, other) in uses.iter().enumerate() {
-            // Each pair of outputs once.
-            if a == b || (other.writes && b < a) || ids[a].is_none() || ids[a] != ids[b] {
-                continue;
-            }
-            let on = &plan.nodes[other.node];
-            let what = if other.writes {
-                "the output"
-            } else {
-                "the input"
-            };
-            return Err(RunError {
-                node: plan.nodes[out.node].id.clone(),
-                kind: plan.nodes[out.node].kind.clone(),
-                file: plan.nodes[out.node].file.clone(),
-                pos: plan.nodes[out.node].pos,
-                message: format!(
-                    "output `{}` = {} is the same file as {what} `{}` = {} of node `{}` ({}, line {}); \
-                     refusing to run (choose another output path)",
-                    out.param, out.path, other.param, other.path, on.id, on.kind, on.pos.line
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Builds every node, runs the graph, and commits output files only if all nodes succeed.
