@@ -1,6 +1,7 @@
 //! eval nodes.
 
 pub mod metrics;
+mod scoring;
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;

@@ -1,5 +1,6 @@
 //! features nodes: `survival_features` (PyRadiomics features per region) and `risk`.
 
+mod regions;
 pub mod risk;
 pub mod survival_features;
 

@@ -1,5 +1,6 @@
 //! refine nodes.
 
+mod crf_volume;
 pub mod dense_crf;
 pub mod small_components;
 

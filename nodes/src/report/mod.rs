@@ -3,6 +3,7 @@
 pub mod dicom_seg;
 pub mod draw;
 pub mod overlay;
+mod page;
 #[allow(clippy::module_inception)]
 pub mod report;
 pub mod stats;
