@@ -1,5 +1,6 @@
 //! report nodes: overlay images, the HTML case report, case statistics, DICOM SEG.
 
+mod annotate;
 pub mod dicom_seg;
 pub mod draw;
 pub mod overlay;

@@ -2,7 +2,8 @@
 //! colours of Christ et al. 2017 against a ground truth, outlines without one), in
 //! radiological orientation with square pixels. The `report` node embeds the same images.
 
-use super::draw::{annotate, render, view_of};
+use super::annotate::annotate;
+use super::draw::{render, view_of};
 use ndarray::{Array3, Axis};
 use serde::Deserialize;
 use std::path::PathBuf;
