@@ -99,7 +99,7 @@ def roi_box(mask2d, min_box):
 def close_slices(mask, radius_mm, spacing_ji):
     """Per-slice closing of a (k, j, i) mask by a disc of radius_mm (mm, in-plane spacing
     (dj, di)): distance-based dilation then erosion, outside the slice counting as dilated; the
-    result contains the mask. The rule of `close_mm` (close_slices in nodes/src/inference/liver.rs)."""
+    result contains the mask. The rule of `close_mm` (close_slices in nodes/kernels/volume/src/morphology.rs)."""
     out = mask.copy()
     for k in range(mask.shape[0]):
         s = mask[k]

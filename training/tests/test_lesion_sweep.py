@@ -71,7 +71,7 @@ class TumourCoverage(unittest.TestCase):
 
 
 class CloseSlices(unittest.TestCase):
-    """The cases of close_slices' unit tests in nodes/src/inference/liver.rs: a disk of radius
+    """The cases of close_slices' unit tests in nodes/kernels/volume/src/morphology.rs: a disk of radius
     15 px with a bite 5 px wide cut in from its right edge, on slice 1 of 3."""
 
     @staticmethod

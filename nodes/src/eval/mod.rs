@@ -1,7 +1,9 @@
 //! eval nodes.
 
 pub mod metrics;
-mod scoring;
+mod support;
+
+use support::scoring;
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;

@@ -1,6 +1,8 @@
 //! features nodes: `survival_features` (PyRadiomics features per region) and `risk`.
 
-mod regions;
+mod support;
+
+use support::regions;
 pub mod risk;
 pub mod survival_features;
 

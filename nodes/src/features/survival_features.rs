@@ -95,7 +95,7 @@ impl TypedKind for SurvivalFeatures {
     }
 
     fn create(&self, p: SurvivalParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(FeaturesNode {
+        Ok(Box::new(SurvivalFeaturesNode {
             regions: region_names(&p.regions)?,
             settings: settings(p.bin_width),
             json: p.json,
@@ -104,14 +104,14 @@ impl TypedKind for SurvivalFeatures {
     }
 }
 
-struct FeaturesNode {
+struct SurvivalFeaturesNode {
     regions: Vec<String>,
     settings: Settings,
     json: Option<PathBuf>,
     csv: Option<PathBuf>,
 }
 
-impl Node for FeaturesNode {
+impl Node for SurvivalFeaturesNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let mut v = ctx.gather_many(&["image", "label"])?;
         let label = v.pop().expect("two volumes");

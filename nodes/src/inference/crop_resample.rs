@@ -118,7 +118,7 @@ impl TypedKind for CropResample {
                 ))
             }
         };
-        Ok(Box::new(CropNode {
+        Ok(Box::new(CropResampleNode {
             mask: p.mask,
             boxes: BoxSpec {
                 min_box: p.min_box,
@@ -222,14 +222,14 @@ pub fn liver_offset(img: &[f32], mask: &[bool], level: f64) -> f32 {
     level as f32 - *median
 }
 
-struct CropNode {
+struct CropResampleNode {
     mask: MaskSpec,
     boxes: BoxSpec,
     size: (usize, usize),
     liver_level: Option<f64>,
 }
 
-impl Node for CropNode {
+impl Node for CropResampleNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         // The image whole; of the liver stream only the thresholded mask (see `LiverSlices`).
         let mut zip = ctx.zip(&["image", "liver"])?;

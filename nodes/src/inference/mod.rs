@@ -4,8 +4,10 @@
 pub mod argmax;
 pub mod crop_resample;
 pub mod fcn;
-pub mod liver;
 pub mod paste_back;
+mod support;
+
+pub use support::liver;
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;

@@ -75,7 +75,7 @@ impl TypedKind for PasteBack {
     }
 
     fn create(&self, p: PasteParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(PasteNode {
+        Ok(Box::new(PasteBackNode {
             mask: p.mask,
             lesion_channel: p.lesion_channel,
             lesion_threshold: p.lesion_threshold,
@@ -83,7 +83,7 @@ impl TypedKind for PasteBack {
     }
 }
 
-struct PasteNode {
+struct PasteBackNode {
     mask: MaskSpec,
     lesion_channel: Option<usize>,
     lesion_threshold: f32,
@@ -159,7 +159,7 @@ pub fn combine(
     out
 }
 
-impl Node for PasteNode {
+impl Node for PasteBackNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         // Of the liver stream only its liver channel and the thresholded mask are kept (see
         // `LiverSlices`).
@@ -227,7 +227,7 @@ impl Node for PasteNode {
     }
 }
 
-impl PasteNode {
+impl PasteBackNode {
     /// Sends output slice `k`, from the lesion crop of slice `k` (its lesion channel and
     /// metadata) if there is one, the liver probability `p`, the mask `m` and the liver slices'
     /// metadata.

@@ -40,15 +40,15 @@ impl TypedKind for WriteVolume {
     }
 
     fn create(&self, p: WriteVolumeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(WriteNode { path: p.path }))
+        Ok(Box::new(WriteVolumeNode { path: p.path }))
     }
 }
 
-struct WriteNode {
+struct WriteVolumeNode {
     path: PathBuf,
 }
 
-impl Node for WriteNode {
+impl Node for WriteVolumeNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let v = ctx.gather("in")?;
         let tmp = ctx.output_file(&self.path)?;

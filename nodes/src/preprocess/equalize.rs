@@ -43,7 +43,7 @@ impl TypedKind for Equalize {
     }
 
     fn create(&self, p: EqualizeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(EqNode { bins: p.bins }))
+        Ok(Box::new(EqualizeNode { bins: p.bins }))
     }
 }
 
@@ -74,11 +74,11 @@ pub fn equalize_slice(a: ArrayView2<f32>, lo: f32, hi: f32, bins: usize) -> Arra
     })
 }
 
-struct EqNode {
+struct EqualizeNode {
     bins: usize,
 }
 
-impl Node for EqNode {
+impl Node for EqualizeNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let h_in = ctx.header_of("in", StreamType::Image)?;
         let range = h_in.value_range;

@@ -88,7 +88,7 @@ impl TypedKind for MrNormalize {
     }
 
     fn create(&self, p: MrNormalizeParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(NormNode {
+        Ok(Box::new(MrNormalizeNode {
             p_low: p.p_low,
             p_high: p.p_high,
             foreground: match p.foreground {
@@ -128,13 +128,13 @@ pub fn normalize(
     Ok((out, lo, hi))
 }
 
-struct NormNode {
+struct MrNormalizeNode {
     p_low: f64,
     p_high: f64,
     foreground: MaskMode,
 }
 
-impl Node for NormNode {
+impl Node for MrNormalizeNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let vol = if ctx.has_input("corrected") {
             // `in` only has to match in shape: its slices are dropped as they come.

@@ -220,11 +220,11 @@ impl TypedKind for DenseCrf {
     fn create(&self, p: DenseCrfParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
         let config = p.config();
         config.check()?;
-        Ok(Box::new(CrfNode { config }))
+        Ok(Box::new(DenseCrfNode { config }))
     }
 }
 
-struct CrfNode {
+struct DenseCrfNode {
     config: CrfConfig,
 }
 
@@ -239,7 +239,7 @@ fn need_all_slices(v: &Volume, port: &str) -> Result<(), NodeError> {
     }
 }
 
-impl CrfNode {
+impl DenseCrfNode {
     /// No iterations: the CRF leaves `prob` as it is, so the node streams, slice by slice, the
     /// argmax and the probabilities, after the checks the whole-volume path makes.
     fn argmax_stream(&self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
@@ -315,7 +315,7 @@ impl CrfNode {
     }
 }
 
-impl Node for CrfNode {
+impl Node for DenseCrfNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         if self.config.params.iterations == 0 {
             return self.argmax_stream(ctx);

@@ -1,8 +1,10 @@
 //! refine nodes.
 
-mod crf_volume;
+mod support;
+
+use support::crf_volume;
 pub mod dense_crf;
-pub mod small_components;
+pub mod drop_small_components;
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;
@@ -11,6 +13,6 @@ use voxflow_runtime::NodeKind;
 pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
     vec![
         Arc::new(dense_crf::DenseCrf),
-        Arc::new(small_components::DropSmallComponents),
+        Arc::new(drop_small_components::DropSmallComponents),
     ]
 }

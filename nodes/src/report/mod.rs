@@ -1,14 +1,14 @@
-//! report nodes: overlay images, the HTML case report, case statistics, DICOM SEG.
+//! report nodes: overlay images, the HTML case report, case statistics; shared code in
+//! `support/`.
 
-mod annotate;
-pub mod dicom_seg;
-pub mod draw;
 pub mod overlay;
-mod page;
 #[allow(clippy::module_inception)]
 pub mod report;
 pub mod stats;
-pub mod viewer;
+mod support;
+
+use support::{annotate, page};
+pub use support::{draw, viewer};
 
 use std::sync::Arc;
 use voxflow_runtime::NodeKind;
@@ -19,6 +19,5 @@ pub fn kinds() -> Vec<Arc<dyn NodeKind>> {
         Arc::new(overlay::Overlay),
         Arc::new(report::Report),
         Arc::new(stats::Stats),
-        Arc::new(dicom_seg::WriteDicomSeg),
     ]
 }

@@ -2,7 +2,7 @@
 //! offline) on the image and label, embedded as gzipped 8-bit NIfTI in base64.
 
 use super::draw;
-use super::report::esc;
+use crate::report::report::esc;
 use base64::Engine;
 use flate2::{write::GzEncoder, Compression};
 use ndarray::{ArrayView3, Axis};

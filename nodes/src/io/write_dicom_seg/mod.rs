@@ -110,19 +110,19 @@ impl TypedKind for WriteDicomSeg {
     }
 
     fn create(&self, p: DicomSegParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(SegNode {
+        Ok(Box::new(WriteDicomSegNode {
             path: p.path,
             skip: p.if_unavailable == IfUnavailable::Skip,
         }))
     }
 }
 
-struct SegNode {
+struct WriteDicomSegNode {
     path: PathBuf,
     skip: bool,
 }
 
-impl SegNode {
+impl WriteDicomSegNode {
     /// The source identifiers of `h`, or what to do when it has none: `Ok(None)` to skip.
     fn source(&self, ctx: &NodeCtx, h: &Header) -> Result<Option<SourceSeries>, NodeError> {
         if let Some(s) = SourceSeries::from_header(h)? {
@@ -153,7 +153,7 @@ impl SegNode {
     }
 }
 
-impl Node for SegNode {
+impl Node for WriteDicomSegNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let (label, src) = if ctx.has_input("source") {
             // Both in parallel: they may share an upstream node.

@@ -1,8 +1,8 @@
 //! The dense CRF on a whole probability volume (what `dense_crf` runs when it iterates, and
 //! `voxflow crf-search`): the region it runs on, the input checks, the kernel call.
 
-use super::dense_crf::{CrfConfig, CrfRoi, MAX_CLASSES};
 use crate::inference::argmax::argmax_at;
+use crate::refine::dense_crf::{CrfConfig, CrfRoi, MAX_CLASSES};
 use ndarray::{s, Array3, Array4, ArrayView3, ArrayView4, Axis};
 use std::ops::Range;
 

@@ -2,7 +2,7 @@
 //! radiological screen orientation from the affine, square-pixel resampling, outlines; PNG
 //! encoding (the annotations: `annotate.rs`).
 
-use super::overlay::OverlaySpec;
+use crate::report::overlay::OverlaySpec;
 use ndarray::{Array2, ArrayView2};
 
 /// What a pixel of the prediction is, compared with the truth (Figure 7).

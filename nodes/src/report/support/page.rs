@@ -1,17 +1,17 @@
 //! The HTML page of the `report` node: summary tables, the viewer, the overlay images, the run.
 
 use super::draw::{self, Class};
-use super::overlay::Drawn;
-use super::stats::CaseStats;
 use super::viewer::{self, Viewer};
 use crate::eval::metrics::{ClassResult, METRIC_NAMES};
 use crate::io::dicom_source::DicomSource;
+use crate::report::overlay::Drawn;
+use crate::report::stats::CaseStats;
 use base64::Engine;
 use std::fmt::Write;
 use voxflow_onnx::ModelInfo;
 use voxflow_runtime::{Header, NodeTiming};
 
-pub(super) fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -86,11 +86,11 @@ impl TypedKind for DropSmallComponents {
     }
 
     fn create(&self, p: DropParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        Ok(Box::new(DropNode { p }))
+        Ok(Box::new(DropSmallComponentsNode { p }))
     }
 }
 
-struct DropNode {
+struct DropSmallComponentsNode {
     p: DropParams,
 }
 
@@ -115,7 +115,7 @@ pub fn drop_small(
     (dropped, n - dropped)
 }
 
-impl Node for DropNode {
+impl Node for DropSmallComponentsNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
         let Volume {
             header,

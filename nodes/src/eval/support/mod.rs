@@ -1,0 +1,3 @@
+//! What `metrics` shares with `voxflow eval` and the report.
+
+pub mod scoring;

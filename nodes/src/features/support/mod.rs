@@ -1,0 +1,3 @@
+//! The per-region rows `survival_features` and `risk` compute.
+
+pub mod regions;

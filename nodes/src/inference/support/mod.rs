@@ -1,0 +1,3 @@
+//! What the inference nodes share: the liver mask of the cascade.
+
+pub mod liver;
