@@ -360,14 +360,7 @@ impl NodeCtx {
     /// whole graph has succeeded and deletes it otherwise (with the folders made for it). Stale
     /// temporaries of `dest` from killed runs are removed first.
     pub fn output_file(&self, dest: &Path) -> Result<PathBuf, NodeError> {
-        let dir = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = dest
-            .file_name()
-            .ok_or_else(|| NodeError::msg(format!("{} is not a file path", dest.display())))?
-            .to_string_lossy();
+        let (dir, name) = output::folder_and_name(dest).map_err(NodeError::msg)?;
         let mut missing = Vec::new();
         let mut d = dir;
         while !d.exists() {

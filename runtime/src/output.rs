@@ -46,6 +46,19 @@ pub fn host_name() -> String {
 /// Prefix of every temporary output file: `.voxflow-tmp-HOST-PID-ThreadId(N)-NAME`.
 pub const TEMP_PREFIX: &str = ".voxflow-tmp-";
 
+/// The folder an output file goes to (`.` for a bare name) and its file name; an error for a
+/// path that names no file (`/`, `..`).
+pub fn folder_and_name(dest: &Path) -> Result<(&Path, String), String> {
+    let name = dest
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file path", dest.display()))?;
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((dir, name.to_string_lossy().into_owned()))
+}
+
 /// The temporary path in `dir` to write the file `name` through, after removing the stale
 /// temporaries of `name` there ([`remove_stale_temps`]). Unique across hosts sharing the folder,
 /// processes and threads.
@@ -99,15 +112,8 @@ pub fn remove_stale_temps(dir: &Path, name: &str) {
 /// (and a later run after a crash) see the old file or the whole new one, never a part.
 pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), String> {
     let bytes = bytes.as_ref();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let (dir, name) = folder_and_name(path)?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
     let tmp = temp_beside(dir, &name);
     let written = File::create(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
@@ -120,4 +126,20 @@ pub fn write_atomic(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), String> 
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_and_name_of_outputs() {
+        let (d, n) = folder_and_name(Path::new("out/a.csv")).unwrap();
+        assert_eq!((d, n.as_str()), (Path::new("out"), "a.csv"));
+        let (d, n) = folder_and_name(Path::new("a.csv")).unwrap();
+        assert_eq!((d, n.as_str()), (Path::new("."), "a.csv"));
+        assert!(folder_and_name(Path::new("/")).is_err());
+        assert!(folder_and_name(Path::new("out/..")).is_err());
+        assert!(write_atomic(Path::new("/"), b"x").is_err());
+    }
 }

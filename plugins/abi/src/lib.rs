@@ -524,6 +524,18 @@ impl Geometry {
             affine: raw.affine,
         }
     }
+    /// True when both lie on one voxel grid: the same slices, rows and columns (channels may
+    /// differ) and affines that agree within 1e-4 mm, the rule voxflow's own nodes use
+    /// (`Header::same_geometry`).
+    pub fn same_grid(&self, other: &Geometry) -> bool {
+        self.shape[0] == other.shape[0]
+            && self.shape[2..] == other.shape[2..]
+            && self
+                .affine
+                .iter()
+                .zip(&other.affine)
+                .all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + a.abs()))
+    }
     /// The same geometry with another stream type and channel count.
     pub fn with_stream(mut self, stream: Stream, channels: usize) -> Self {
         self.stream = stream;

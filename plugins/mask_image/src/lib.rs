@@ -2,7 +2,7 @@
 //! every other voxel to `outside`, one slice at a time (slice k of both inputs in, slice k out).
 //! Written only against `voxflow-plugin-abi`; built as `libmask_image.so`.
 
-use voxflow_plugin_abi::{export_plugin, Emit, Geometry, Slices, Start, StreamKind};
+use voxflow_plugin_abi::{export_plugin, Emit, Slices, Start, StreamKind};
 
 const DECL: &str = r#"{
   "kind": "mask_image",
@@ -28,23 +28,11 @@ struct MaskImage {
     out: Vec<f32>,
 }
 
-/// Affine entries may differ by this much (mm) on one grid.
-const GRID_TOLERANCE: f64 = 1e-4;
-
-fn same_grid(a: &Geometry, b: &Geometry) -> bool {
-    a.shape[0] == b.shape[0]
-        && a.shape[2..] == b.shape[2..]
-        && a.affine
-            .iter()
-            .zip(&b.affine)
-            .all(|(x, y)| (x - y).abs() <= GRID_TOLERANCE * (1.0 + x.abs()))
-}
-
 impl StreamKind for MaskImage {
     fn start(start: &mut Start) -> Result<Self, String> {
         let image = start.input(0).ok_or("input `image` is not connected")?;
         let mask = start.input(1).ok_or("input `mask` is not connected")?;
-        if !same_grid(&image, &mask) {
+        if !image.same_grid(&mask) {
             let [ik, _, ij, ii] = image.shape;
             let [mk, _, mj, mi] = mask.shape;
             return Err(format!(
