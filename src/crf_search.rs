@@ -276,7 +276,6 @@ pub fn run(a: CrfSearchArgs, quiet: bool) -> Result<(), String> {
             sample(&mut rng, a.iterations)
         };
         let config = CrfConfig { params, roi };
-        config.check()?;
         let t0 = Instant::now();
         let (l, s) = pool.install(|| evaluate(&cases, Some(&config)))?;
         let sc = score(&a.objective, l, s);

@@ -218,9 +218,9 @@ impl TypedKind for DenseCrf {
     }
 
     fn create(&self, p: DenseCrfParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let config = p.config();
-        config.check()?;
-        Ok(Box::new(DenseCrfNode { config }))
+        // The declared bounds have checked the params; `refine` checks the config again for
+        // callers that build one themselves (`voxflow crf-search`).
+        Ok(Box::new(DenseCrfNode { config: p.config() }))
     }
 }
 
