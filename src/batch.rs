@@ -30,8 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use voxflow_nodes::eval::metrics::{to_json, ClassSpec};
+use voxflow_runtime::decl::ParamType;
 use voxflow_runtime::validate::{has_scheme, parse_set_value};
-use voxflow_runtime::{check, CheckOptions, GraphDoc, Registry};
+use voxflow_runtime::{check, CheckOptions, GraphDoc, Plan, Registry};
 
 #[derive(Args)]
 pub struct BatchArgs {
@@ -108,8 +109,6 @@ struct Setup<'a> {
     threads: usize,
     shard: Option<String>,
     plugins: Vec<PathBuf>,
-    /// Graph params whose value (default or --set) names an existing file: the models.
-    model_params: Vec<(String, PathBuf)>,
     models: Mutex<HashMap<PathBuf, FileDigest>>,
 }
 
@@ -218,11 +217,15 @@ impl Setup<'_> {
         known: &HashMap<PathBuf, FileDigest>,
     ) -> Result<(Fingerprint, Option<String>), String> {
         let mut inputs = Vec::new();
+        let mut input_files = Vec::new();
         for (c, v) in &case.values {
             if c == OUTPUT || v.is_empty() {
                 continue;
             }
             let p = self.base.join(v);
+            if let Ok(canonical) = p.canonicalize() {
+                input_files.push(canonical);
+            }
             let file = if !has_scheme(v) && p.exists() {
                 Some(digest_or_note(&p, known.get(&p)))
             } else {
@@ -245,15 +248,16 @@ impl Setup<'_> {
             cwd: self.base.clone(),
             require_values: true,
         };
-        let error = check(&self.doc, self.reg, &opts)
-            .err()
-            .map(|d| d.to_string());
-        let models = self
-            .model_params
-            .iter()
-            .filter(|(name, _)| !prep.sets.iter().any(|(k, _)| k == name))
-            .map(|(_, path)| self.model_digest(path, known))
-            .collect();
+        let (error, models) = match check(&self.doc, self.reg, &opts) {
+            Ok(plan) => (
+                None,
+                read_files(&plan, self.reg, &input_files)
+                    .iter()
+                    .map(|path| self.model_digest(path, known))
+                    .collect(),
+            ),
+            Err(d) => (Some(d.to_string()), Vec::new()),
+        };
         let classes = if prep.truth.is_some() {
             self.class_rules.clone()
         } else {
@@ -542,35 +546,41 @@ fn graph_sha256(doc: &GraphDoc) -> Result<String, String> {
     Ok(status::sha256_bytes(lines.as_bytes()))
 }
 
-/// Graph params (but `output`) whose value, from --set or the graph's default, is an
-/// existing file or folder, with that path.
-fn model_params(
-    doc: &GraphDoc,
-    sets: &[String],
-    base: &Path,
-) -> Result<Vec<(String, PathBuf)>, String> {
-    let sets = crate::parse_sets(sets)?;
-    let mut out = Vec::new();
-    for p in doc.params.iter().filter(|p| p.name != OUTPUT) {
-        let (value, dir) = match sets.iter().rev().find(|(k, _)| *k == p.name) {
-            Some((_, v)) => (Some(v), base),
-            None => (p.default.as_ref(), doc.dir.as_path()),
+/// The files the case's checked plan reads besides the case's own inputs (the models, and any
+/// other file a node is given): each existing path of a node's path params that the node does
+/// not write, once, in plan order.
+fn read_files(plan: &Plan, reg: &Registry, inputs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for node in &plan.nodes {
+        let Some(e) = reg.get(&node.kind) else {
+            continue;
         };
-        let items = match value {
-            Some(Value::String(v)) => vec![v.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        for v in items
-            .into_iter()
-            .filter(|v| !v.is_empty() && !has_scheme(v))
+        for pd in e
+            .decl
+            .params
+            .iter()
+            .filter(|p| !e.decl.writes.contains(&p.name))
         {
-            if let Ok(path) = dir.join(v).canonicalize() {
-                out.push((p.name.clone(), path));
+            let values: Vec<&str> = match (&pd.ty, node.params.get(&pd.name)) {
+                (ParamType::Path, Some(Value::String(s))) => vec![s.as_str()],
+                (ParamType::PathList, Some(Value::Array(a))) => {
+                    a.iter().filter_map(Value::as_str).collect()
+                }
+                _ => continue,
+            };
+            for v in values
+                .into_iter()
+                .filter(|v| !v.is_empty() && !has_scheme(v))
+            {
+                if let Ok(p) = Path::new(v).canonicalize() {
+                    if !out.contains(&p) && !inputs.contains(&p) {
+                        out.push(p);
+                    }
+                }
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// What the run found for one case before running anything.
@@ -758,7 +768,6 @@ pub fn run(a: BatchArgs, reg: &Registry, quiet: bool, plugins: &[PathBuf]) -> Re
     let graph_sha256 = graph_sha256(&doc)?;
     let setup = Setup {
         reg,
-        model_params: model_params(&doc, &a.case.set, &base)?,
         version: GraphVersion {
             file: graph.clone(),
             sha256: graph_sha256,

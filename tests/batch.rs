@@ -253,6 +253,55 @@ fn bad_cases_resume_retry_and_changes() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// A model named in an included part (not a graph param) and the part itself are versions of
+/// the case: changing either reruns it.
+#[test]
+fn models_and_parts_of_included_graphs_are_fingerprinted() {
+    let d = temp_dir("batch-part-model");
+    let models = root().join("nodes/kernels/onnx/tests/models");
+    std::fs::copy(models.join("tiny_fcn.onnx"), d.join("m.onnx")).unwrap();
+    let part = "graph: part\ninputs:\n  img: {}\nparams:\n  output: {}\nnodes:\n  \
+        w: { kind: hu_window, in: img, min: -100, max: 400 }\n  \
+        eq: { kind: equalize, in: w, bins: 256 }\n  \
+        f: { kind: fcn, in: eq, model: m.onnx, device: cpu }\n  \
+        lab: { kind: argmax, in: f }\n  \
+        save: { kind: write_volume, in: lab, path: $output }\n";
+    write_graph(&d, "part.yaml", part);
+    let g = write_graph(
+        &d,
+        "seg.yaml",
+        "graph: seg\nparams:\n  input: { default: \"phantom:small\" }\n  \
+         output: { default: \"out/seg.nii.gz\" }\nnodes:\n  \
+         ct: { kind: read_volume, path: $input }\n  \
+         net: { kind: graph, file: part.yaml, img: ct, output: $output }\n",
+    );
+    let m = d.join("cases.csv");
+    std::fs::write(&m, "id,input\nc,phantom:small\n").unwrap();
+    let out = d.join("out");
+    let o = batch(&g, &m, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st = status(&out, "c");
+    let model = d.join("m.onnx").canonicalize().unwrap();
+    assert_eq!(st["models"][0]["path"], s(&model), "{st}");
+    assert_eq!(st["models"][0]["sha256"], sha256(&model));
+    // Unchanged: skipped.
+    let before = stamps(&out, &["c"]);
+    batch(&g, &m, &out, &[]);
+    assert!(rerun(&before, &stamps(&out, &["c"])).is_empty());
+    // Another model under the same name: rerun.
+    std::fs::copy(models.join("tiny_fcn_pad.onnx"), &model).unwrap();
+    let before = stamps(&out, &["c"]);
+    let o = batch(&g, &m, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rerun(&before, &stamps(&out, &["c"])), ["c"]);
+    // The included part changed: rerun.
+    write_graph(&d, "part.yaml", &format!("# edited\n{part}"));
+    let before = stamps(&out, &["c"]);
+    batch(&g, &m, &out, &[]);
+    assert_eq!(rerun(&before, &stamps(&out, &["c"])), ["c"]);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn shards_partition_the_cases_and_collect_merges_them() {
     let d = temp_dir("batch-shards");

@@ -54,7 +54,7 @@ pub struct GraphVersion {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub graph: GraphVersion,
-    /// Files the graph's path params reference that are not manifest values (the models).
+    /// Files the case's checked graph reads that are not its manifest values (the models).
     pub models: Vec<FileDigest>,
     pub inputs: Vec<InputDigest>,
     /// SHA-256 over the input columns, values and content hashes.
