@@ -14,7 +14,8 @@ mod collect;
 mod slurm;
 mod status;
 
-use crate::eval::{class_specs, read_manifest, score_files, Case};
+use crate::cases::{read_manifest, Case};
+use crate::eval::{class_specs, score_files};
 use clap::Args;
 use serde_json::{json, Value};
 use status::{

@@ -1,6 +1,7 @@
 //! `voxflow crf-search`: random search over the `dense_crf` params on training volumes with
 //! ground truth, maximising mean Dice (as the paper tuned its CRF).
 
+use crate::cases::read_manifest;
 use clap::Args;
 use ndarray::{Array3, ArrayView3, Zip};
 use std::path::{Path, PathBuf};
@@ -117,48 +118,39 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
 }
 
 fn read_cases(manifest: &Path, window: Option<(f32, f32)>) -> Result<Vec<Case>, String> {
-    let text = std::fs::read_to_string(manifest)
-        .map_err(|e| format!("cannot read manifest {}: {e}", manifest.display()))?;
+    let (cols, rows) = read_manifest(manifest)?;
+    if let Some(c) = ["image", "prob", "truth"]
+        .iter()
+        .find(|c| !cols.iter().any(|x| x == *c))
+    {
+        return Err(format!(
+            "manifest {}: no `{c}` column (crf-search needs id, image, prob, truth; has {})",
+            manifest.display(),
+            cols.join(", ")
+        ));
+    }
     let base = manifest.parent().unwrap_or(Path::new("."));
-    let at = |n: usize, m: String| format!("{}:{n}: {m}", manifest.display());
-    let mut rows = text
-        .lines()
-        .enumerate()
-        .map(|(n, l)| (n + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
-    let (hn, head) = rows
-        .next()
-        .ok_or_else(|| format!("manifest {} is empty", manifest.display()))?;
-    let cols: Vec<&str> = head.split(',').map(str::trim).collect();
-    let col = |name: &str| {
-        cols.iter().position(|c| *c == name).ok_or_else(|| {
-            at(
-                hn,
-                format!(
-                    "the header needs columns id,image,prob,truth (has {})",
-                    cols.join(",")
-                ),
-            )
-        })
-    };
-    let (ci, cim, cp, ct) = (col("id")?, col("image")?, col("prob")?, col("truth")?);
     let mut cases = Vec::new();
-    for (n, l) in rows {
-        let cells: Vec<&str> = l.split(',').map(str::trim).collect();
-        if cells.len() != cols.len() {
-            return Err(at(
-                n,
-                format!("{} cells, the header has {}", cells.len(), cols.len()),
-            ));
-        }
-        let id = cells[ci].to_string();
-        let ctx = |e: String| at(n, format!("case `{id}`: {e}"));
-        let image =
-            read_any(&resolve(base, cells[cim]), Some(StreamType::Image), None).map_err(ctx)?;
-        let prob =
-            read_any(&resolve(base, cells[cp]), Some(StreamType::Prob), None).map_err(ctx)?;
-        let truth =
-            read_any(&resolve(base, cells[ct]), Some(StreamType::Label), None).map_err(ctx)?;
+    for row in rows {
+        let cell = |name: &str| {
+            let v = row
+                .values
+                .iter()
+                .find(|(c, _)| c == name)
+                .map_or("", |(_, v)| v.as_str());
+            resolve(base, v)
+        };
+        let ctx = |e: String| {
+            format!(
+                "{}:{}: case `{}`: {e}",
+                manifest.display(),
+                row.line,
+                row.id
+            )
+        };
+        let image = read_any(&cell("image"), Some(StreamType::Image), None).map_err(ctx)?;
+        let prob = read_any(&cell("prob"), Some(StreamType::Prob), None).map_err(ctx)?;
+        let truth = read_any(&cell("truth"), Some(StreamType::Label), None).map_err(ctx)?;
         for (name, v) in [("prob", &prob), ("truth", &truth)] {
             if !image.header.same_geometry(&v.header) {
                 return Err(ctx(format!(
@@ -172,15 +164,12 @@ fn read_cases(manifest: &Path, window: Option<(f32, f32)>) -> Result<Vec<Case>, 
             img.mapv_inplace(|v| v.clamp(lo, hi));
         }
         cases.push(Case {
-            id,
+            id: row.id,
             image: img,
             prob: prob.prob().expect("prob").clone(),
             truth: truth.label().expect("label").clone(),
             spacing: image.header.spacing,
         });
-    }
-    if cases.is_empty() {
-        return Err(format!("manifest {} has no cases", manifest.display()));
     }
     Ok(cases)
 }

@@ -18,6 +18,7 @@ static GLOBAL: voxflow_nodes::io::alloc_cap::CappedAlloc =
     voxflow_nodes::io::alloc_cap::CappedAlloc;
 
 mod batch;
+mod cases;
 mod crf_search;
 mod docs;
 mod eval;

@@ -2,7 +2,8 @@
 //! `status.json` into `summary.csv`, `metrics.csv` and `summary.md`.
 
 use super::status::{write_atomic, State, Status};
-use crate::eval::{csv_header, csv_rows, mean_std, metrics_tables, Case};
+use crate::cases::Case;
+use crate::eval::{csv_header, csv_rows, mean_std, metrics_tables};
 use serde_json::{json, Value};
 use std::path::Path;
 use voxflow_metrics::{ClassMetrics, Detection, Metric, TruthLesion, Undefined, DETECTION_RULE};
