@@ -275,6 +275,24 @@ nodes:
         e.contains("has no param or input `imgg` (did you mean `img`?)"),
         "{e}"
     );
+    // An input named like a param of the part: refused at the input.
+    let d = temp_dir("include-input-param");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    let clash = write_graph(
+        &d.join("sub"),
+        "part.yaml",
+        &PART.replace("  img: { about", "  out: {}\n  img: { about"),
+    );
+    let g = write_graph(
+        &d,
+        "outer.yaml",
+        "graph: outer\nnodes:\n  r: { kind: read_volume, path: \"phantom:small\" }\n  p: { kind: graph, file: sub/part.yaml, img: r, out: x.nii.gz }\n",
+    );
+    let e = stderr_of(&["check", g.to_str().unwrap()]);
+    assert!(
+        e.contains(&format!("{}:3:3: graph input `out`", clash.display())),
+        "{e}"
+    );
     // A part does not run by itself.
     let (d, _) = setup_part("include-input-alone", "graph: outer\nnodes: {}\n");
     let part = d.join("sub/part.yaml");

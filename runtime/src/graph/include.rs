@@ -132,7 +132,17 @@ pub(super) fn expand(
             }
         }
         for input in &inner.inputs {
-            if !ports.iter().any(|e| e.key == input.name) {
+            if inner.params.iter().any(|p| p.name == input.name) {
+                errors.push(diag(
+                    &path,
+                    input.pos,
+                    None,
+                    format!(
+                        "graph input `{}` has the name of a param of this graph",
+                        input.name
+                    ),
+                ));
+            } else if !ports.iter().any(|e| e.key == input.name) {
                 errors.push(diag(
                     &file,
                     node.pos,
