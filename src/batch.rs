@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use voxflow_nodes::eval::metrics::{to_json, ClassSpec};
-use voxflow_runtime::decl::ParamType;
+use voxflow_runtime::exec::path_uses;
 use voxflow_runtime::validate::{has_scheme, parse_set_value};
 use voxflow_runtime::{check, CheckOptions, GraphDoc, Plan, Registry};
 
@@ -552,32 +552,13 @@ fn graph_sha256(doc: &GraphDoc) -> Result<String, String> {
 /// not write, once, in plan order.
 fn read_files(plan: &Plan, reg: &Registry, inputs: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
-    for node in &plan.nodes {
-        let Some(e) = reg.get(&node.kind) else {
+    for u in path_uses(plan, reg) {
+        if u.writes || u.path.is_empty() || has_scheme(u.path) {
             continue;
-        };
-        for pd in e
-            .decl
-            .params
-            .iter()
-            .filter(|p| !e.decl.writes.contains(&p.name))
-        {
-            let values: Vec<&str> = match (&pd.ty, node.params.get(&pd.name)) {
-                (ParamType::Path, Some(Value::String(s))) => vec![s.as_str()],
-                (ParamType::PathList, Some(Value::Array(a))) => {
-                    a.iter().filter_map(Value::as_str).collect()
-                }
-                _ => continue,
-            };
-            for v in values
-                .into_iter()
-                .filter(|v| !v.is_empty() && !has_scheme(v))
-            {
-                if let Ok(p) = Path::new(v).canonicalize() {
-                    if !out.contains(&p) && !inputs.contains(&p) {
-                        out.push(p);
-                    }
-                }
+        }
+        if let Ok(p) = Path::new(u.path).canonicalize() {
+            if !out.contains(&p) && !inputs.contains(&p) {
+                out.push(p);
             }
         }
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod paths;
-pub use paths::check_paths;
+pub use paths::{check_paths, path_uses, PathUse};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {

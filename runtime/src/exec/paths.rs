@@ -1,4 +1,5 @@
-//! The check before a run that no output overwrites an input or another output.
+//! The files a plan names, and the check before a run that no output overwrites an input or
+//! another output.
 
 use super::RunError;
 use crate::decl::ParamType;
@@ -25,15 +26,19 @@ fn file_id(p: &Path) -> Option<FileId> {
     Some(FileId::Path(dir.join(p.file_name()?)))
 }
 
-/// Refuses a plan whose outputs name one of its inputs (the same file however spelled or
-/// linked), or one file twice, before any node is built.
-pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
-    struct Use<'a> {
-        node: usize,
-        param: &'a str,
-        path: &'a str,
-        writes: bool,
-    }
+/// One path a plan node is given in a path param.
+pub struct PathUse<'a> {
+    /// Index of the node in the plan.
+    pub node: usize,
+    pub param: &'a str,
+    /// As resolved by the check (a value with a scheme, such as `demo:`, as written).
+    pub path: &'a str,
+    /// The node writes it (the param is among its declared outputs).
+    pub writes: bool,
+}
+
+/// Every path the plan's nodes are given, in plan order.
+pub fn path_uses<'a>(plan: &'a Plan, reg: &'a Registry) -> Vec<PathUse<'a>> {
     let mut uses = Vec::new();
     for (n, pn) in plan.nodes.iter().enumerate() {
         let Some(e) = reg.get(&pn.kind) else { continue };
@@ -46,7 +51,7 @@ pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
                 _ => continue,
             };
             let writes = e.decl.writes.contains(&pd.name);
-            uses.extend(values.into_iter().map(|path| Use {
+            uses.extend(values.into_iter().map(|path| PathUse {
                 node: n,
                 param: &pd.name,
                 path,
@@ -54,6 +59,13 @@ pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
             }));
         }
     }
+    uses
+}
+
+/// Refuses a plan whose outputs name one of its inputs (the same file however spelled or
+/// linked), or one file twice, before any node is built.
+pub fn check_paths(plan: &Plan, reg: &Registry) -> Result<(), RunError> {
+    let uses = path_uses(plan, reg);
     let ids: Vec<Option<FileId>> = uses.iter().map(|u| file_id(Path::new(u.path))).collect();
     for (a, out) in uses.iter().enumerate().filter(|(_, u)| u.writes) {
         for (b, other) in uses.iter().enumerate() {
