@@ -108,15 +108,6 @@ fn sample(rng: &mut Rng, iterations: usize) -> CrfParams {
     }
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = PathBuf::from(p);
-    if p.is_absolute() {
-        p
-    } else {
-        base.join(p)
-    }
-}
-
 fn read_cases(manifest: &Path, window: Option<(f32, f32)>) -> Result<Vec<Case>, String> {
     let (cols, rows) = read_manifest(manifest)?;
     if let Some(c) = ["image", "prob", "truth"]
@@ -132,14 +123,6 @@ fn read_cases(manifest: &Path, window: Option<(f32, f32)>) -> Result<Vec<Case>, 
     let base = manifest.parent().unwrap_or(Path::new("."));
     let mut cases = Vec::new();
     for row in rows {
-        let cell = |name: &str| {
-            let v = row
-                .values
-                .iter()
-                .find(|(c, _)| c == name)
-                .map_or("", |(_, v)| v.as_str());
-            resolve(base, v)
-        };
         let ctx = |e: String| {
             format!(
                 "{}:{}: case `{}`: {e}",
@@ -148,9 +131,13 @@ fn read_cases(manifest: &Path, window: Option<(f32, f32)>) -> Result<Vec<Case>, 
                 row.id
             )
         };
-        let image = read_any(&cell("image"), Some(StreamType::Image), None).map_err(ctx)?;
-        let prob = read_any(&cell("prob"), Some(StreamType::Prob), None).map_err(ctx)?;
-        let truth = read_any(&cell("truth"), Some(StreamType::Label), None).map_err(ctx)?;
+        let cell = |name: &str| match row.values.iter().find(|(c, _)| c == name) {
+            Some((_, v)) if !v.is_empty() => Ok(base.join(v)),
+            _ => Err(ctx(format!("no value in column `{name}`"))),
+        };
+        let image = read_any(&cell("image")?, Some(StreamType::Image), None).map_err(ctx)?;
+        let prob = read_any(&cell("prob")?, Some(StreamType::Prob), None).map_err(ctx)?;
+        let truth = read_any(&cell("truth")?, Some(StreamType::Label), None).map_err(ctx)?;
         for (name, v) in [("prob", &prob), ("truth", &truth)] {
             if !image.header.same_geometry(&v.header) {
                 return Err(ctx(format!(

@@ -192,9 +192,7 @@ pub fn read_any_with(
     if path.is_dir() {
         let s = dicom_io::read_series_with(path, dicom)?;
         let mut header = s.header;
-        header
-            .meta
-            .insert("source".into(), path.display().to_string().into());
+        crate::meta::set_source(&mut header, path);
         let mut v = match want {
             None | Some(StreamType::Image) => Volume::new(header, VolumeData::Image(s.voxels)),
             Some(StreamType::Label) => {
@@ -230,9 +228,7 @@ pub fn read_any_with(
                 refuse_image_like_label(l, path)?;
             }
         }
-        n.header
-            .meta
-            .insert("source".into(), path.display().to_string().into());
+        crate::meta::set_source(&mut n.header, path);
         Ok(Volume::new(n.header, n.data))
     }
 }

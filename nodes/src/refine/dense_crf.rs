@@ -9,9 +9,8 @@ use voxflow_runtime::{
     BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, Slice, TypedKind,
 };
 
-pub use super::crf_volume::{
-    argmax_prob, check_inputs, refine, refine_until, roi_bounds, Bounds, Refined,
-};
+use super::crf_volume::refine_until;
+pub use super::crf_volume::{argmax_prob, refine, Refined};
 pub use voxflow_crf::CrfParams;
 
 /// Most classes the kernel handles.

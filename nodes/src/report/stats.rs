@@ -106,11 +106,7 @@ pub fn case_name(header: &Header, case: Option<&str>) -> String {
     if let Some(c) = case {
         return c.to_string();
     }
-    let src = header
-        .meta
-        .get("source")
-        .and_then(Value::as_str)
-        .unwrap_or("case");
+    let src = crate::meta::source(header).unwrap_or("case");
     let name = Path::new(src)
         .file_name()
         .map_or(src.into(), |n| n.to_string_lossy());
@@ -382,8 +378,7 @@ mod tests {
     fn case_names() {
         let mut h = header([1, 1, 1], [1.0; 3]);
         assert_eq!(case_name(&h, Some("x")), "x");
-        h.meta
-            .insert("source".into(), "/data/ircadb01_ct.nii.gz".into());
+        crate::meta::set_source(&mut h, Path::new("/data/ircadb01_ct.nii.gz"));
         assert_eq!(case_name(&h, None), "ircadb01_ct");
     }
 }

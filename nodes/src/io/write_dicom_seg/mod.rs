@@ -10,7 +10,6 @@ use dicom_object::mem::InMemElement;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use ndarray::{Array3, Axis};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::path::PathBuf;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::node::check_slice;
@@ -130,9 +129,7 @@ impl WriteDicomSegNode {
         }
         let what = format!(
             "the input{} is not a DICOM series",
-            h.meta
-                .get("source")
-                .and_then(Value::as_str)
+            crate::meta::source(h)
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default()
         );

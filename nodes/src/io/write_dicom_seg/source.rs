@@ -26,12 +26,7 @@ impl SourceSeries {
         }
         let s = SourceSeries {
             dicom,
-            folder: h
-                .meta
-                .get("source")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
+            folder: crate::meta::source(h).unwrap_or("").to_string(),
         };
         for key in ["StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"] {
             if s.attr(key).is_empty() {

@@ -99,11 +99,7 @@ impl Page<'_> {
         let h = self.image;
         let [nk, nj, ni] = h.shape;
         let [dk, dj, di] = h.spacing;
-        let source = h
-            .meta
-            .get("source")
-            .and_then(|v| v.as_str())
-            .unwrap_or("(unknown)");
+        let source = crate::meta::source(h).unwrap_or("(unknown)");
         let mut rows = vec![
             ("case", self.case.to_string()),
             ("input", source.to_string()),
