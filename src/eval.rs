@@ -2,19 +2,17 @@
 //! metrics per case, a per-case CSV and a Markdown summary (mean ± std, as the paper's Table 1).
 
 use crate::cases::{read_manifest, Case};
+use crate::runner::scores::{class_specs, from_status, score_files};
+use crate::runner::status::State;
+use crate::runner::{cores, CaseArgs, OutputRule, Runner, Spec};
 use clap::Args;
-use serde_json::Value;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use voxflow_nodes::eval::metrics::{
-    check_detection, csv_cells, evaluate, parse_classes, to_json, ClassResult, ClassSpec,
-    Detection, SizedDetection, CSV_COLUMNS, DEFAULT_CLASSES, METRIC_NAMES, SIZED_PRED_MIN_MM3,
-    SIZED_TRUTH_MIN_MM3,
+    csv_cells, to_json, ClassResult, ClassSpec, Detection, SizedDetection, CSV_COLUMNS,
+    METRIC_NAMES, SIZED_PRED_MIN_MM3, SIZED_TRUTH_MIN_MM3,
 };
-use voxflow_nodes::io::read_volume::read_any;
 use voxflow_runtime::output::write_atomic;
-use voxflow_runtime::stream::StreamType;
-use voxflow_runtime::{check, execute, CheckOptions, GraphDoc, Registry, RunOptions, RunStats};
+use voxflow_runtime::Registry;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -25,7 +23,9 @@ pub struct EvalArgs {
     /// (and in --set) resolve against the manifest's folder.
     #[arg(long, value_name = "CSV")]
     manifest: PathBuf,
-    /// Output folder: metrics.csv, summary.md, cases/ID.json, pred/ID.nii.gz.
+    /// Output folder: metrics.csv, summary.md, cases/ID.json (the scores), and with a graph
+    /// pred/ID.nii.gz (the predictions) and runs/ID/ (each case's status.json, report.json and
+    /// the run.log of a failed case: a later eval skips the cases done with the same versions).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Evaluate existing predictions (manifest column `pred`) instead of running a graph.
@@ -36,134 +36,16 @@ pub struct EvalArgs {
     pred_param: String,
     #[command(flatten)]
     case: CaseArgs,
-    /// Threads a node may use (default: all cores).
+    /// Cases run at a time (with a graph).
+    #[arg(short = 'j', long = "jobs", default_value_t = 1, value_name = "N")]
+    jobs: usize,
+    /// Threads each case's nodes may use (default: the cores divided by -j).
     #[arg(long)]
     threads: Option<usize>,
-}
-
-/// The per-case options `eval` and `batch` share: scoring and graph params.
-#[derive(clap::Args, Debug, Clone)]
-pub struct CaseArgs {
-    /// Manifest column holding the ground-truth label file; when present, each case is scored
-    /// (also passed to the graph when it declares a param of that name).
-    #[arg(long, default_value = "truth", value_name = "NAME")]
-    pub truth_column: String,
-    /// A class as NAME:RULE (repeatable; default liver:>=1 and lesion:==2).
-    #[arg(long = "class", value_name = "NAME:RULE")]
-    pub classes: Vec<String>,
-    /// Class with per-lesion detection counts (repeatable; default lesion, if it is a class).
-    #[arg(long = "detect", value_name = "NAME")]
-    pub detect: Vec<String>,
-    /// Override a graph param for every case: --set name=value (repeatable).
-    #[arg(long = "set", value_name = "NAME=VALUE")]
-    pub set: Vec<String>,
-}
-
-struct Setup<'a> {
-    doc: Option<GraphDoc>,
-    reg: &'a Registry,
-    base: PathBuf,
-    sets: Vec<(String, Value)>,
-    classes: Vec<ClassSpec>,
-    detect: Vec<String>,
-    run: RunOptions,
-}
-
-/// Runs one case; returns its metrics.
-fn run_case(a: &EvalArgs, s: &Setup, case: &Case) -> Result<Vec<ClassResult>, String> {
-    let get = |col: &str| {
-        case.values
-            .iter()
-            .find(|(c, _)| c == col)
-            .map(|(_, v)| v.as_str())
-    };
-    let resolve = |v: &str| s.base.join(v);
-    let truth_path = resolve(
-        get(&a.case.truth_column)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("no value in column `{}`", a.case.truth_column))?,
-    );
-    let pred_path = match &s.doc {
-        None => resolve(
-            get("pred")
-                .filter(|v| !v.is_empty())
-                .ok_or("no value in column `pred`")?,
-        ),
-        Some(doc) => {
-            let pred = std::path::absolute(a.out.join("pred").join(format!("{}.nii.gz", case.id)))
-                .map_err(|e| e.to_string())?;
-            // A prediction left from an earlier run must not be evaluated.
-            let _ = std::fs::remove_file(&pred);
-            let mut set = s.sets.clone();
-            for (c, v) in &case.values {
-                if c != &a.case.truth_column || doc.params.iter().any(|p| &p.name == c) {
-                    set.push((c.clone(), voxflow_runtime::validate::parse_set_value(v)));
-                }
-            }
-            set.push((
-                a.pred_param.clone(),
-                Value::String(pred.display().to_string()),
-            ));
-            let opts = CheckOptions {
-                set,
-                cwd: s.base.clone(),
-                require_values: true,
-            };
-            let plan = check(doc, s.reg, &opts).map_err(|d| d.to_string())?;
-            let stats = RunStats::new(&plan);
-            execute(&plan, s.reg, &s.run, &stats).map_err(|e| e.to_string())?;
-            if !pred.exists() {
-                return Err(format!(
-                    "the graph ran but wrote no prediction at {} (is param `{}` the path of a write_volume node?)",
-                    pred.display(),
-                    a.pred_param
-                ));
-            }
-            pred
-        }
-    };
-    score_files(&pred_path, &truth_path, &s.classes, &s.detect)
-}
-
-/// Reads a predicted and a ground-truth label file and compares them class by class.
-pub(crate) fn score_files(
-    pred_path: &Path,
-    truth_path: &Path,
-    classes: &[ClassSpec],
-    detect: &[String],
-) -> Result<Vec<ClassResult>, String> {
-    let (pred, truth) = std::thread::scope(|sc| {
-        let p = sc.spawn(|| read_any(pred_path, Some(StreamType::Label), None));
-        let t = read_any(truth_path, Some(StreamType::Label), None);
-        (p.join().expect("reader thread"), t)
-    });
-    let (pred, truth) = (pred?, truth?);
-    evaluate(&pred, &truth, classes, detect)
-}
-
-/// The classes of `--class` (default liver and lesion) and those of `--detect` (default
-/// lesion, if it is a class).
-pub(crate) fn class_specs(
-    classes: &[String],
-    detect: &[String],
-) -> Result<(Vec<ClassSpec>, Vec<String>), String> {
-    let specs: Vec<String> = if classes.is_empty() {
-        DEFAULT_CLASSES.iter().map(|s| s.to_string()).collect()
-    } else {
-        classes.to_vec()
-    };
-    let classes = parse_classes(&specs)?;
-    let detect = if detect.is_empty() {
-        classes
-            .iter()
-            .filter(|c| c.name == "lesion")
-            .map(|c| c.name.clone())
-            .collect()
-    } else {
-        detect.to_vec()
-    };
-    check_detection(&classes, &detect).map_err(|e| format!("--detect: {e}"))?;
-    Ok((classes, detect))
+    /// Run cases that failed before again (with a graph; they are skipped otherwise, unless
+    /// their graph or inputs changed).
+    #[arg(long)]
+    retry_failed: bool,
 }
 
 /// Header of the per-case metrics CSV.
@@ -283,7 +165,87 @@ pub(crate) fn metrics_tables(classes: &[String], done: &[(String, Vec<ClassResul
     s
 }
 
-pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
+/// Scores existing predictions (manifest column `pred`), case by case, in this process.
+fn score_predictions(
+    a: &EvalArgs,
+    cases: &[Case],
+    classes: &[ClassSpec],
+    detect: &[String],
+) -> Vec<Result<Vec<ClassResult>, String>> {
+    let base = a.manifest.parent().unwrap_or(Path::new(""));
+    cases
+        .iter()
+        .map(|case| {
+            let cell = |col: &str| {
+                case.values
+                    .iter()
+                    .find(|(c, v)| c == col && !v.is_empty())
+                    .map(|(_, v)| base.join(v))
+                    .ok_or_else(|| format!("no value in column `{col}`"))
+            };
+            let r = cell("pred")
+                .and_then(|pred| score_files(&pred, &cell(&a.case.truth_column)?, classes, detect));
+            r.map_err(|e| {
+                let msg = format!("manifest line {}: {e}", case.line);
+                eprintln!("case {} failed: {msg}", case.id);
+                msg
+            })
+        })
+        .collect()
+}
+
+/// Runs the graph over the cases with the case runner (as `voxflow batch`), predictions to
+/// DIR/pred/ID.nii.gz, and takes each case's scores from its status.
+fn run_graph(
+    a: &EvalArgs,
+    graph: &Path,
+    cols: &[String],
+    cases: &[Case],
+    reg: &Registry,
+    quiet: bool,
+    plugins: &[PathBuf],
+) -> Result<Vec<Result<Vec<ClassResult>, String>>, String> {
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
+    let out = absolute(&a.out)?;
+    if a.jobs == 0 {
+        return Err("-j must be at least 1".into());
+    }
+    let runner = Runner::new(
+        reg,
+        Spec {
+            command: "eval",
+            graph: &absolute(graph)?,
+            manifest: &absolute(&a.manifest)?,
+            columns: cols,
+            cases_dir: out.join("runs"),
+            output_param: &a.pred_param,
+            output: OutputRule::Folder(out.join("pred")),
+            case: &a.case,
+            threads: a.threads.unwrap_or(cores() / a.jobs).max(1),
+            shard: None,
+            plugins,
+        },
+    )?;
+    let all: Vec<&Case> = cases.iter().collect();
+    runner.run(&all, cases.len(), a.jobs, a.retry_failed, quiet)?;
+    Ok(cases
+        .iter()
+        .map(|case| match runner.status(&case.id) {
+            Some(st) if st.state == State::Done => st
+                .metrics
+                .as_ref()
+                .ok_or_else(|| format!("manifest line {}: the case was not scored", case.line))
+                .and_then(|m| from_status(m).map_err(|e| format!("{}: metrics: {e}", case.id))),
+            Some(st) => Err(st.error.unwrap_or_default()),
+            None => Err(format!(
+                "manifest line {}: the case has no status (another process was running it)",
+                case.line
+            )),
+        })
+        .collect())
+}
+
+pub fn run(a: EvalArgs, reg: &Registry, quiet: bool, plugins: &[PathBuf]) -> Result<(), String> {
     let (classes, detect) = class_specs(&a.case.classes, &a.case.detect)?;
     let (cols, cases) = read_manifest(&a.manifest)?;
     let need = |c: &str| -> Result<(), String> {
@@ -298,91 +260,45 @@ pub fn run(a: EvalArgs, reg: &Registry, quiet: bool) -> Result<(), String> {
         }
     };
     need(&a.case.truth_column)?;
-    let doc = match (&a.graph, a.predictions) {
+    let results = match (&a.graph, a.predictions) {
         (None, false) => {
             return Err("give a segmentation graph, or --predictions to read existing ones".into())
         }
         (None, true) => {
             need("pred")?;
-            None
+            score_predictions(&a, &cases, &classes, &detect)
         }
-        (Some(g), _) => {
-            let doc = GraphDoc::load(g).map_err(|d| d.to_string())?;
-            if !doc.params.iter().any(|p| p.name == a.pred_param) {
-                let names: Vec<&str> = doc.params.iter().map(|p| p.name.as_str()).collect();
-                return Err(format!(
-                    "graph {} has no param `{}` to receive the prediction file (params: {}); choose one with --pred-param",
-                    g.display(),
-                    a.pred_param,
-                    names.join(", ")
-                ));
-            }
-            Some(doc)
-        }
+        (Some(g), _) => run_graph(&a, g, &cols, &cases, reg, quiet, plugins)?,
     };
-    let dir = a.manifest.parent().filter(|p| !p.as_os_str().is_empty());
-    let base = std::path::absolute(dir.unwrap_or(Path::new("."))).map_err(|e| e.to_string())?;
-    let mut run = RunOptions::default();
-    if let Some(t) = a.threads {
-        run.threads = t.max(1);
-    }
-    let setup = Setup {
-        doc,
-        reg,
-        base,
-        sets: crate::parse_sets(&a.case.set)?,
-        classes,
-        detect,
-        run,
-    };
-
-    let bar = if quiet || !std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(cases.len() as u64)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {msg}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("eval");
     let mut done = Vec::new();
     let mut failed = Vec::new();
     let mut rows = Vec::new();
-    for case in &cases {
-        bar.set_message(case.id.clone());
-        match run_case(&a, &setup, case) {
+    for (case, r) in cases.iter().zip(results) {
+        let json_path = a.out.join("cases").join(format!("{}.json", case.id));
+        match r {
             Ok(r) => {
                 let text = serde_json::to_string_pretty(&to_json(&r)).expect("json") + "\n";
-                write_atomic(
-                    &a.out.join("cases").join(format!("{}.json", case.id)),
-                    &text,
-                )?;
+                write_atomic(&json_path, &text)?;
                 rows.extend(csv_rows(&case.id, Ok(&r)));
                 done.push((case.id.clone(), r));
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(a.out.join("cases").join(format!("{}.json", case.id)));
-                let msg = format!("manifest line {}: {e}", case.line);
-                bar.suspend(|| eprintln!("case {} failed: {msg}", case.id));
+            Err(msg) => {
+                let _ = std::fs::remove_file(&json_path);
                 rows.extend(csv_rows(&case.id, Err(&msg)));
                 failed.push((case.id.clone(), msg));
             }
         }
-        bar.inc(1);
     }
-    bar.finish_and_clear();
     let mut csv = csv_header();
     for r in rows {
         csv.push_str(&r);
         csv.push('\n');
     }
     write_atomic(&a.out.join("metrics.csv"), &csv)?;
-    let md = summary(&a, &setup.classes, &done, &failed);
+    let md = summary(&a, &classes, &done, &failed);
     write_atomic(&a.out.join("summary.md"), &md)?;
     if !quiet {
-        for (ci, c) in setup.classes.iter().enumerate() {
+        for (ci, c) in classes.iter().enumerate() {
             let dice: Vec<f64> = done
                 .iter()
                 .filter_map(|(_, r)| r[ci].metrics.dice.ok())

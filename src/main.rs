@@ -22,6 +22,7 @@ mod cases;
 mod crf_search;
 mod docs;
 mod eval;
+mod runner;
 mod schema;
 mod segment;
 
@@ -278,7 +279,7 @@ fn run(cli: Cli, reg: &Registry) -> Result<(), String> {
             print!("{}", schema::text(reg));
             Ok(())
         }
-        Command::Eval(a) => eval::run(a, reg, cli.quiet),
+        Command::Eval(a) => eval::run(a, reg, cli.quiet, &cli.plugin),
         Command::CrfSearch(a) => crf_search::run(a, cli.quiet),
         Command::Batch(a) => batch::run(a, reg, cli.quiet, &cli.plugin),
     }

@@ -185,6 +185,26 @@ fn graph_mode_runs_the_segmentation_graph_per_case() {
     let csv = read(&out.join("metrics.csv"));
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(read(&out.join("summary.md")).contains("1 of 1 cases evaluated, 0 failed"));
+    // The cases run with batch's runner: a status per case, and a rerun skips the done case and
+    // scores it the same; a changed input reruns it.
+    assert!(out.join("runs/same/status.json").exists());
+    let rerun = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_voxflow"))
+            .args(args)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let args = ["eval", "seg.yaml", "--manifest", "m.csv", "--out", "out"];
+    let err = rerun(&args);
+    assert!(err.contains("eval: 1 cases; 1 done before"), "{err}");
+    assert_eq!(read(&out.join("metrics.csv")), csv);
+    std::fs::write(&manifest, "id,input,truth\nsame,in2.nii.gz,t1.nii.gz\n").unwrap();
+    let err = rerun(&args);
+    assert!(err.contains("running 1: 1 input changed"), "{err}");
+    assert_ne!(read(&out.join("metrics.csv")), csv);
 
     // A graph without the prediction param is refused before any case runs.
     let o = voxflow(&[

@@ -1,14 +1,13 @@
 //! `voxflow batch --collect DIR` (also the end of an unsharded run): merges the cases'
 //! `status.json` into `summary.csv`, `metrics.csv` and `summary.md`.
 
-use super::status::{write_atomic, State, Status};
 use crate::cases::Case;
 use crate::eval::{csv_header, csv_rows, mean_std, metrics_tables};
+use crate::runner::scores::class_result;
+use crate::runner::status::{write_atomic, State, Status};
 use serde_json::{json, Value};
 use std::path::Path;
-use voxflow_metrics::{ClassMetrics, Detection, Metric, TruthLesion, Undefined, DETECTION_RULE};
 use voxflow_nodes::csv::quote as csv_quote;
-use voxflow_nodes::eval::metrics::ClassResult;
 
 pub const BATCH_FILE: &str = "batch.json";
 
@@ -29,100 +28,6 @@ pub fn write_batch_info(
     });
     let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
     write_atomic(&out.join(BATCH_FILE), text.as_bytes())
-}
-
-fn metric(v: &Value, name: &str) -> Result<Metric, String> {
-    match &v[name] {
-        Value::Null => match v[format!("{name}_note")].as_str() {
-            Some("pred empty") => Ok(Err(Undefined::PredEmpty)),
-            Some("truth empty") => Ok(Err(Undefined::TruthEmpty)),
-            Some("both empty") => Ok(Err(Undefined::BothEmpty)),
-            other => Err(format!("`{name}` is null with note {other:?}")),
-        },
-        x => x
-            .as_f64()
-            .map(Ok)
-            .ok_or_else(|| format!("`{name}` is not a number")),
-    }
-}
-
-fn count(v: &Value, name: &str) -> Result<u64, String> {
-    v[name]
-        .as_u64()
-        .ok_or_else(|| format!("`{name}` is not a count"))
-}
-
-/// The inverse of `to_json` of one class, as status.json stores it.
-fn class_result(v: &Value) -> Result<ClassResult, String> {
-    let name = v["class"].as_str().ok_or("no `class`")?.to_string();
-    let m = &v["metrics"];
-    let metrics = ClassMetrics {
-        pred_voxels: count(m, "pred_voxels")?,
-        truth_voxels: count(m, "truth_voxels")?,
-        pred_surface_voxels: count(m, "pred_surface_voxels")?,
-        truth_surface_voxels: count(m, "truth_surface_voxels")?,
-        dice: metric(m, "dice")?,
-        voe: metric(m, "voe")?,
-        rvd: metric(m, "rvd")?,
-        asd_mm: metric(m, "asd_mm")?,
-        msd_mm: metric(m, "msd_mm")?,
-        hd95_mm: metric(m, "hd95_mm")?,
-    };
-    let detection = match &m["detection"] {
-        Value::Null => None,
-        d => {
-            let n = |k: &str| count(d, k).map(|x| x as usize);
-            let lesions = d["lesions"]
-                .as_array()
-                .ok_or("`detection` has no `lesions`")?
-                .iter()
-                .map(|l| {
-                    Ok(TruthLesion {
-                        label: count(l, "label")? as u32,
-                        voxels: count(l, "voxels")?,
-                        volume_mm3: l["volume_mm3"].as_f64().ok_or("no `volume_mm3`")?,
-                        overlap_voxels: count(l, "overlap_voxels")?,
-                        detected: l["detected"].as_bool().ok_or("no `detected`")?,
-                    })
-                })
-                .collect::<Result<_, String>>()?;
-            Some(Detection {
-                true_positive: n("true_positive")?,
-                false_positive: n("false_positive")?,
-                missed: n("missed")?,
-                truth_lesions: n("truth_lesions")?,
-                pred_lesions: n("pred_lesions")?,
-                lesions,
-                rule: DETECTION_RULE,
-                pred_voxels: d["pred_voxels"]
-                    .as_array()
-                    .ok_or("`detection` has no `pred_voxels`")?
-                    .iter()
-                    .map(|v| v.as_u64().ok_or("a `pred_voxels` entry is not a count"))
-                    .collect::<Result<_, _>>()?,
-                touching: d["touching"]
-                    .as_array()
-                    .ok_or("`detection` has no `touching`")?
-                    .iter()
-                    .map(|v| match v.as_array().map(|a| a.as_slice()) {
-                        Some([p, t]) => match (p.as_u64(), t.as_u64()) {
-                            (Some(p), Some(t)) => Ok((p as u32, t as u32)),
-                            _ => Err("a `touching` entry is not two labels"),
-                        },
-                        _ => Err("a `touching` entry is not two labels"),
-                    })
-                    .collect::<Result<_, _>>()?,
-                voxel_mm3: d["voxel_mm3"]
-                    .as_f64()
-                    .ok_or("`detection` has no `voxel_mm3`")?,
-            })
-        }
-    };
-    Ok(ClassResult {
-        name,
-        metrics,
-        detection,
-    })
 }
 
 fn num(x: Option<f64>) -> String {
@@ -295,40 +200,5 @@ pub fn run(dir: &Path, quiet: bool) -> Result<(), String> {
             missing.len(),
             dir.join("summary.md").display()
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::Array3;
-    use voxflow_nodes::eval::metrics::{evaluate, parse_classes, to_json};
-    use voxflow_runtime::stream::{StreamType, VolumeData};
-    use voxflow_runtime::{Header, Volume};
-
-    fn labels(f: impl Fn(usize, usize, usize) -> u8) -> Volume {
-        let h = Header::new(StreamType::Label, [6, 10, 10], [2.0, 1.0, 1.0]);
-        let mut v = Volume::zeros(h);
-        let VolumeData::Label(a) = &mut v.data else {
-            unreachable!()
-        };
-        *a = Array3::from_shape_fn((6, 10, 10), |(k, j, i)| f(k, j, i));
-        v
-    }
-
-    #[test]
-    fn class_results_survive_json() {
-        let truth = labels(|k, j, i| u8::from((1..5).contains(&k) && j > 2) + u8::from(i == 4));
-        let pred = labels(|k, j, _| u8::from((1..4).contains(&k) && j > 3));
-        let classes = parse_classes(&["liver:>=1", "lesion:==2", "none:==7"]).unwrap();
-        let r = evaluate(&pred, &truth, &classes, &["lesion".into()]).unwrap();
-        for c in &r {
-            let v =
-                json!({ "class": c.name, "metrics": to_json(std::slice::from_ref(c))[&c.name] });
-            let back = class_result(&v).unwrap();
-            assert_eq!(back.name, c.name);
-            assert_eq!(back.metrics, c.metrics);
-            assert_eq!(back.detection, c.detection);
-        }
     }
 }

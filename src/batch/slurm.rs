@@ -1,7 +1,7 @@
 //! `voxflow batch --slurm N [--submit]`: a Slurm array job whose task I runs shard I/N.
 
-use super::status::write_atomic;
 use super::BatchArgs;
+use crate::runner::status::write_atomic;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
