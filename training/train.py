@@ -151,8 +151,6 @@ class TrainingData:
         if self.roi_close_mm and not cfg["data"].rstrip("/").endswith(f"_close{self.roi_close_mm:g}"):
             sys.exit(f"train: {cfg['name']}: roi_close_mm {self.roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
                      f"{self.roi_close_mm:g} (a data folder ending _close{self.roi_close_mm:g}), not {cfg['data']}")
-        # The synthetic ROIs' mask grown by up to this many mm (synth_data.draw_rois).
-        self.roi_grow_mm = float(cfg.get("roi_grow_mm", 0.0))
         self.level = liver_level(cfg["preprocess"])
         self.real = SliceSet(self.folder, cfg["train_cases"], self.level) if cfg["train_cases"] else None
         sy = self.sy = cfg.get("synth")
@@ -186,8 +184,7 @@ class TrainingData:
             print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
             return s
         img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
-                                                  self.sy.get("min_box", 60), self.roi_close_mm,
-                                                  self.roi_grow_mm)
+                                                  self.sy.get("min_box", 60), self.roi_close_mm)
         if self.level is not None:
             for ci, med in enumerate(medians):
                 m = case_of == ci

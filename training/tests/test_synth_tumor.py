@@ -11,7 +11,7 @@ from scipy import ndimage
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from prepare import resize_label  # noqa: E402
-from synth_data import HostSet, draw_liver_slices, draw_rois, equalize_slice, grow_slices  # noqa: E402
+from synth_data import HostSet, draw_liver_slices, draw_rois, equalize_slice  # noqa: E402
 from synth_tumor import Host, load_config, synthesize  # noqa: E402
 
 
@@ -29,13 +29,6 @@ def phantom_liver(spacing, liver_hu=100.0, shape_mm=(120.0, 160.0, 160.0), seed=
         tube = ((y - 20) ** 2 + (x + 15) ** 2 <= 9) | ((z + 10) ** 2 + (x - 25) ** 2 <= 9)
         hu = np.where(liver & tube, liver_hu + 80.0, hu)
     return hu.astype(np.float32), liver
-
-
-def one_host(folder, hu, liver, spacing, cfg):
-    """A HostSet of one host, `hostA`, written to `folder` as prepare.py --hosts writes one."""
-    np.savez(os.path.join(folder, "hostA.npz"), hu=np.rint(hu).astype(np.int16), liver=liver.astype(np.uint8),
-             spacing=np.array(spacing), k0=0, shape=np.array(hu.shape))
-    return HostSet(folder, ["hostA"], cfg)
 
 
 def only(cfg, cls, **over):
@@ -171,7 +164,9 @@ class SynthRois(unittest.TestCase):
         sp = (3.0, 1.2, 1.2)
         hu, liver = phantom_liver(sp)
         with tempfile.TemporaryDirectory() as d:
-            hosts = one_host(d, hu, liver, sp, cfg)
+            np.savez(os.path.join(d, "hostA.npz"), hu=np.rint(hu).astype(np.int16), liver=liver.astype(np.uint8),
+                     spacing=np.array(sp), k0=0, shape=np.array(hu.shape))
+            hosts = HostSet(d, ["hostA"], cfg)
             img, lab, case_of, medians, n = draw_rois(hosts, np.random.default_rng(5), (64, 64))
             self.assertEqual(img.shape, lab.shape)
             self.assertEqual(img.dtype, np.uint8)
@@ -195,37 +190,15 @@ class SynthRois(unittest.TestCase):
         notched = liver.copy()
         notched[:, 64:69, 100:] = False
         with tempfile.TemporaryDirectory() as d:
-            hosts = one_host(d, hu, notched, sp, cfg)
+            np.savez(os.path.join(d, "hostA.npz"), hu=np.rint(hu).astype(np.int16), liver=notched.astype(np.uint8),
+                     spacing=np.array(sp), k0=0, shape=np.array(hu.shape))
+            hosts = HostSet(d, ["hostA"], cfg)
             plain = draw_rois(hosts, np.random.default_rng(7), (64, 64))
             closed = draw_rois(hosts, np.random.default_rng(7), (64, 64), close_mm=10.0)
         self.assertEqual(plain[0].shape, closed[0].shape)
         self.assertTrue(np.array_equal(plain[1], closed[1]))
         self.assertGreater((closed[0] > 0).sum(), (plain[0] > 0).sum())
         self.assertTrue(np.all(closed[0][plain[0] > 0] > 0))
-
-    def test_grown_rois_take_in_the_tissue_around_the_liver(self):
-        """grow_slices dilates each slice by a disc in mm (empty slices stay empty); with grow_mm
-        the ROIs of the same draw are cut from a larger mask while the liver median is the
-        liver's."""
-        m = np.zeros((3, 40, 40), bool)
-        m[1, 15:25, 15:25] = True
-        g = grow_slices(m, 6.0, (1.2, 1.2))
-        self.assertFalse(g[0].any() or g[2].any())
-        self.assertTrue(np.all(g[m]))
-        self.assertEqual(np.flatnonzero(g[1, 20]).tolist(), list(range(10, 30)))  # 5 px = 6 mm each side
-        cfg = dict(load_config(), healthy_probability=0.0)
-        sp = (3.0, 1.2, 1.2)
-        hu, liver = phantom_liver(sp, vessels=False)
-        hu = np.where(liver, hu, 40.0)  # soft tissue around the liver, visible in the window
-        with tempfile.TemporaryDirectory() as d:
-            hosts = one_host(d, hu, liver, sp, cfg)
-            plain = draw_rois(hosts, np.random.default_rng(7), (64, 64))
-            grown = draw_rois(hosts, np.random.default_rng(7), (64, 64), grow_mm=20.0)
-        self.assertEqual(plain[0].shape, grown[0].shape)
-        self.assertEqual(plain[3], grown[3])
-        self.assertEqual(plain[4], grown[4])
-        self.assertGreater((grown[0] > 0).mean(), (plain[0] > 0).mean())
-        self.assertLess(grown[1].mean(), plain[1].mean())  # the same tumours in larger boxes
 
     def test_binary_label_resize_matches_prepare(self):
         from prepare import resize_image
