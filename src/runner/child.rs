@@ -14,7 +14,7 @@ use std::time::Instant;
 /// Why a case did not finish.
 pub(super) enum Stop {
     Failed(String),
-    /// The case was interrupted by a signal meant for the whole batch: not recorded.
+    /// The case was interrupted by a signal meant for the whole run: not recorded.
     Interrupted,
 }
 
@@ -102,7 +102,7 @@ pub(super) fn run_child(
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // The batch died before the prctl took effect.
+            // The runner died before the prctl took effect.
             if libc::getppid() != parent {
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
