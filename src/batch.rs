@@ -6,9 +6,9 @@ mod collect;
 mod slurm;
 
 use crate::cases::{read_manifest, Case};
-use crate::runner::{cores, OutputRule, Runner, Spec};
+use crate::runner::{absolute, threads_per_case, OutputRule, Runner, Spec};
 use clap::Args;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use voxflow_runtime::Registry;
 
 #[derive(Args)]
@@ -64,10 +64,6 @@ pub struct BatchArgs {
 /// Names under DIR that are not case folders.
 const RESERVED: [&str; 1] = ["slurm"];
 
-fn absolute(p: &Path) -> Result<PathBuf, String> {
-    std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
-}
-
 /// `I/N` with I < N.
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("--shard {s}: expected I/N with 0 <= I < N, e.g. 0/4");
@@ -90,9 +86,7 @@ pub fn run(a: BatchArgs, reg: &Registry, quiet: bool, plugins: &[PathBuf]) -> Re
         unreachable!("clap requires them without --collect");
     };
     let (graph, manifest, out) = (absolute(graph)?, absolute(manifest)?, absolute(out)?);
-    if a.jobs == 0 {
-        return Err("-j must be at least 1".into());
-    }
+    let threads = threads_per_case(a.jobs, a.threads)?;
     let (cols, cases) = read_manifest(&manifest)?;
     for c in &cases {
         if RESERVED.contains(&c.id.as_str()) {
@@ -105,7 +99,6 @@ pub fn run(a: BatchArgs, reg: &Registry, quiet: bool, plugins: &[PathBuf]) -> Re
             ));
         }
     }
-    let threads = a.threads.unwrap_or(cores() / a.jobs).max(1);
     let runner = Runner::new(
         reg,
         Spec {

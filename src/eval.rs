@@ -4,7 +4,7 @@
 use crate::cases::{read_manifest, Case};
 use crate::runner::scores::{class_specs, from_status, score_files};
 use crate::runner::status::State;
-use crate::runner::{cores, CaseArgs, OutputRule, Runner, Spec};
+use crate::runner::{absolute, threads_per_case, CaseArgs, OutputRule, Runner, Spec};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use voxflow_nodes::eval::metrics::{
@@ -205,11 +205,8 @@ fn run_graph(
     quiet: bool,
     plugins: &[PathBuf],
 ) -> Result<Vec<Result<Vec<ClassResult>, String>>, String> {
-    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));
     let out = absolute(&a.out)?;
-    if a.jobs == 0 {
-        return Err("-j must be at least 1".into());
-    }
+    let threads = threads_per_case(a.jobs, a.threads)?;
     let runner = Runner::new(
         reg,
         Spec {
@@ -221,7 +218,7 @@ fn run_graph(
             output_param: &a.pred_param,
             output: OutputRule::Folder(out.join("pred")),
             case: &a.case,
-            threads: a.threads.unwrap_or(cores() / a.jobs).max(1),
+            threads,
             shard: None,
             plugins,
         },

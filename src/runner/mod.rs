@@ -114,8 +114,16 @@ struct Prepared {
     truth: Option<PathBuf>,
 }
 
-fn absolute(p: &Path) -> Result<PathBuf, String> {
+pub fn absolute(p: &Path) -> Result<PathBuf, String> {
     std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Node threads per case with `jobs` cases at a time: `threads` if given, else the cores shared.
+pub fn threads_per_case(jobs: usize, threads: Option<usize>) -> Result<usize, String> {
+    if jobs == 0 {
+        return Err("-j must be at least 1".into());
+    }
+    Ok(threads.unwrap_or(cores() / jobs).max(1))
 }
 
 fn unix_now() -> f64 {
@@ -125,7 +133,7 @@ fn unix_now() -> f64 {
 }
 
 /// Cores this process may use: Slurm's allocation inside a job, else the machine's.
-pub fn cores() -> usize {
+fn cores() -> usize {
     ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
         .iter()
         .find_map(|k| {

@@ -78,36 +78,23 @@ pub(super) fn segment(number: u16, lesion: bool) -> InMemDicomObject {
             ])],
         ),
     ];
-    if lesion {
-        e.extend([
-            seq(
-                tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
-                vec![code(
-                    "49755003",
-                    "SCT",
-                    "Morphologically Abnormal Structure",
-                )],
-            ),
-            seq(
-                tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE,
-                vec![code("52988006", "SCT", "Lesion")],
-            ),
-            seq(
-                tags::ANATOMIC_REGION_SEQUENCE,
-                vec![code("10200004", "SCT", "Liver")],
-            ),
-        ]);
+    let liver = || code("10200004", "SCT", "Liver");
+    let (category, kind) = if lesion {
+        (
+            code("49755003", "SCT", "Morphologically Abnormal Structure"),
+            code("52988006", "SCT", "Lesion"),
+        )
     } else {
-        e.extend([
-            seq(
-                tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
-                vec![code("91723000", "SCT", "Anatomical Structure")],
-            ),
-            seq(
-                tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE,
-                vec![code("10200004", "SCT", "Liver")],
-            ),
-        ]);
+        (code("91723000", "SCT", "Anatomical Structure"), liver())
+    };
+    e.push(seq(
+        tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
+        vec![category],
+    ));
+    e.push(seq(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![kind]));
+    if lesion {
+        // A lesion's segment names the organ it lies in.
+        e.push(seq(tags::ANATOMIC_REGION_SEQUENCE, vec![liver()]));
     }
     item(e)
 }
