@@ -7,8 +7,14 @@
 # scored per `lesion_threshold` x `min_lesion_mm3` by training/lesion_sweep.py, which prints the
 # chosen pair. No IRCADb patient takes part.
 #
+# Part 2 also writes the liver network's probabilities, so lesion_sweep.py scores the graph's
+# min_lesion_liver_prob at its lesion_threshold / min_lesion_mm3. The fold liver models were
+# trained on BTCV 0024 and 0029; LIVER=out/ct_liver_not_val.onnx (training/configs/cv/
+# ct_liver_not_val.yaml, which never saw them) makes them over-segment as on unseen volumes.
+#
 # usage: bash scripts/lesion_validation.sh [OUT]     (default out/lesion_val; needs VOXFLOW_DATA,
-#        .venv-train, target/release/voxflow; LESION_01 / LESION_17 override the fold lesion models)
+#        .venv-train, target/release/voxflow; LESION_01 / LESION_17 override the fold lesion models,
+#        LIVER both folds' liver models)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-out/lesion_val}"
@@ -17,6 +23,7 @@ BIN=target/release/voxflow
 : "${VOXFLOW_DATA:?set VOXFLOW_DATA to the scan folder}"
 LESION_01="${LESION_01:-models/cv/ct_lesion_not_ircadb01.onnx}"
 LESION_17="${LESION_17:-models/cv/ct_lesion_not_ircadb17.onnx}"
+liver_model() { echo "${LIVER:-models/cv/ct_liver_not_ircadb$1.onnx}"; }
 DROP_ML="0 0.1 0.25 0.5 1 2 4"
 
 mkdir -p "$OUT"
@@ -44,7 +51,7 @@ for fold in 01 17; do
     for ct in "$OUT"/vol/*_ct.nii.gz; do
       id=$(basename "$ct" _ct.nii.gz)
       [ -f "$dir/$id.nii.gz" ] || "$BIN" run -q "${GRAPH[$v]}" --set input="$ct" \
-        --set liver_model=models/cv/ct_liver_not_ircadb$fold.onnx --set lesion_model="${!lesion_var}" \
+        --set liver_model="$(liver_model $fold)" --set lesion_model="${!lesion_var}" \
         --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5 \
         --set crf_iterations="${ITER[$v]}"
     done
@@ -58,9 +65,10 @@ for v in crf crf_default argmax; do
 done
 
 # Part 2: the cascade's probabilities (the graph's `merge`) of every volume, written and made compact.
-sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }\n  probs:  { kind: write_volume, in: merge, path: $probs }/; s/^params:/params:\n  probs: { default: "probs.nii", about: "the cascade'"'"'s probabilities" }/' \
+sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }\n  probs:  { kind: write_volume, in: merge, path: $probs }\n  lprobs: { kind: write_volume, in: liver, path: $lprobs }/' \
+  -e 's/^params:/params:\n  probs: { default: "probs.nii", about: "the cascade'"'"'s probabilities" }\n  lprobs: { default: "lprobs.nii", about: "the liver FCN'"'"'s probabilities" }/' \
   -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_probs.yaml
-grep -q 'kind: write_volume, in: merge' "$OUT"/graph_probs.yaml \
+grep -q 'kind: write_volume, in: merge' "$OUT"/graph_probs.yaml && grep -q 'kind: write_volume, in: liver' "$OUT"/graph_probs.yaml \
   || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
 mkdir -p "$OUT/probs"
 for fold in 01 17; do
@@ -68,12 +76,17 @@ for fold in 01 17; do
   for ct in "$OUT"/vol/*_ct.nii.gz "$VOXFLOW_DATA"/btcv0024_ct.nii.gz "$VOXFLOW_DATA"/btcv0029_ct.nii.gz; do
     id=$(basename "$ct" _ct.nii.gz)
     [ -f "$OUT/probs/${fold}_$id.npz" ] && continue
-    "$BIN" run -q "$OUT"/graph_probs.yaml --set input="$ct" --set liver_model=models/cv/ct_liver_not_ircadb$fold.onnx \
-      --set lesion_model="${!lesion_var}" --set output="$OUT/probs/label.nii.gz" --set probs="$OUT/probs/p.nii" \
+    "$BIN" run -q "$OUT"/graph_probs.yaml --set input="$ct" --set liver_model="$(liver_model $fold)" \
+      --set lesion_model="${!lesion_var}" --set output="$OUT/probs/label.nii.gz" --set probs="$OUT/probs/p.nii" --set lprobs="$OUT/probs/lp.nii" \
       --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5
-    "$PY" training/lesion_sweep.py extract "$OUT/probs/p.nii" "$OUT/probs/${fold}_$id.npz"
+    "$PY" training/lesion_sweep.py extract "$OUT/probs/p.nii" "$OUT/probs/${fold}_$id.npz" --liver "$OUT/probs/lp.nii"
   done
 done
-rm -f "$OUT/probs/p.nii" "$OUT/probs/label.nii.gz"
+rm -f "$OUT/probs/p.nii" "$OUT/probs/lp.nii" "$OUT/probs/label.nii.gz"
 echo "== lesion_threshold x min_lesion_mm3 (no CRF; both folds' models pooled)"
-"$PY" training/lesion_sweep.py sweep "$OUT/probs" "$OUT/vol" --healthy-max-ml 5
+# min_lesion_liver_prob is scored at the graph's lesion_threshold and min_lesion_mm3.
+default_of() { sed -n "s/^  $1: *{ *default: *\([0-9.]*\).*/\1/p" graphs/ct_liver_lesion.yaml; }
+AT="$(default_of lesion_threshold) $(default_of min_lesion_mm3)"
+[[ "$AT" =~ ^[0-9.]+\ [0-9]+$ ]] || { echo "lesion_validation: no lesion_threshold / min_lesion_mm3 defaults in graphs/ct_liver_lesion.yaml" >&2; exit 1; }
+# shellcheck disable=SC2086
+"$PY" training/lesion_sweep.py sweep "$OUT/probs" "$OUT/vol" --healthy-max-ml 5 --at $AT

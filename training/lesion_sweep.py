@@ -2,9 +2,11 @@
 """Chooses the CT graph's `lesion_threshold` and `min_lesion_mm3` on validation volumes (issue 17
 item 4; scripts/lesion_validation.sh runs it). Two steps:
 
-  extract PROB.nii OUT.npz   the cascade's 3-class probabilities (the graph's `merge`, written by
+  extract PROB.nii OUT.npz [--liver LIVER.nii]
+                             the cascade's 3-class probabilities (the graph's `merge`, written by
                              write_volume as x, y, z, class) -> lesion probability (uint8, x255)
-                             and the argmax label, compact
+                             and the argmax label, compact; with --liver also the liver network's
+                             probability (the graph's `liver`, channel 1; uint16, x65535)
   sweep DIR TRUTH_DIR        every DIR/FOLD_ID.npz scored per candidate pair: an ID with a
                              TRUTH_DIR/ID_label.nii.gz is a synthetic-tumour volume (lesion Dice),
                              one without is a healthy liver (predicted lesion mL)
@@ -16,6 +18,12 @@ synthetic volumes (rounded to 4 places; ties to the lower threshold, then the sm
 among the pairs whose mean healthy lesion volume is <= --healthy-max-ml. The detection counts
 (issue 17's: tumours >= 1 mL found, predicted components >= 0.5 mL touching one) are printed
 beside it.
+
+Where the .npz files have the liver probability, a second table scores `min_lesion_liver_prob`
+(the graph's `drop_unsure_components`: a lesion component whose mean liver probability is below
+it becomes liver) at the pair --at (default: the chosen pair). Its rule: the smallest value whose
+mean healthy lesion volume is <= --healthy-max-ml and whose synthetic Dice is at most 0.02 below
+that of 0 (no filter); 0 when 0 already meets the healthy bound.
 """
 import argparse
 import glob
@@ -30,25 +38,36 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lesion_detection import CONN26  # noqa: E402  (the detection counts' 26-connectivity)
 THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 MIN_MM3 = [0, 100, 250, 500, 1000, 2000]
+MIN_LIVER_PROB = [0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+LIVER_PROB_DICE_LOSS = 0.02  # the most synthetic Dice the liver-probability filter may cost
 PRED_MIN_ML = 0.5    # issue 17's detection counts: predicted components of >= 0.5 mL ...
 TRUTH_MIN_ML = 1.0   # ... and truth lesions of >= 1 mL
 
 
-def extract(prob_path, out_path):
+def extract(prob_path, out_path, liver_path=None):
     img = nib.load(prob_path)
     p = np.asarray(img.dataobj, dtype=np.float32)
     if p.ndim != 4 or p.shape[3] != 3:
         sys.exit(f"lesion_sweep: {prob_path} has shape {p.shape}, not x, y, z, 3 classes")
+    extra = {}
+    if liver_path:
+        lp = np.asarray(nib.load(liver_path).dataobj, dtype=np.float32)
+        if lp.ndim != 4 or lp.shape[:3] != p.shape[:3] or lp.shape[3] != 2:
+            sys.exit(f"lesion_sweep: {liver_path} has shape {lp.shape}, not {p.shape[:3]} x 2 classes")
+        extra["lp"] = np.round(np.clip(lp[..., 1], 0, 1) * 65535).astype(np.uint16)
     np.savez_compressed(out_path, q=np.round(p[..., 2] * 255).astype(np.uint8),
-                        lab=np.argmax(p, axis=3).astype(np.uint8), zooms=np.array(img.header.get_zooms()[:3]))
+                        lab=np.argmax(p, axis=3).astype(np.uint8), zooms=np.array(img.header.get_zooms()[:3]),
+                        **extra)
 
 
 def score(npz, truth):
-    """{(t, v): (lesion Dice, truth lesions found, truth lesions, true components, components,
-    lesion mL)}; components >= PRED_MIN_ML, truth lesions >= TRUTH_MIN_ML (issue 17's counts).
-    Without truth (a healthy liver) only the lesion mL counts."""
+    """{(t, v, m): (lesion Dice, truth lesions found, truth lesions, true components, components,
+    lesion mL)} for min_lesion_liver_prob m (only 0 without a liver probability in the file);
+    components >= PRED_MIN_ML, truth lesions >= TRUTH_MIN_ML (issue 17's counts). Without truth
+    (a healthy liver) only the lesion mL counts."""
     d = np.load(npz)
     q, liver = d["q"], d["lab"] >= 1
+    lp = d["lp"].astype(np.float64) / 65535 if "lp" in d else None
     zooms = tuple(float(z) for z in d["zooms"])
     ml = float(np.prod(zooms)) / 1000
     t_mask = truth if truth is not None else np.zeros(q.shape, bool)
@@ -62,19 +81,22 @@ def score(npz, truth):
         inter = np.bincount(comp[t_mask], minlength=n + 1)
         hit = comp[t_mask] > 0
         pairs = set(zip(comp[t_mask][hit].tolist(), tlab[t_mask][hit].tolist()))
-        for v in MIN_MM3:
+        mean_lp = ndimage.mean(lp, comp, index=np.arange(n + 1)) if lp is not None and n else None
+        for v, m in [(v, m) for v in MIN_MM3 for m in (MIN_LIVER_PROB if lp is not None else [0])]:
             keep = vox * ml * 1000 >= v
+            if m > 0 and mean_lp is not None:
+                keep &= mean_lp >= m
             keep[0] = False
             big = keep & (vox * ml >= PRED_MIN_ML)
             found = len({tl for pl, tl in pairs if big[pl] and big_truth[tl]})
             s = vox[keep].sum() + t_mask.sum()
             dice = 2 * inter[keep].sum() / s if s else 1.0
-            out[(t, v)] = (dice, found, int(big_truth.sum()), int((big & (inter > 0)).sum()),
+            out[(t, v, m)] = (dice, found, int(big_truth.sum()), int((big & (inter > 0)).sum()),
                            int(big.sum()), vox[keep].sum() * ml)
     return out
 
 
-def sweep(folder, truth_dir, healthy_max_ml):
+def sweep(folder, truth_dir, healthy_max_ml, at=None):
     dice, healthy, counts = {}, {}, {}
     files = sorted(glob.glob(os.path.join(folder, "*.npz")))
     if not files:
@@ -94,23 +116,45 @@ def sweep(folder, truth_dir, healthy_max_ml):
     if not dice or not healthy:
         sys.exit("lesion_sweep: needs both synthetic-tumour volumes and healthy livers")
     k0 = next(iter(dice))
+    if any(len(dice[k]) != len(dice[k0]) or len(healthy[k]) != len(healthy[k0]) for k in dice):
+        sys.exit("lesion_sweep: some .npz files have the liver probability and some not; extract them alike")
     print(f"{len(dice[k0])} synthetic-tumour volumes, {len(healthy[k0])} healthy livers")
+
+    def row(k):
+        f, n, tc, c = counts[k]
+        d, h = round(float(np.mean(dice[k])), 4), float(np.mean(healthy[k]))
+        return d, h, f"{d:.4f},{f},{n},{tc},{c},{h:.2f}," + " ".join(f"{x:.1f}" for x in healthy[k])
+
     print("lesion_threshold,min_lesion_mm3,synthetic_dice,found,tumours,true_components,"
           "components,healthy_ml_mean,healthy_ml_each")
-    rows = []
-    for k in dice:
-        f, n, tc, c = counts[k]
-        rows.append((round(float(np.mean(dice[k])), 4), -k[0], -k[1], float(np.mean(healthy[k])), k))
-    rows.sort(reverse=True)
-    for d, _, _, h, k in rows:
-        f, n, tc, c = counts[k]
-        print(f"{k[0]},{k[1]},{d:.4f},{f},{n},{tc},{c},{h:.2f}," + " ".join(f"{x:.1f}" for x in healthy[k]))
-    ok = [r for r in rows if r[3] <= healthy_max_ml]
+    rows = sorted(((row(k)[0], -k[0], -k[1], k) for k in dice if k[2] == 0), reverse=True)
+    for *_, k in rows:
+        print(f"{k[0]},{k[1]}," + row(k)[2])
+    ok = [k for *_, k in rows if row(k)[1] <= healthy_max_ml]
     if not ok:
         sys.exit(f"lesion_sweep: no candidate keeps healthy livers under {healthy_max_ml} mL")
-    d, _, _, h, (t, v) = ok[0]
-    f, n, tc, c = counts[(t, v)]
+    t, v, _ = ok[0]
+    f, n, tc, c = counts[ok[0]]
+    d, h, _ = row(ok[0])
     print(f"CHOSEN lesion_threshold {t}, min_lesion_mm3 {v}: synthetic Dice {d:.4f}, {f} of {n} tumours found, "
+          f"{tc} of {c} components true, healthy {h:.2f} mL")
+    t, v = at if at else (t, v)
+    if (t, v, MIN_LIVER_PROB[1]) not in dice:
+        return
+    print(f"== min_lesion_liver_prob at lesion_threshold {t}, min_lesion_mm3 {v}")
+    print("min_lesion_liver_prob,synthetic_dice,found,tumours,true_components,components,healthy_ml_mean,healthy_ml_each")
+    for m in MIN_LIVER_PROB:
+        print(f"{m}," + row((t, v, m))[2])
+    base = row((t, v, 0))[0]
+    ok = [m for m in MIN_LIVER_PROB
+          if row((t, v, m))[1] <= healthy_max_ml and row((t, v, m))[0] >= base - LIVER_PROB_DICE_LOSS]
+    if not ok:
+        print(f"CHOSEN min_lesion_liver_prob none: no value keeps healthy livers under {healthy_max_ml} mL "
+              f"within {LIVER_PROB_DICE_LOSS} of the synthetic Dice of 0")
+        return
+    d, h, _ = row((t, v, ok[0]))
+    f, n, tc, c = counts[(t, v, ok[0])]
+    print(f"CHOSEN min_lesion_liver_prob {ok[0]}: synthetic Dice {d:.4f}, {f} of {n} tumours found, "
           f"{tc} of {c} components true, healthy {h:.2f} mL")
 
 
@@ -120,15 +164,18 @@ def main():
     e = sub.add_parser("extract")
     e.add_argument("prob")
     e.add_argument("out")
+    e.add_argument("--liver", help="the liver network's probabilities (x, y, z, 2 classes)")
     s = sub.add_parser("sweep")
     s.add_argument("folder")
     s.add_argument("truth_dir")
     s.add_argument("--healthy-max-ml", type=float, default=5.0)
+    s.add_argument("--at", nargs=2, type=float, metavar=("T", "V"),
+                   help="the pair at which min_lesion_liver_prob is scored (default: the chosen pair)")
     a = ap.parse_args()
     if a.cmd == "extract":
-        extract(a.prob, a.out)
+        extract(a.prob, a.out, a.liver)
     else:
-        sweep(a.folder, a.truth_dir, a.healthy_max_ml)
+        sweep(a.folder, a.truth_dir, a.healthy_max_ml, (a.at[0], int(a.at[1])) if a.at else None)
 
 
 if __name__ == "__main__":

@@ -27,12 +27,12 @@ class LesionSweep(unittest.TestCase):
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
             dice = score(f, truth)
             ml = score(f, None)
-        self.assertAlmostEqual(dice[(0.5, 0)][0], 2 * 8 / (10 + 8))
-        self.assertAlmostEqual(dice[(0.7, 0)][0], 1.0)
-        self.assertAlmostEqual(dice[(0.5, 250)][0], 0.0)   # 8 mm3 < 250: everything dropped
-        self.assertAlmostEqual(ml[(0.6, 0)][5], 10 / 1000)
-        self.assertAlmostEqual(ml[(0.6, 100)][5], 0.0)
-        self.assertAlmostEqual(ml[(0.9, 0)][5], 0.0)        # 230 > round(0.9 * 255) = 230 is false
+        self.assertAlmostEqual(dice[(0.5, 0, 0)][0], 2 * 8 / (10 + 8))
+        self.assertAlmostEqual(dice[(0.7, 0, 0)][0], 1.0)
+        self.assertAlmostEqual(dice[(0.5, 250, 0)][0], 0.0)   # 8 mm3 < 250: everything dropped
+        self.assertAlmostEqual(ml[(0.6, 0, 0)][5], 10 / 1000)
+        self.assertAlmostEqual(ml[(0.6, 100, 0)][5], 0.0)
+        self.assertAlmostEqual(ml[(0.9, 0, 0)][5], 0.0)        # 230 > round(0.9 * 255) = 230 is false
 
     def test_detection_counts(self):
         """Issue 17's counts: truth lesions >= 1 mL found by predicted components >= 0.5 mL."""
@@ -47,8 +47,31 @@ class LesionSweep(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             f = os.path.join(d, "01_z.npz")
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
-            _, found, lesions, true_components, components, _ = score(f, truth)[(0.5, 0)]
+            _, found, lesions, true_components, components, _ = score(f, truth)[(0.5, 0, 0)]
         self.assertEqual((found, lesions, true_components, components), (1, 1, 1, 2))
+
+    def test_mean_liver_probability(self):
+        """min_lesion_liver_prob drops a component by the mean of the liver probability under it."""
+        lab = np.ones((8, 8, 8), np.uint8)
+        q = np.zeros_like(lab)
+        lp = np.full(lab.shape, 65535, np.uint16)
+        q[0:2, 0:2, 0:2] = 255                  # 8 voxels, liver probability 1 and 0.5: mean 0.75
+        lp[0, 0:2, 0:2] = 32768
+        q[5:7, 5:7, 5:7] = 255                  # 8 voxels at liver probability 0.55
+        lp[5:7, 5:7, 5:7] = round(0.55 * 65535)
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "01_w.npz")
+            np.savez_compressed(f, q=q, lab=lab, lp=lp, zooms=np.array([1.0, 1.0, 1.0]))
+            ml = score(f, None)
+            g = os.path.join(d, "01_v.npz")
+            np.savez_compressed(g, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
+            without = score(g, None)
+        self.assertAlmostEqual(ml[(0.5, 0, 0)][5], 16 / 1000)
+        self.assertAlmostEqual(ml[(0.5, 0, 0.5)][5], 16 / 1000)
+        self.assertAlmostEqual(ml[(0.5, 0, 0.6)][5], 8 / 1000)    # the 0.55 component goes
+        self.assertAlmostEqual(ml[(0.5, 0, 0.7)][5], 8 / 1000)    # 0.75 stays
+        self.assertAlmostEqual(ml[(0.5, 0, 0.8)][5], 0.0)
+        self.assertEqual({k[2] for k in without}, {0})             # no liver probability: no filter
 
     def test_outside_the_liver_is_never_lesion(self):
         lab = np.zeros((4, 4, 4), np.uint8)
@@ -56,7 +79,7 @@ class LesionSweep(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             f = os.path.join(d, "01_y.npz")
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
-            self.assertEqual(score(f, None)[(0.5, 0)][5], 0.0)
+            self.assertEqual(score(f, None)[(0.5, 0, 0)][5], 0.0)
 
 
 class TumourCoverage(unittest.TestCase):
