@@ -63,19 +63,57 @@ impl NodeCtx {
     /// alternate [`NodeCtx::next_slice`] over several ports: if one branch of a diamond
     /// buffers, the bounded queues deadlock.
     pub fn zip(&mut self, ports: &[&str]) -> Result<Zip, NodeError> {
-        let idx: Vec<usize> = ports.iter().map(|p| self.in_index(p)).collect();
-        let mut zip = Zip {
+        let mut zip = self.unstarted_zip(ports);
+        self.wait_headers(&mut zip)?;
+        Ok(zip)
+    }
+
+    /// [`NodeCtx::zip`] for a node that reads input `n` whole first and whose other inputs
+    /// may start only after it has ended: input `n` is read to its end before the other
+    /// headers are waited for, each of its slices handed to `take` with its header as it
+    /// comes (so it is never queued whole), while the other inputs' slices that arrive
+    /// meanwhile stay queued. Then [`NodeCtx::next_aligned`] goes on with the other inputs.
+    pub fn zip_draining(
+        &mut self,
+        ports: &[&str],
+        n: usize,
+        mut take: impl FnMut(&Header, &Slice) -> Result<(), NodeError>,
+    ) -> Result<Zip, NodeError> {
+        let mut zip = self.unstarted_zip(ports);
+        loop {
+            while let Some(s) = zip.queued[n].pop_front() {
+                take(
+                    zip.headers[n]
+                        .as_ref()
+                        .expect("a slice comes after its header"),
+                    &s,
+                )?;
+            }
+            if zip.ended[n] {
+                break;
+            }
+            self.pull(&mut zip)?;
+        }
+        self.wait_headers(&mut zip)?;
+        Ok(zip)
+    }
+
+    fn unstarted_zip(&self, ports: &[&str]) -> Zip {
+        Zip {
             ports: ports.iter().map(|p| p.to_string()).collect(),
-            idx,
+            idx: ports.iter().map(|p| self.in_index(p)).collect(),
             headers: vec![None; ports.len()],
             queued: vec![VecDeque::new(); ports.len()],
             last: vec![None; ports.len()],
             ended: vec![false; ports.len()],
-        };
-        while zip.headers.iter().any(Option::is_none) {
-            self.pull(&mut zip)?;
         }
-        Ok(zip)
+    }
+
+    fn wait_headers(&mut self, zip: &mut Zip) -> Result<(), NodeError> {
+        while zip.headers.iter().any(Option::is_none) {
+            self.pull(zip)?;
+        }
+        Ok(())
     }
 
     /// The next slice index with what every input of `zip` has for it; `None` when all

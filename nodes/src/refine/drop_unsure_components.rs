@@ -1,9 +1,9 @@
 //! `drop_unsure_components`: relabel the 3D components of one class over which another
 //! network's mean probability is low (issue 17: false lesions beside the liver).
 
-use super::drop_small_components::NeighbourParam;
+use super::drop_small_components::{class_box, NeighbourParam};
 use crate::inference::liver::class_channel;
-use ndarray::{Array3, Axis, Zip};
+use ndarray::{s, Array3, Axis, Zip};
 use serde::Deserialize;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
@@ -133,10 +133,15 @@ pub fn drop_unsure(
     replace_with: u8,
     connectivity: Connectivity,
 ) -> (usize, usize) {
+    let Some([k, j, i]) = class_box(label, class) else {
+        return (0, 0);
+    };
+    let mut label = label.slice_mut(s![k.clone(), j.clone(), i.clone()]);
+    let prob = prob.slice(s![k, j, i]);
     let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
     let mut sum = vec![0u64; n];
     let mut count = vec![0u64; n];
-    Zip::from(&ids).and(prob).for_each(|&id, &q| {
+    Zip::from(&ids).and(&prob).for_each(|&id, &q| {
         if id > 0 {
             sum[id as usize - 1] += u64::from(q);
             count[id as usize - 1] += 1;
@@ -147,7 +152,7 @@ pub fn drop_unsure(
         .zip(&count)
         .map(|(&s, &c)| (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
         .collect();
-    Zip::from(label).and(&ids).for_each(|l, &id| {
+    Zip::from(&mut label).and(&ids).for_each(|l, &id| {
         if id > 0 && drop[id as usize - 1] {
             *l = replace_with;
         }
@@ -158,7 +163,22 @@ pub fn drop_unsure(
 
 impl Node for DropUnsureComponentsNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        let mut zip = ctx.zip(&["prob", "in"])?;
+        // The probabilities first, one channel of them kept as they come: the label comes only
+        // after the whole cascade upstream (its slices wait in the queue meanwhile).
+        let mut kept: Option<(usize, Array3<u16>)> = None;
+        let mut zip = ctx.zip_draining(&["prob", "in"], 0, |h, s| {
+            if kept.is_none() {
+                let ch = prob_channel(&self.p, h).map_err(NodeError::msg)?;
+                kept = Some((ch, Array3::zeros(h.shape)));
+            }
+            let (ch, prob) = kept.as_mut().expect("set above");
+            let p = s.data.prob().expect("prob stream");
+            prob.index_axis_mut(Axis(0), s.index).assign(
+                &p.index_axis(Axis(0), *ch)
+                    .mapv(|x| (f64::from(x.clamp(0.0, 1.0)) * PROB_STEPS).round() as u16),
+            );
+            Ok(())
+        })?;
         let (prob_h, label_h) = (zip.header(0).clone(), zip.header(1).clone());
         if prob_h.shape != label_h.shape {
             return Err(NodeError::msg(format!(
@@ -166,18 +186,13 @@ impl Node for DropUnsureComponentsNode {
                 prob_h.shape, label_h.shape
             )));
         }
-        let ch = prob_channel(&self.p, &prob_h).map_err(NodeError::msg)?;
-        // The probabilities first (the label comes only after the whole cascade upstream; its
-        // slices wait in the queue meanwhile), one channel of them.
-        let mut prob = Array3::<u16>::zeros(prob_h.shape);
-        ctx.drain_input(&mut zip, 0, |s| {
-            let p = s.data.prob().expect("prob stream");
-            prob.index_axis_mut(Axis(0), s.index).assign(
-                &p.index_axis(Axis(0), ch)
-                    .mapv(|x| (f64::from(x.clamp(0.0, 1.0)) * PROB_STEPS).round() as u16),
-            );
-            Ok(())
-        })?;
+        let prob = match kept {
+            Some((_, prob)) => prob,
+            None => {
+                prob_channel(&self.p, &prob_h).map_err(NodeError::msg)?;
+                Array3::zeros(prob_h.shape)
+            }
+        };
         let mut label = Volume::zeros((*label_h).clone());
         ctx.drain_input(&mut zip, 1, |s| {
             label.put(s);
