@@ -169,4 +169,9 @@ fn a_probability_map_of_another_shape_is_refused() {
         "{err}"
     );
     assert!(!d.join("out.nii").exists());
+    // Also when the filter is off and the label would only stream through.
+    let out = voxflow(&["-q", "run", &graph(&d, ", min_mean_prob: 0")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("input `prob` has [4, 8, 9] voxels"));
+    assert!(!d.join("out.nii").exists());
 }

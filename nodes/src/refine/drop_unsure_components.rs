@@ -19,18 +19,19 @@ Removes the islands of one class over which a probability map is low on average:
 connected component (in 3D) of the voxels labelled `class` whose mean probability in `prob`
 (one channel) is below `min_mean_prob` gets the label `replace_with`.
 
-In the CT cascade it runs on the lesion class with the liver network's probabilities: on CT
-volumes it never saw, the liver network can take a rim of heart or stomach into the liver mask,
-darker than the liver, and the lesion network calls that rim lesion; the liver network is
-unsure there (docs/RESULTS.md). A lesion inside the liver, even one at its edge, lies mostly
-where the liver network is sure. `min_mean_prob` was chosen on synthetic tumours and healthy
-livers that no network of the graph trained on, not on the IRCADb test patients.
+In the CT graph it can run on the lesion class with the liver network's probabilities
+(`min_lesion_liver_prob`): on CT volumes it never saw, the liver network can take a rim of heart
+or stomach into the liver mask, darker than the liver, and the lesion network calls that rim
+lesion; the liver network is unsure there. The graph has it off (0): at 0.8, the value chosen
+on synthetic tumours and healthy livers that no network of the graph trained on, it removed
+almost all false lesions of the healthy test livers but also real tumours over which the liver
+network is unsure, too (docs/RESULTS.md).
 
 The channel of `prob`: `prob_class` (a class name of the stream), or `prob_channel`, or, when
 neither is set, channel 1 of a 2-channel stream. The probabilities are read slice by slice and
 only that channel is kept (to 1/65535); then the label volume is gathered. Geometry, slice and
 header metadata of `in` pass through; `prob` must have the same shape. `min_mean_prob: 0`
-passes the label through unchanged.
+streams the label through unchanged, slice by slice, keeping nothing of `prob`.
 "#;
 
 /// Params of `drop_unsure_components`.
@@ -163,6 +164,9 @@ pub fn drop_unsure(
 
 impl Node for DropUnsureComponentsNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        if self.p.min_mean_prob == 0.0 {
+            return self.pass_through(ctx);
+        }
         // The probabilities first, one channel of them kept as they come: the label comes only
         // after the whole cascade upstream (its slices wait in the queue meanwhile).
         let mut kept: Option<(usize, Array3<u16>)> = None;
@@ -180,18 +184,10 @@ impl Node for DropUnsureComponentsNode {
             Ok(())
         })?;
         let (prob_h, label_h) = (zip.header(0).clone(), zip.header(1).clone());
-        if prob_h.shape != label_h.shape {
-            return Err(NodeError::msg(format!(
-                "input `prob` has {:?} voxels (slices, rows, columns) but `in` has {:?}",
-                prob_h.shape, label_h.shape
-            )));
-        }
+        check_inputs(&self.p, &prob_h, &label_h)?;
         let prob = match kept {
             Some((_, prob)) => prob,
-            None => {
-                prob_channel(&self.p, &prob_h).map_err(NodeError::msg)?;
-                Array3::zeros(prob_h.shape)
-            }
+            None => Array3::zeros(prob_h.shape),
         };
         let mut label = Volume::zeros((*label_h).clone());
         ctx.drain_input(&mut zip, 1, |s| {
@@ -235,6 +231,36 @@ impl Node for DropUnsureComponentsNode {
             },
         )
     }
+}
+
+impl DropUnsureComponentsNode {
+    /// `min_mean_prob: 0`: the label streams through as it comes, the probabilities are read
+    /// and checked but not kept.
+    fn pass_through(&self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        let mut zip = ctx.zip_draining(&["prob", "in"], 0, |_, _| Ok(()))?;
+        let (prob_h, label_h) = (zip.header(0).clone(), zip.header(1).clone());
+        check_inputs(&self.p, &prob_h, &label_h)?;
+        ctx.set_total(label_h.num_slices());
+        ctx.send_header("out", (*label_h).clone())?;
+        while let Some(a) = ctx.next_aligned(&mut zip)? {
+            if let Some(s) = &a.slices[1] {
+                ctx.forward_slice("out", s.clone())?;
+                ctx.tick();
+            }
+        }
+        ctx.end("out")
+    }
+}
+
+/// The two inputs' headers agree and `prob` has the channel the params name.
+fn check_inputs(p: &UnsureParams, prob_h: &Header, label_h: &Header) -> Result<usize, NodeError> {
+    if prob_h.shape != label_h.shape {
+        return Err(NodeError::msg(format!(
+            "input `prob` has {:?} voxels (slices, rows, columns) but `in` has {:?}",
+            prob_h.shape, label_h.shape
+        )));
+    }
+    prob_channel(p, prob_h).map_err(NodeError::msg)
 }
 
 #[cfg(test)]
