@@ -1,7 +1,7 @@
 //! `drop_small_components`: relabel the 3D components of one class that are smaller than a
 //! volume in mm³ (issue 17: false lesions).
 
-use ndarray::{s, Array3, Zip};
+use ndarray::{s, Array3, ArrayViewMut3, Zip};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use voxflow_runtime::decl::PortType;
@@ -36,6 +36,43 @@ pub enum NeighbourParam {
     Corners,
     /// face neighbours only (6)
     Faces,
+}
+
+impl From<NeighbourParam> for Connectivity {
+    fn from(n: NeighbourParam) -> Self {
+        match n {
+            NeighbourParam::Corners => Connectivity::TwentySix,
+            NeighbourParam::Faces => Connectivity::Six,
+        }
+    }
+}
+
+/// The `check_params` error of a `replace_with` that is the filtered class itself.
+pub fn same_class_error(class: u8, replace_with: u8) -> Option<(String, String)> {
+    (replace_with == class).then(|| {
+        (
+            "replace_with".into(),
+            format!("{class} is the filtered class itself: nothing would change"),
+        )
+    })
+}
+
+/// Gives the voxels of the components whose `drop` is set (`ids` numbered from 1 as
+/// `label_components` does) the label `replace_with`; returns how many components were
+/// dropped and how many kept.
+pub fn relabel_dropped(
+    label: ArrayViewMut3<u8>,
+    ids: &Array3<u32>,
+    drop: &[bool],
+    replace_with: u8,
+) -> (usize, usize) {
+    Zip::from(label).and(ids).for_each(|l, &id| {
+        if id > 0 && drop[id as usize - 1] {
+            *l = replace_with;
+        }
+    });
+    let dropped = drop.iter().filter(|&&d| d).count();
+    (dropped, drop.len() - dropped)
 }
 
 /// Params of `drop_small_components`.
@@ -74,16 +111,9 @@ impl TypedKind for DropSmallComponents {
     }
 
     fn check_params(&self, p: &DropParams) -> Vec<(String, String)> {
-        if p.replace_with == p.class {
-            return vec![(
-                "replace_with".into(),
-                format!(
-                    "{} is the filtered class itself: nothing would change",
-                    p.class
-                ),
-            )];
-        }
-        Vec::new()
+        same_class_error(p.class, p.replace_with)
+            .into_iter()
+            .collect()
     }
 
     fn create(&self, p: DropParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
@@ -125,17 +155,11 @@ pub fn drop_small(
     let Some([k, j, i]) = class_box(label, class) else {
         return (0, 0);
     };
-    let mut label = label.slice_mut(s![k, j, i]);
+    let label = label.slice_mut(s![k, j, i]);
     let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
     let sizes = component_sizes(ids.view(), n);
     let drop: Vec<bool> = sizes.iter().map(|&s| (s as f64) < min_voxels).collect();
-    Zip::from(&mut label).and(&ids).for_each(|l, &id| {
-        if id > 0 && drop[id as usize - 1] {
-            *l = replace_with;
-        }
-    });
-    let dropped = drop.iter().filter(|&&d| d).count();
-    (dropped, n - dropped)
+    relabel_dropped(label, &ids, &drop, replace_with)
 }
 
 impl Node for DropSmallComponentsNode {
@@ -151,16 +175,12 @@ impl Node for DropSmallComponentsNode {
         ctx.set_total(1);
         let [dk, dj, di] = header.spacing;
         let voxel_mm3 = dk * dj * di;
-        let connectivity = match self.p.connectivity {
-            NeighbourParam::Corners => Connectivity::TwentySix,
-            NeighbourParam::Faces => Connectivity::Six,
-        };
         let (dropped, kept) = drop_small(
             &mut label,
             self.p.class,
             self.p.min_volume_mm3 / voxel_mm3,
             self.p.replace_with,
-            connectivity,
+            self.p.connectivity.into(),
         );
         tracing::info!(
             node = ctx.id(),

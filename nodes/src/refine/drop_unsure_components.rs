@@ -1,7 +1,7 @@
 //! `drop_unsure_components`: relabel the 3D components of one class over which another
 //! network's mean probability is low (issue 17: false lesions beside the liver).
 
-use super::drop_small_components::{class_box, NeighbourParam};
+use super::drop_small_components::{class_box, relabel_dropped, same_class_error, NeighbourParam};
 use crate::inference::liver::class_channel;
 use ndarray::{s, Array3, Axis, Zip};
 use serde::Deserialize;
@@ -79,16 +79,9 @@ impl TypedKind for DropUnsureComponents {
     }
 
     fn check_params(&self, p: &UnsureParams) -> Vec<(String, String)> {
-        let mut errors = Vec::new();
-        if p.replace_with == p.class {
-            errors.push((
-                "replace_with".into(),
-                format!(
-                    "{} is the filtered class itself: nothing would change",
-                    p.class
-                ),
-            ));
-        }
+        let mut errors: Vec<_> = same_class_error(p.class, p.replace_with)
+            .into_iter()
+            .collect();
         if p.prob_class.is_some() && p.prob_channel.is_some() {
             errors.push((
                 "prob_channel".into(),
@@ -137,7 +130,7 @@ pub fn drop_unsure(
     let Some([k, j, i]) = class_box(label, class) else {
         return (0, 0);
     };
-    let mut label = label.slice_mut(s![k.clone(), j.clone(), i.clone()]);
+    let label = label.slice_mut(s![k.clone(), j.clone(), i.clone()]);
     let prob = prob.slice(s![k, j, i]);
     let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
     let mut sum = vec![0u64; n];
@@ -153,13 +146,7 @@ pub fn drop_unsure(
         .zip(&count)
         .map(|(&s, &c)| (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
         .collect();
-    Zip::from(&mut label).and(&ids).for_each(|l, &id| {
-        if id > 0 && drop[id as usize - 1] {
-            *l = replace_with;
-        }
-    });
-    let dropped = drop.iter().filter(|&&d| d).count();
-    (dropped, n - dropped)
+    relabel_dropped(label, &ids, &drop, replace_with)
 }
 
 impl Node for DropUnsureComponentsNode {
@@ -203,17 +190,13 @@ impl Node for DropUnsureComponentsNode {
         let VolumeData::Label(mut label) = data else {
             return Err(NodeError::msg("input `in` is not a label volume"));
         };
-        let connectivity = match self.p.connectivity {
-            NeighbourParam::Corners => Connectivity::TwentySix,
-            NeighbourParam::Faces => Connectivity::Six,
-        };
         let (dropped, kept) = drop_unsure(
             &mut label,
             &prob,
             self.p.class,
             self.p.min_mean_prob,
             self.p.replace_with,
-            connectivity,
+            self.p.connectivity.into(),
         );
         tracing::info!(
             node = ctx.id(),
