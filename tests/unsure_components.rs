@@ -153,6 +153,17 @@ fn the_channel_is_chosen_or_asked_for() {
         err.contains("set either prob_class or prob_channel"),
         "{err}"
     );
+    let out = voxflow(&[
+        "-q",
+        "run",
+        &graph(&d, ", min_mean_prob: 0.5, replace_with: 2"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 is the filtered class itself: nothing would change"),
+        "{err}"
+    );
 }
 
 #[test]
