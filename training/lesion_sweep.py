@@ -125,37 +125,41 @@ def sweep(folder, truth_dir, healthy_max_ml, at=None):
         d, h = round(float(np.mean(dice[k])), 4), float(np.mean(healthy[k]))
         return d, h, f"{d:.4f},{f},{n},{tc},{c},{h:.2f}," + " ".join(f"{x:.1f}" for x in healthy[k])
 
+    stats = {k: row(k) for k in dice}
+
+    def chosen(what, k):
+        f, n, tc, c = counts[k]
+        d, h, _ = stats[k]
+        print(f"CHOSEN {what}: synthetic Dice {d:.4f}, {f} of {n} tumours found, "
+              f"{tc} of {c} components true, healthy {h:.2f} mL")
+
     print("lesion_threshold,min_lesion_mm3,synthetic_dice,found,tumours,true_components,"
           "components,healthy_ml_mean,healthy_ml_each")
-    rows = sorted(((row(k)[0], -k[0], -k[1], k) for k in dice if k[2] == 0), reverse=True)
+    rows = sorted(((stats[k][0], -k[0], -k[1], k) for k in dice if k[2] == 0), reverse=True)
     for *_, k in rows:
-        print(f"{k[0]},{k[1]}," + row(k)[2])
-    ok = [k for *_, k in rows if row(k)[1] <= healthy_max_ml]
+        print(f"{k[0]},{k[1]}," + stats[k][2])
+    ok = [k for *_, k in rows if stats[k][1] <= healthy_max_ml]
     if not ok:
         sys.exit(f"lesion_sweep: no candidate keeps healthy livers under {healthy_max_ml} mL")
     t, v, _ = ok[0]
-    f, n, tc, c = counts[ok[0]]
-    d, h, _ = row(ok[0])
-    print(f"CHOSEN lesion_threshold {t}, min_lesion_mm3 {v}: synthetic Dice {d:.4f}, {f} of {n} tumours found, "
-          f"{tc} of {c} components true, healthy {h:.2f} mL")
+    chosen(f"lesion_threshold {t}, min_lesion_mm3 {v}", ok[0])
+    if not any(k[2] > 0 for k in dice):
+        return  # no liver probabilities in the files: no second table
     t, v = at if at else (t, v)
-    if (t, v, MIN_LIVER_PROB[1]) not in dice:
-        return
+    if (t, v, 0) not in dice:
+        sys.exit(f"lesion_sweep: --at {t} {v} is not a pair of the grid")
     print(f"== min_lesion_liver_prob at lesion_threshold {t}, min_lesion_mm3 {v}")
     print("min_lesion_liver_prob,synthetic_dice,found,tumours,true_components,components,healthy_ml_mean,healthy_ml_each")
     for m in MIN_LIVER_PROB:
-        print(f"{m}," + row((t, v, m))[2])
-    base = row((t, v, 0))[0]
+        print(f"{m}," + stats[(t, v, m)][2])
+    base = stats[(t, v, 0)][0]
     ok = [m for m in MIN_LIVER_PROB
-          if row((t, v, m))[1] <= healthy_max_ml and row((t, v, m))[0] >= base - LIVER_PROB_DICE_LOSS]
+          if stats[(t, v, m)][1] <= healthy_max_ml and stats[(t, v, m)][0] >= base - LIVER_PROB_DICE_LOSS]
     if not ok:
         print(f"CHOSEN min_lesion_liver_prob none: no value keeps healthy livers under {healthy_max_ml} mL "
               f"within {LIVER_PROB_DICE_LOSS} of the synthetic Dice of 0")
         return
-    d, h, _ = row((t, v, ok[0]))
-    f, n, tc, c = counts[(t, v, ok[0])]
-    print(f"CHOSEN min_lesion_liver_prob {ok[0]}: synthetic Dice {d:.4f}, {f} of {n} tumours found, "
-          f"{tc} of {c} components true, healthy {h:.2f} mL")
+    chosen(f"min_lesion_liver_prob {ok[0]}", (t, v, ok[0]))
 
 
 def main():

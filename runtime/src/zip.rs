@@ -77,23 +77,10 @@ impl NodeCtx {
         &mut self,
         ports: &[&str],
         n: usize,
-        mut take: impl FnMut(&Header, &Slice) -> Result<(), NodeError>,
+        take: impl FnMut(&Header, &Slice) -> Result<(), NodeError>,
     ) -> Result<Zip, NodeError> {
         let mut zip = self.unstarted_zip(ports);
-        loop {
-            while let Some(s) = zip.queued[n].pop_front() {
-                take(
-                    zip.headers[n]
-                        .as_ref()
-                        .expect("a slice comes after its header"),
-                    &s,
-                )?;
-            }
-            if zip.ended[n] {
-                break;
-            }
-            self.pull(&mut zip)?;
-        }
+        self.drain(&mut zip, n, take)?;
         self.wait_headers(&mut zip)?;
         Ok(zip)
     }
@@ -150,9 +137,22 @@ impl NodeCtx {
         n: usize,
         mut take: impl FnMut(&Slice) -> Result<(), NodeError>,
     ) -> Result<(), NodeError> {
+        self.drain(zip, n, |_, s| take(s))
+    }
+
+    /// Hands input `n`'s slices to `take` with its header, queued ones first, until it ends.
+    fn drain(
+        &mut self,
+        zip: &mut Zip,
+        n: usize,
+        mut take: impl FnMut(&Header, &Slice) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
         loop {
             while let Some(s) = zip.queued[n].pop_front() {
-                take(&s)?;
+                let h = zip.headers[n]
+                    .as_ref()
+                    .expect("a slice comes after its header");
+                take(h, &s)?;
             }
             if zip.ended[n] {
                 return Ok(());

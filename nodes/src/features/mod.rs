@@ -3,6 +3,7 @@
 mod support;
 
 use support::regions;
+pub(crate) use support::regions::extent;
 pub mod risk;
 pub mod survival_features;
 

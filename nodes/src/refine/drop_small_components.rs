@@ -1,9 +1,9 @@
 //! `drop_small_components`: relabel the 3D components of one class that are smaller than a
 //! volume in mm³ (issue 17: false lesions).
 
-use ndarray::{s, Array3, ArrayViewMut3, Zip};
+use crate::features::extent;
+use ndarray::{Array3, ArrayViewMut3, Zip};
 use serde::{Deserialize, Serialize};
-use std::ops::Range;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
 use voxflow_runtime::{
@@ -125,24 +125,6 @@ struct DropSmallComponentsNode {
     p: DropParams,
 }
 
-/// The smallest box (slices, rows, columns) that holds every voxel of `class`; `None` if there
-/// is none. The components of a class lie inside it, so labelling them there needs arrays the
-/// size of the box, not of the volume.
-pub fn class_box(label: &Array3<u8>, class: u8) -> Option<[Range<usize>; 3]> {
-    let mut b: Option<[Range<usize>; 3]> = None;
-    for ((k, j, i), &l) in label.indexed_iter() {
-        if l != class {
-            continue;
-        }
-        let b = b.get_or_insert([k..k + 1, j..j + 1, i..i + 1]);
-        for (r, x) in b.iter_mut().zip([k, j, i]) {
-            r.start = r.start.min(x);
-            r.end = r.end.max(x + 1);
-        }
-    }
-    b
-}
-
 /// Relabels, in place, the components of `class` in `label` with fewer than `min_voxels` voxels
 /// to `replace_with`; returns how many components were dropped and how many kept.
 pub fn drop_small(
@@ -152,10 +134,12 @@ pub fn drop_small(
     replace_with: u8,
     connectivity: Connectivity,
 ) -> (usize, usize) {
-    let Some([k, j, i]) = class_box(label, class) else {
+    // The class's components lie inside its bounding box: label them there.
+    let ext = extent(label, |l| l == class);
+    if ext.n == 0 {
         return (0, 0);
-    };
-    let label = label.slice_mut(s![k, j, i]);
+    }
+    let label = label.slice_mut(ext.bbox());
     let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
     let sizes = component_sizes(ids.view(), n);
     let drop: Vec<bool> = sizes.iter().map(|&s| (s as f64) < min_voxels).collect();
@@ -229,17 +213,6 @@ mod tests {
         assert_eq!(drop_small(&mut faces, 2, 5.0, 1, Connectivity::Six), (2, 1));
         assert_eq!(faces.iter().filter(|&&x| x == 2).count(), 8);
         assert_eq!(faces[[2, 2, 2]], 1);
-    }
-
-    #[test]
-    fn class_box_holds_every_voxel_of_the_class() {
-        let mut l = Array3::<u8>::zeros((5, 6, 7));
-        assert_eq!(class_box(&l, 2), None);
-        l[[1, 4, 2]] = 2;
-        l[[3, 1, 5]] = 2;
-        l[[4, 5, 6]] = 1;
-        assert_eq!(class_box(&l, 2), Some([1..4, 1..5, 2..6]));
-        assert_eq!(class_box(&l, 1), Some([4..5, 5..6, 6..7]));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `drop_unsure_components`: relabel the 3D components of one class over which another
 //! network's mean probability is low (issue 17: false lesions beside the liver).
 
-use super::drop_small_components::{class_box, relabel_dropped, same_class_error, NeighbourParam};
+use super::drop_small_components::{relabel_dropped, same_class_error, NeighbourParam};
+use crate::features::extent;
 use crate::inference::liver::class_channel;
-use ndarray::{s, Array3, Axis, Zip};
+use ndarray::{Array3, Axis, Zip};
 use serde::Deserialize;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
@@ -127,11 +128,13 @@ pub fn drop_unsure(
     replace_with: u8,
     connectivity: Connectivity,
 ) -> (usize, usize) {
-    let Some([k, j, i]) = class_box(label, class) else {
+    // The class's components lie inside its bounding box: label them there.
+    let ext = extent(label, |l| l == class);
+    if ext.n == 0 {
         return (0, 0);
-    };
-    let label = label.slice_mut(s![k.clone(), j.clone(), i.clone()]);
-    let prob = prob.slice(s![k, j, i]);
+    }
+    let label = label.slice_mut(ext.bbox());
+    let prob = prob.slice(ext.bbox());
     let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
     let mut sum = vec![0u64; n];
     let mut count = vec![0u64; n];
@@ -164,10 +167,9 @@ impl Node for DropUnsureComponentsNode {
             }
             let (ch, prob) = kept.as_mut().expect("set above");
             let p = s.data.prob().expect("prob stream");
-            prob.index_axis_mut(Axis(0), s.index).assign(
-                &p.index_axis(Axis(0), *ch)
-                    .mapv(|x| (f64::from(x.clamp(0.0, 1.0)) * PROB_STEPS).round() as u16),
-            );
+            Zip::from(prob.index_axis_mut(Axis(0), s.index))
+                .and(p.index_axis(Axis(0), *ch))
+                .for_each(|q, &x| *q = (f64::from(x.clamp(0.0, 1.0)) * PROB_STEPS).round() as u16);
             Ok(())
         })?;
         let (prob_h, label_h) = (zip.header(0).clone(), zip.header(1).clone());

@@ -88,8 +88,8 @@ pub fn check_geometry(image: &Header, label: &Header) -> Result<(), String> {
 
 /// Voxel count, bounding box (inclusive) and index sums of one region.
 #[derive(Clone, Debug)]
-struct Extent {
-    n: usize,
+pub(crate) struct Extent {
+    pub(crate) n: usize,
     lo: [usize; 3],
     hi: [usize; 3],
     sum: [f64; 3],
@@ -121,7 +121,9 @@ impl Extent {
         }
         self
     }
-    fn bbox(&self) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3> {
+    pub(crate) fn bbox(
+        &self,
+    ) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3> {
         s![
             self.lo[0]..=self.hi[0],
             self.lo[1]..=self.hi[1],
@@ -138,7 +140,7 @@ impl Extent {
 }
 
 /// Extent of the voxels where `pred(label)` holds (planes in parallel).
-fn extent(label: &Array3<u8>, pred: impl Fn(u8) -> bool + Sync) -> Extent {
+pub(crate) fn extent(label: &Array3<u8>, pred: impl Fn(u8) -> bool + Sync) -> Extent {
     (0..label.dim().0)
         .into_par_iter()
         .map(|k| {
@@ -415,5 +417,23 @@ pub fn settings(bin_width: f64) -> Settings {
     Settings {
         bin_width,
         ..Settings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extent_holds_every_voxel_of_the_class() {
+        let mut l = Array3::<u8>::zeros((5, 6, 7));
+        assert_eq!(extent(&l, |v| v == 2).n, 0);
+        l[[1, 4, 2]] = 2;
+        l[[3, 1, 5]] = 2;
+        l[[4, 5, 6]] = 1;
+        let e = extent(&l, |v| v == 2);
+        assert_eq!((e.n, e.lo, e.hi), (2, [1, 1, 2], [3, 4, 5]));
+        let e = extent(&l, |v| v == 1);
+        assert_eq!((e.n, e.lo, e.hi), (1, [4, 5, 6], [4, 5, 6]));
     }
 }
