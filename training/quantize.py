@@ -25,7 +25,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import ROOT, SliceSet, TrainingData, load_config, preprocess_arg  # noqa: E402
+from train import ROOT, SliceSet, TrainingData, liver_level, load_config  # noqa: E402
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
@@ -112,8 +112,7 @@ def labels(path, x, threshold):
 
 def compare(cfg, float_path, int8_path, cases, threshold):
     """Dice between the float and int8 models' foreground on whole case slice sets."""
-    ds = SliceSet(os.path.join(ROOT, cfg["data"]), cases, preprocess_arg(cfg["preprocess"], "liver_level"),
-                  not preprocess_arg(cfg["preprocess"], "liver_context"))
+    ds = SliceSet(os.path.join(ROOT, cfg["data"]), cases, liver_level(cfg["preprocess"]))
     x = ds.img[:, None].astype(np.float32) / 255.0
     a, b = labels(float_path, x, threshold), labels(int8_path, x, threshold)
     inter, total = int((a & b).sum()), int(a.sum() + b.sum())

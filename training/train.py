@@ -29,7 +29,6 @@ import argparse
 import copy
 import json
 import os
-import re
 import random
 import subprocess
 import sys
@@ -70,30 +69,29 @@ def log_path(cfg):
     return os.path.join(ROOT, cfg.get("log_dir", "models/logs"), cfg["name"] + ".tsv")
 
 
-def preprocess_arg(preprocess, step_name):
-    """The number of a `STEP:V` step (liver_level, liver_context) in a `voxflow.preprocess`
-    string, or None."""
+def liver_level(preprocess):
+    """V of a `liver_level:V` step in a `voxflow.preprocess` string, or None."""
     for step in preprocess.split(";"):
         name, _, arg = step.strip().partition(":")
-        if name == step_name:
+        if name == "liver_level":
             return float(arg)
     return None
 
 
-def shift_liver(img, median, level, masked=True):
-    """uint8 ROIs moved from the case's liver median to `level` (both in [0, 1]), as crop_resample
-    does for a `liver_level` model: masked ROIs only in their liver (non-zero) pixels, ROIs with
-    context (`liver_context`) everywhere. Here edge pixels (a blend of liver and masked 0 after
-    resizing) move by the whole offset; a fold model's own training case is not moved at all."""
+def shift_liver(img, median, level):
+    """uint8 ROIs with their liver (non-zero) pixels moved from the case's liver median to
+    `level` (both in [0, 1]), as crop_resample does for a `liver_level` model. Here edge pixels
+    (a blend of liver and masked 0 after resizing) move by the whole offset; a fold model's own
+    training case is not moved at all."""
     out = np.clip(img.astype(np.int16) + int(round((level - median) * 255)), 0, 255).astype(np.uint8)
-    return np.where(img > 0, out, 0).astype(np.uint8) if masked else out
+    return np.where(img > 0, out, 0).astype(np.uint8)
 
 
 class SliceSet:
     """uint8 slices of some cases: img [S, H, W], lab [S, H, W], case index per slice. With
     `level`, each case's liver pixels are shifted to that liver level (`shift_liver`)."""
 
-    def __init__(self, folder, cases, level=None, masked=True):
+    def __init__(self, folder, cases, level=None):
         imgs, labs, case_of = [], [], []
         for ci, case in enumerate(cases):
             path = os.path.join(folder, f"{case}.npz")
@@ -102,7 +100,7 @@ class SliceSet:
             z = np.load(path)
             if level is not None and "liver_median" not in z:
                 sys.exit(f"train: {path} has no liver_median (liver_level needs ROIs from prepare.py --roi-input window)")
-            imgs.append(z["img"] if level is None else shift_liver(z["img"], float(z["liver_median"]), level, masked))
+            imgs.append(z["img"] if level is None else shift_liver(z["img"], float(z["liver_median"]), level))
             labs.append(z["lab"])
             case_of.append(np.full(len(z["img"]), ci))
         self.cases = list(cases)
@@ -150,18 +148,11 @@ class TrainingData:
         # The lesion ROIs' mask closed like crop_resample's close_mm: real ROIs from prepare.py
         # --roi-close-mm (their folder says the radius), synthetic ones closed at each draw.
         self.roi_close_mm = float(cfg.get("roi_close_mm", 0.0))
-        if self.roi_close_mm and not re.search(rf"_close{self.roi_close_mm:g}(_|$)", cfg["data"].rstrip("/")):
+        if self.roi_close_mm and not cfg["data"].rstrip("/").endswith(f"_close{self.roi_close_mm:g}"):
             sys.exit(f"train: {cfg['name']}: roi_close_mm {self.roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
                      f"{self.roi_close_mm:g} (a data folder ending _close{self.roi_close_mm:g}), not {cfg['data']}")
-        # A `liver_context:M` model's ROIs are unmasked, their box grown by M mm (prepare.py
-        # --roi-context-mm M: a folder ending _context{M}).
-        self.context_mm = preprocess_arg(cfg["preprocess"], "liver_context") or 0.0
-        if self.context_mm and not cfg["data"].rstrip("/").endswith(f"_context{self.context_mm:g}"):
-            sys.exit(f"train: {cfg['name']}: liver_context:{self.context_mm:g} needs ROIs from prepare.py --roi-context-mm "
-                     f"{self.context_mm:g} (a data folder ending _context{self.context_mm:g}), not {cfg['data']}")
-        self.level = preprocess_arg(cfg["preprocess"], "liver_level")
-        self.real = SliceSet(self.folder, cfg["train_cases"], self.level,
-                             not self.context_mm) if cfg["train_cases"] else None
+        self.level = liver_level(cfg["preprocess"])
+        self.real = SliceSet(self.folder, cfg["train_cases"], self.level) if cfg["train_cases"] else None
         sy = self.sy = cfg.get("synth")
         if sy is None and self.real is None:
             sys.exit(f"train: {cfg['name']}: no train_cases and no synth section: nothing to train on")
@@ -193,11 +184,11 @@ class TrainingData:
             print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
             return s
         img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
-                                                  self.sy.get("min_box", 60), self.roi_close_mm, self.context_mm)
+                                                  self.sy.get("min_box", 60), self.roi_close_mm)
         if self.level is not None:
             for ci, med in enumerate(medians):
                 m = case_of == ci
-                img[m] = shift_liver(img[m], med, self.level, not self.context_mm)
+                img[m] = shift_liver(img[m], med, self.level)
         s = SliceSet.with_extra(real, hosts.cases, img, lab, case_of)
         print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} livers, {len(img)} ROIs "
               f"({int((lab.reshape(len(lab), -1).max(axis=1) > 0).sum())} with tumour), {time.time() - t0:.1f} s", flush=True)

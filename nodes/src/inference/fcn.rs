@@ -142,7 +142,7 @@ pub fn expected_range(steps: &[PreprocessStep]) -> Option<(f64, f64)> {
                 let (x, y) = (a * mul + add, b * mul + add);
                 (x.min(y), x.max(y))
             }),
-            PreprocessStep::LiverLevel { .. } | PreprocessStep::LiverContext { .. } => r,
+            PreprocessStep::LiverLevel { .. } => r,
         };
     }
     r
