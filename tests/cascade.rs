@@ -211,12 +211,7 @@ fn paste_back_reproduces_the_input() {
             continue;
         };
         // 1. The node did exactly crop -> resize -> identity -> resize back -> paste.
-        let want = paste(
-            crop_slice(ek, mk, roi, (64, 64), None, None).view(),
-            roi,
-            nj,
-            ni,
-        );
+        let want = paste(crop_slice(ek, mk, roi, (64, 64), None).view(), roi, nj, ni);
         for ((j, i), &x) in mk.indexed_iter() {
             if x {
                 assert!(
@@ -269,7 +264,7 @@ fn paste_back_reproduces_the_input() {
                 [j0 - 1, j1 - 1, i0, i1]
             };
             let q2 = paste(
-                crop_slice(ek, mk, roi, (64, 64), None, None).view(),
+                crop_slice(ek, mk, roi, (64, 64), None).view(),
                 shifted,
                 nj,
                 ni,
@@ -568,113 +563,6 @@ fn crop_moves_the_liver_to_the_model_liver_level() {
         worst < 1e-3,
         "lesion prob differs from its input by {worst}"
     );
-}
-
-#[test]
-fn context_crops_keep_the_surroundings() {
-    // A `liver_context:10` model: boxes grown by 10 mm, every pixel moved to the model's liver
-    // level (0.6), the pixels outside the liver then down by 1 (the window's span in [0, 1]).
-    let dir = temp_dir("cascade-liver-context");
-    let body = format!(
-        "  unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
-         crop: {{ kind: crop_resample, image: unit, liver: lab, model: {m} }}\n  \
-         les: {{ kind: fcn, in: crop, model: {m}, device: cpu }}\n  \
-         s0: {{ kind: write_volume, in: unit, path: unit.nii }}\n  \
-         s1: {{ kind: write_volume, in: crop, path: crop.nii }}\n  \
-         s2: {{ kind: write_volume, in: les, path: les.nii }}\n  \
-         s3: {{ kind: write_volume, in: lab, path: lab.nii }}\n",
-        m = model("identity_lesion_context.onnx"),
-    );
-    let g = write_graph(&dir, "g.yaml", &phantom_graph("small", &body));
-    voxflow_ok(&["-q", "run", g.to_str().unwrap()]);
-    let unit = read(&dir.join("unit.nii"), StreamType::Image);
-    let mask = mask_of(&read(&dir.join("lab.nii"), StreamType::Label));
-    let img = unit.image().unwrap();
-    let mut liver: Vec<f32> = img
-        .iter()
-        .zip(mask.iter())
-        .filter_map(|(&v, &m)| m.then_some(v))
-        .collect();
-    let mid = liver.len() / 2;
-    let off = 0.6 - *liver.select_nth_unstable_by(mid, f32::total_cmp).1;
-    let crops = read(&dir.join("crop.nii"), StreamType::Image);
-    let c = crops.image().unwrap();
-    let [_, h, w] = crops.header.shape;
-    let sp = [unit.header.spacing[1], unit.header.spacing[2]];
-    let grown = BoxSpec {
-        min_box: 60,
-        margin_mm: 10.0,
-    };
-    let mut slices = 0;
-    for k in 0..mask.dim().0 {
-        let Some(roi) = slice_box(mask.slice(s![k, .., ..]), sp, grown) else {
-            continue;
-        };
-        let [j0, j1, i0, i1] = roi;
-        let mut moved = img
-            .slice(s![k, j0..j1, i0..i1])
-            .mapv(|v| (v + off).clamp(0.0, 1.0));
-        moved.zip_mut_with(&mask.slice(s![k, j0..j1, i0..i1]), |v, &m| {
-            if !m {
-                *v -= 1.0;
-            }
-        });
-        let want = voxflow_volume::resize_bilinear(moved.view(), h, w);
-        let worst = (&want - &c.slice(s![k, .., ..]))
-            .iter()
-            .fold(0.0f32, |m, d| m.max(d.abs()));
-        assert!(worst < 1e-5, "slice {k}: crop differs by {worst}");
-        slices += 1;
-    }
-    // The surroundings are there, below the liver's range.
-    let below = c.iter().filter(|&&v| v < -0.01).count();
-    assert!(
-        slices > 0 && below > 0,
-        "{slices} slices, {below} pixels below 0"
-    );
-    // The run succeeded, so `les` (fcn) accepted the recorded `liver_context` step.
-}
-
-#[test]
-fn context_crops_refuse_a_second_margin_a_masked_model_and_no_range() {
-    let context = model("identity_lesion_context.onnx");
-    let cases = [
-        // The model's step sets the margin; margin_mm beside it is refused.
-        (
-            "unit",
-            format!("model: {context}, margin_mm: 5"),
-            context.clone(),
-            "node `crop` (crop_resample)",
-            "liver_context:10",
-        ),
-        // Context crops into a model trained on masked crops.
-        (
-            "unit",
-            format!("model: {context}"),
-            model("identity_lesion_level.onnx"),
-            "node `les` (fcn)",
-            "preprocessed as `hu_window:-100,400;scale:0.002,0.2;liver_level:0.6;liver_context:10`",
-        ),
-        // The raw CT declares no value range to move the surroundings below.
-        (
-            "ct",
-            format!("model: {context}"),
-            context.clone(),
-            "node `crop` (crop_resample)",
-            "declares none",
-        ),
-    ];
-    for (image, crop_params, les_model, node, words) in cases {
-        let dir = temp_dir("cascade-context-refused");
-        let body = format!(
-            "  unit: {{ kind: hu_window, in: ct, scale: unit }}\n  \
-             crop: {{ kind: crop_resample, image: {image}, liver: lab, {crop_params} }}\n  \
-             les: {{ kind: fcn, in: crop, model: {les_model}, device: cpu }}\n  \
-             save: {{ kind: write_volume, in: les, path: out.nii.gz }}\n"
-        );
-        let err = run_failing(&dir, &phantom_graph("small", &body));
-        assert!(err.contains(node) && err.contains(words), "{err}");
-    }
 }
 
 #[test]

@@ -22,7 +22,6 @@ Models (input name "image", output name "prob", batch dimension "N" dynamic):
   identity_lesion.onnx identity graph with classes "background,lesion" (paste-back exactness test).
   identity_lesion_level.onnx  identity_lesion with preprocess "hu_window:-100,400;scale:0.002,0.2;
                        liver_level:0.6" (crop_resample's liver level test).
-  identity_lesion_context.onnx  the same with ";liver_context:10" (crop_resample's context crops).
 """
 import json
 import os
@@ -146,9 +145,6 @@ def main():
     save(identity_graph(), "identity_lesion.onnx", metadata(classes="background,lesion"))
     save(identity_graph(), "identity_lesion_level.onnx",
          metadata(classes="background,lesion", preprocess="hu_window:-100,400;scale:0.002,0.2;liver_level:0.6"))
-    save(identity_graph(), "identity_lesion_context.onnx",
-         metadata(classes="background,lesion",
-                  preprocess="hu_window:-100,400;scale:0.002,0.2;liver_level:0.6;liver_context:10"))
 
     # Deterministic input in [0, 1]: a smooth pattern plus seeded noise.
     yy, xx = np.mgrid[0:64, 0:64].astype(np.float32) / 63.0

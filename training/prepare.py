@@ -16,10 +16,7 @@ the inference uses), this script only reads what voxflow wrote and resamples it.
    With `--roi-close-mm R` the mask is the liver closed per slice by R mm, as crop_resample's
    `close_mm` closes the liver FCN's mask, so the network sees at training what the closing adds
    at inference (gallbladder, fissures, the tissue beside a concave edge) as not-lesion; in
-   ..._close{R}/. With `--roi-context-mm M` (models with a `liver_context:M` step) the box is
-   grown by M mm on each side and nothing is masked: the network sees the organs around the
-   liver, the pixels outside the mask moved below the liver's range (`inside`, the resized mask,
-   is stored beside them); in ..._context{M}/. Each ROI file also holds `liver_median`, the median of the ROI input over that
+   ..._close{R}/. Each ROI file also holds `liver_median`, the median of the ROI input over that
    mask (train.py moves it to a model's `liver_level:V`, as crop_resample does).
 4. Tumour hosts (`--hosts`, CT): the windowed volume (voxflow's, back in HU: the window
    [-100, 400] is exact inside it) and the liver mask over the slices with liver, full in-plane,
@@ -71,19 +68,18 @@ def resize_label(lab, size, classes):
     return t.argmax(dim=1).numpy().astype(np.uint8)
 
 
-def roi_box(mask2d, min_box, margin_px=(0, 0)):
-    """Liver bounding box of one slice (rows j0..j1, cols i0..i1, end exclusive), grown by
-    `margin_px` = (rows, cols) on each side, each side widened symmetrically to at least `min_box`
-    px (an odd remainder goes to the far end) and shifted back inside the slice when it crosses an
-    edge; never larger than the slice. None without liver. Same rule as `slice_box`/`widen` in
-    nodes/src/inference/crop_resample.rs; tests/test_training.py repeats the node's unit-test cases."""
+def roi_box(mask2d, min_box):
+    """Liver bounding box of one slice (rows j0..j1, cols i0..i1, end exclusive), each side widened
+    symmetrically to at least `min_box` px (an odd remainder goes to the far end) and shifted back
+    inside the slice when it crosses an edge; never larger than the slice. None without liver.
+    Same rule as `slice_box`/`widen` in nodes/src/inference/crop_resample.rs with margin_mm 0
+    (the node's default); tests/test_training.py repeats the node's unit-test cases."""
     rows = np.flatnonzero(mask2d.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask2d.any(axis=0))
 
-    def widen(lo, hi, n, margin):
-        lo, hi = lo - margin, hi + margin
+    def widen(lo, hi, n):
         ln = hi - lo
         if ln < min_box:
             need = min_box - ln
@@ -95,8 +91,8 @@ def roi_box(mask2d, min_box, margin_px=(0, 0)):
             lo, hi = lo - (hi - n), n
         return max(lo, 0), hi
 
-    j0, j1 = widen(int(rows[0]), int(rows[-1]) + 1, mask2d.shape[0], margin_px[0])
-    i0, i1 = widen(int(cols[0]), int(cols[-1]) + 1, mask2d.shape[1], margin_px[1])
+    j0, j1 = widen(int(rows[0]), int(rows[-1]) + 1, mask2d.shape[0])
+    i0, i1 = widen(int(cols[0]), int(cols[-1]) + 1, mask2d.shape[1])
     return j0, j1, i0, i1
 
 
@@ -114,28 +110,15 @@ def close_slices(mask, radius_mm, spacing_ji):
     return out
 
 
-def context_px(context_mm, spacing_ji):
-    """crop_resample's margin in whole pixels per in-plane axis (rounded up), for a model's
-    `liver_context:MM` step; (0, 0) without context."""
-    return tuple(int(np.ceil(context_mm / d)) if context_mm and d > 0 else 0 for d in spacing_ji)
-
-
-def roi_crop(img2d, liver2d, size, min_box=60, margin_px=None):
+def roi_crop(img2d, liver2d, size, min_box=60):
     """The cascade's ROI of one slice: crop to `roi_box`, pixels outside the liver set to 0,
-    resized to `size`. Returns (crop [size], box, None) or None. With `margin_px` (a
-    `liver_context` model) the box is grown by that many pixels, nothing is masked, and the third
-    item is the liver mask resized alike (`inside`, in [0, 1]): the model's input is
-    crop - (1 - inside), as crop_resample moves the pixels outside the liver down by the range's
-    span; train.py composes it after the liver level shift."""
-    box = roi_box(liver2d, min_box, margin_px or (0, 0))
+    resized to `size`. Returns (crop [size], box) or None."""
+    box = roi_box(liver2d, min_box)
     if box is None:
         return None
     j0, j1, i0, i1 = box
-    c = img2d[j0:j1, i0:i1].astype(np.float32)
-    m = liver2d[j0:j1, i0:i1]
-    if margin_px is None:
-        return resize_image(np.where(m, c, 0.0)[None], size)[0], box, None
-    return resize_image(c[None], size)[0], box, resize_image(m[None].astype(np.float32), size)[0]
+    c = np.where(liver2d[j0:j1, i0:i1], img2d[j0:j1, i0:i1], 0.0).astype(np.float32)
+    return resize_image(c[None], size)[0], box
 
 
 def to_u8(x):
@@ -210,9 +193,6 @@ def main():
     ap.add_argument("--roi-close-mm", type=float, default=0.0,
                     help="ROIs masked by the liver closed per slice by this radius, as crop_resample's close_mm "
                          "(roi{SIZE}[_window]_close{R}/)")
-    ap.add_argument("--roi-context-mm", type=float, default=0.0,
-                    help="ROIs unmasked, the box grown by this margin, as crop_resample for a liver_context model "
-                         "(roi{SIZE}[_window][_close{R}]_context{M}/)")
     ap.add_argument("--roi-input", choices=["equalized", "window"], default="equalized",
                     help="CT ROIs from the equalised volume or from the windowed one in [0, 1] (roi{SIZE}_window/)")
     ap.add_argument("--hosts", action="store_true", help="write tumour hosts (healthy CT livers) for train.py's synth section")
@@ -235,8 +215,7 @@ def main():
         sl_dir = f"slices{a.size}" if mr_variant is None else f"mr{a.size}_{mr_variant}"
         sl_path = os.path.join(a.cache, sl_dir, f"{case}.npz")
         roi_dir = f"roi{a.size}" + ("_window" if a.roi_input == "window" else "") + (
-            f"_close{a.roi_close_mm:g}" if a.roi_close_mm else "") + (
-            f"_context{a.roi_context_mm:g}" if a.roi_context_mm else "")
+            f"_close{a.roi_close_mm:g}" if a.roi_close_mm else "")
         roi_path = os.path.join(a.cache, roi_dir, f"{case}.npz")
         if os.path.exists(sl_path) and (not a.roi or os.path.exists(roi_path)):
             continue
@@ -256,22 +235,19 @@ def main():
             os.replace(sl_path + ".tmp.npz", sl_path)
         if a.roi and not os.path.exists(roi_path):
             os.makedirs(os.path.dirname(roi_path), exist_ok=True)
-            imgs, labs, boxes, ks, insides = [], [], [], [], []
+            imgs, labs, boxes, ks = [], [], [], []
             mask = lab >= 1
-            zooms = nib.load(case_files(a.data, case)[1]).header.get_zooms()
             if a.roi_close_mm:
+                zooms = nib.load(case_files(a.data, case)[1]).header.get_zooms()
                 mask = close_slices(mask, a.roi_close_mm, (zooms[1], zooms[0]))
-            margin = context_px(a.roi_context_mm, (zooms[1], zooms[0])) if a.roi_context_mm else None
             for k in range(img.shape[0]):
-                r = roi_crop(roi_img[k], mask[k], size, a.min_box, margin)
+                r = roi_crop(roi_img[k], mask[k], size, a.min_box)
                 if r is None:
                     continue
-                crop, box, inside = r
+                crop, box = r
                 j0, j1, i0, i1 = box
                 lesion = (lab[k, j0:j1, i0:i1] == 2).astype(np.uint8)
                 imgs.append(to_u8(crop))
-                if inside is not None:
-                    insides.append(to_u8(inside))
                 labs.append(resize_label(lesion[None], size, 2)[0])
                 boxes.append(box)
                 ks.append(k)
@@ -280,7 +256,7 @@ def main():
             print(f"  {case}: median of the ROI input over the liver {liver_median:.4f}", flush=True)
             np.savez_compressed(roi_path + ".tmp.npz", img=np.array(imgs), lab=np.array(labs),
                                 box=np.array(boxes), k=np.array(ks), shape=np.array(img.shape),
-                                liver_median=liver_median, **({"inside": np.array(insides)} if margin else {}))
+                                liver_median=liver_median)
             os.replace(roi_path + ".tmp.npz", roi_path)
         print(f"prepared {case}: {img.shape}", flush=True)
 

@@ -25,21 +25,21 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import ROOT, SliceSet, TrainingData, load_config, preprocess_arg  # noqa: E402
+from train import ROOT, SliceSet, TrainingData, liver_level, load_config  # noqa: E402
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
 
 
 def calibration_slices(cfg, n):
-    """`n` slices of the config's first training draw, [n, 1, H, W] float32 (`SliceSet.inputs`): half with
+    """`n` slices of the config's first training draw, [n, 1, H, W] float32 in [0, 1]: half with
     foreground where there is enough, chosen with the config's seed."""
     ds = TrainingData(cfg).draw(0)
     rng = np.random.default_rng(cfg.get("seed", 2017))
     n_fg = min(n // 2, len(ds.fg))
     idx = np.concatenate([rng.choice(ds.fg, n_fg, replace=False),
                           rng.choice(len(ds.img), n - n_fg, replace=False)])
-    return ds.inputs(np.sort(idx))
+    return ds.img[np.sort(idx)][:, None].astype(np.float32) / 255.0
 
 
 class Slices(CalibrationDataReader):
@@ -112,9 +112,8 @@ def labels(path, x, threshold):
 
 def compare(cfg, float_path, int8_path, cases, threshold):
     """Dice between the float and int8 models' foreground on whole case slice sets."""
-    ds = SliceSet(os.path.join(ROOT, cfg["data"]), cases, preprocess_arg(cfg["preprocess"], "liver_level"),
-                  bool(preprocess_arg(cfg["preprocess"], "liver_context")))
-    x = ds.inputs(np.arange(len(ds.img)))
+    ds = SliceSet(os.path.join(ROOT, cfg["data"]), cases, liver_level(cfg["preprocess"]))
+    x = ds.img[:, None].astype(np.float32) / 255.0
     a, b = labels(float_path, x, threshold), labels(int8_path, x, threshold)
     inter, total = int((a & b).sum()), int(a.sum() + b.sum())
     dice = 2 * inter / total if total else 1.0

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from prepare import HELD_OUT_HEALTHY, close_slices, context_px, resize_image, roi_crop, to_u8  # noqa: E402
+from prepare import HELD_OUT_HEALTHY, close_slices, resize_image, roi_crop, to_u8  # noqa: E402
 from synth_tumor import Host, synthesize  # noqa: E402
 
 WINDOW = (-100.0, 400.0)  # ct_preprocess.yaml's window: the lesion network's input in [0, 1]
@@ -51,34 +51,28 @@ def draw_volumes(hosts, rng):
     return out
 
 
-def draw_rois(hosts, rng, size, min_box=60, close_mm=0.0, context_mm=0.0):
+def draw_rois(hosts, rng, size, min_box=60, close_mm=0.0):
     """Liver ROIs of one fresh draw: (img uint8 [N, H, W], lab uint8 (1 = tumour), host index per
     ROI, each host's liver median in [0, 1] (over its mask including the tumours, as
-    crop_resample measures it; train.py moves it to a model's liver level), number of tumours,
-    with `context_mm` the resized liver mask per ROI (uint8, prepare.roi_crop's `inside`) else None).
-    With `close_mm` the mask is the liver closed per slice, as prepare.py --roi-close-mm; with
-    `context_mm` the ROIs are unmasked and their box grown, as prepare.py --roi-context-mm."""
-    imgs, labs, case_of, medians, insides, n_tumours = [], [], [], [], [], 0
+    crop_resample measures it; train.py moves it to a model's liver level), number of tumours).
+    With `close_mm` the mask is the liver closed per slice, as prepare.py --roi-close-mm."""
+    imgs, labs, case_of, medians, n_tumours = [], [], [], [], 0
     for ci, (case, w, lab, tumours) in enumerate(draw_volumes(hosts, rng)):
         n_tumours += len(tumours)
         liver = lab >= 1
         if close_mm:
             liver = close_slices(liver, close_mm, tuple(hosts.hosts[ci].spacing[1:]))
         medians.append(float(np.median(w[liver])))
-        margin = context_px(context_mm, tuple(hosts.hosts[ci].spacing[1:])) if context_mm else None
         for k in range(w.shape[0]):
-            r = roi_crop(w[k], liver[k], size, min_box, margin)
+            r = roi_crop(w[k], liver[k], size, min_box)
             if r is None:
                 continue
-            crop, (j0, j1, i0, i1), inside = r
+            crop, (j0, j1, i0, i1) = r
             imgs.append(to_u8(crop))
-            if inside is not None:
-                insides.append(to_u8(inside))
             # = prepare.resize_label with 2 classes (argmax of the resized one-hot, ties to 0).
             labs.append((resize_image((lab[k, j0:j1, i0:i1] == 2)[None], size)[0] > 0.5).astype(np.uint8))
             case_of.append(ci)
-    return (np.array(imgs), np.array(labs), np.array(case_of), medians, n_tumours,
-            np.array(insides) if context_mm else None)
+    return np.array(imgs), np.array(labs), np.array(case_of), medians, n_tumours
 
 
 def equalize_slice(a, lo, hi, bins):

@@ -29,7 +29,6 @@ import argparse
 import copy
 import json
 import os
-import re
 import random
 import subprocess
 import sys
@@ -70,33 +69,30 @@ def log_path(cfg):
     return os.path.join(ROOT, cfg.get("log_dir", "models/logs"), cfg["name"] + ".tsv")
 
 
-def preprocess_arg(preprocess, step_name):
-    """The number of a `STEP:V` step (liver_level, liver_context) in a `voxflow.preprocess`
-    string, or None."""
+def liver_level(preprocess):
+    """V of a `liver_level:V` step in a `voxflow.preprocess` string, or None."""
     for step in preprocess.split(";"):
         name, _, arg = step.strip().partition(":")
-        if name == step_name:
+        if name == "liver_level":
             return float(arg)
     return None
 
 
-def shift_liver(img, median, level, masked=True):
-    """uint8 ROIs moved from the case's liver median to `level` (both in [0, 1]), as crop_resample
-    does for a `liver_level` model: masked ROIs only in their liver (non-zero) pixels, ROIs with
-    context (`liver_context`) everywhere. Here edge pixels (a blend of liver and masked 0 after
-    resizing) move by the whole offset; a fold model's own training case is not moved at all."""
+def shift_liver(img, median, level):
+    """uint8 ROIs with their liver (non-zero) pixels moved from the case's liver median to
+    `level` (both in [0, 1]), as crop_resample does for a `liver_level` model. Here edge pixels
+    (a blend of liver and masked 0 after resizing) move by the whole offset; a fold model's own
+    training case is not moved at all."""
     out = np.clip(img.astype(np.int16) + int(round((level - median) * 255)), 0, 255).astype(np.uint8)
-    return np.where(img > 0, out, 0).astype(np.uint8) if masked else out
+    return np.where(img > 0, out, 0).astype(np.uint8)
 
 
 class SliceSet:
     """uint8 slices of some cases: img [S, H, W], lab [S, H, W], case index per slice. With
-    `level`, each case's liver pixels are shifted to that liver level (`shift_liver`). With
-    `context` (ROIs of a `liver_context` model) also `inside`, the resized liver mask: the input
-    is img - (1 - inside) (`inputs`)."""
+    `level`, each case's liver pixels are shifted to that liver level (`shift_liver`)."""
 
-    def __init__(self, folder, cases, level=None, context=False):
-        imgs, labs, case_of, insides = [], [], [], []
+    def __init__(self, folder, cases, level=None):
+        imgs, labs, case_of = [], [], []
         for ci, case in enumerate(cases):
             path = os.path.join(folder, f"{case}.npz")
             if not os.path.exists(path):
@@ -104,18 +100,13 @@ class SliceSet:
             z = np.load(path)
             if level is not None and "liver_median" not in z:
                 sys.exit(f"train: {path} has no liver_median (liver_level needs ROIs from prepare.py --roi-input window)")
-            if context and "inside" not in z:
-                sys.exit(f"train: {path} has no inside mask (liver_context needs ROIs from prepare.py --roi-context-mm)")
-            imgs.append(z["img"] if level is None else shift_liver(z["img"], float(z["liver_median"]), level, not context))
+            imgs.append(z["img"] if level is None else shift_liver(z["img"], float(z["liver_median"]), level))
             labs.append(z["lab"])
-            if context:
-                insides.append(z["inside"])
             case_of.append(np.full(len(z["img"]), ci))
         self.cases = list(cases)
         self.img = np.concatenate(imgs)
         self.lab = np.concatenate(labs)
         self.case = np.concatenate(case_of)
-        self.inside = np.concatenate(insides) if context else None
         self._index()
 
     def _index(self):
@@ -123,25 +114,17 @@ class SliceSet:
         self.bg = np.setdiff1d(np.arange(len(self.lab)), self.fg)
 
     @classmethod
-    def with_extra(cls, base, cases, img, lab, case_of, inside=None):
-        """A set of `base`'s slices (or none) plus `img` / `lab` (/ `inside`) of further `cases`
-        (`case_of` indexes `cases`)."""
+    def with_extra(cls, base, cases, img, lab, case_of):
+        """A set of `base`'s slices (or none) plus `img` / `lab` of further `cases` (`case_of`
+        indexes `cases`)."""
         s = cls.__new__(cls)
         off = len(base.cases) if base else 0
         s.cases = (base.cases if base else []) + list(cases)
         s.img = np.concatenate([base.img, img]) if base else img
         s.lab = np.concatenate([base.lab, lab]) if base else lab
         s.case = np.concatenate([base.case, case_of + off]) if base else case_of
-        s.inside = None if inside is None else (np.concatenate([base.inside, inside]) if base else inside)
         s._index()
         return s
-
-    def inputs(self, idx):
-        """The network's float32 input [n, 1, H, W] of slices `idx` (numpy)."""
-        x = self.img[idx].astype(np.float32) / 255.0
-        if self.inside is not None:
-            x -= 1.0 - self.inside[idx].astype(np.float32) / 255.0
-        return x[:, None]
 
     def counts(self, classes):
         return np.bincount(self.lab.ravel(), minlength=classes)[:classes]
@@ -151,7 +134,6 @@ class SliceSet:
         """Keeps a uint8 copy of the slices on `device` for batching."""
         self.img_t = torch.from_numpy(self.img).to(device)
         self.lab_t = torch.from_numpy(self.lab).to(device)
-        self.inside_t = None if self.inside is None else torch.from_numpy(self.inside).to(device)
         return self
 
 
@@ -166,18 +148,11 @@ class TrainingData:
         # The lesion ROIs' mask closed like crop_resample's close_mm: real ROIs from prepare.py
         # --roi-close-mm (their folder says the radius), synthetic ones closed at each draw.
         self.roi_close_mm = float(cfg.get("roi_close_mm", 0.0))
-        if self.roi_close_mm and not re.search(rf"_close{self.roi_close_mm:g}(_|$)", cfg["data"].rstrip("/")):
+        if self.roi_close_mm and not cfg["data"].rstrip("/").endswith(f"_close{self.roi_close_mm:g}"):
             sys.exit(f"train: {cfg['name']}: roi_close_mm {self.roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
                      f"{self.roi_close_mm:g} (a data folder ending _close{self.roi_close_mm:g}), not {cfg['data']}")
-        # A `liver_context:M` model's ROIs are unmasked, their box grown by M mm (prepare.py
-        # --roi-context-mm M: a folder ending _context{M}).
-        self.context_mm = preprocess_arg(cfg["preprocess"], "liver_context") or 0.0
-        if self.context_mm and not cfg["data"].rstrip("/").endswith(f"_context{self.context_mm:g}"):
-            sys.exit(f"train: {cfg['name']}: liver_context:{self.context_mm:g} needs ROIs from prepare.py --roi-context-mm "
-                     f"{self.context_mm:g} (a data folder ending _context{self.context_mm:g}), not {cfg['data']}")
-        self.level = preprocess_arg(cfg["preprocess"], "liver_level")
-        self.real = SliceSet(self.folder, cfg["train_cases"], self.level,
-                             bool(self.context_mm)) if cfg["train_cases"] else None
+        self.level = liver_level(cfg["preprocess"])
+        self.real = SliceSet(self.folder, cfg["train_cases"], self.level) if cfg["train_cases"] else None
         sy = self.sy = cfg.get("synth")
         if sy is None and self.real is None:
             sys.exit(f"train: {cfg['name']}: no train_cases and no synth section: nothing to train on")
@@ -208,24 +183,22 @@ class TrainingData:
                 s.img[first + k0:first + k0 + len(sl)] = sl
             print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
             return s
-        img, lab, case_of, medians, n, inside = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
-                                                  self.sy.get("min_box", 60), self.roi_close_mm, self.context_mm)
+        img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
+                                                  self.sy.get("min_box", 60), self.roi_close_mm)
         if self.level is not None:
             for ci, med in enumerate(medians):
                 m = case_of == ci
-                img[m] = shift_liver(img[m], med, self.level, not self.context_mm)
-        s = SliceSet.with_extra(real, hosts.cases, img, lab, case_of, inside)
+                img[m] = shift_liver(img[m], med, self.level)
+        s = SliceSet.with_extra(real, hosts.cases, img, lab, case_of)
         print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} livers, {len(img)} ROIs "
               f"({int((lab.reshape(len(lab), -1).max(axis=1) > 0).sum())} with tumour), {time.time() - t0:.1f} s", flush=True)
         return s
 
 
 def batch_tensors(ds, idx):
-    """float image [n, 1, H, W] (`SliceSet.inputs`) and int64 labels [n, H, W], on the set's device."""
+    """float image [n, 1, H, W] in [0, 1] and int64 labels [n, H, W], on the set's device."""
     ii = torch.as_tensor(np.asarray(idx), device=ds.img_t.device)
     img = ds.img_t[ii].float().div_(255.0).unsqueeze(1)
-    if ds.inside_t is not None:
-        img -= 1.0 - ds.inside_t[ii].float().div_(255.0).unsqueeze(1)
     lab = ds.lab_t[ii].long()
     return img, lab
 
@@ -310,7 +283,7 @@ def train(cfg, resume, minutes, device, cosine):
         return data.draw(draw).to(dev)
 
     tr = training_set(0)
-    va = SliceSet(data.folder, cfg["val_cases"], level, bool(data.context_mm)).to(dev) if cfg.get("val_cases") else None
+    va = SliceSet(data.folder, cfg["val_cases"], level).to(dev) if cfg.get("val_cases") else None
     classes = len(cfg["classes"])
     w = cfg["loss"].get("weights", "frequency")
     weights = frequency_weights(tr.counts(classes)) if w == "frequency" else np.asarray(w, dtype=np.float64)

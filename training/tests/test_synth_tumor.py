@@ -167,7 +167,7 @@ class SynthRois(unittest.TestCase):
             np.savez(os.path.join(d, "hostA.npz"), hu=np.rint(hu).astype(np.int16), liver=liver.astype(np.uint8),
                      spacing=np.array(sp), k0=0, shape=np.array(hu.shape))
             hosts = HostSet(d, ["hostA"], cfg)
-            img, lab, case_of, medians, n, _ = draw_rois(hosts, np.random.default_rng(5), (64, 64))
+            img, lab, case_of, medians, n = draw_rois(hosts, np.random.default_rng(5), (64, 64))
             self.assertEqual(img.shape, lab.shape)
             self.assertEqual(img.dtype, np.uint8)
             self.assertEqual(len(img), int(liver.any(axis=(1, 2)).sum()))

@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from augment import add_noise, augment, organ_gamma, random_gamma, sampling_grid, smooth_field, warp  # noqa: E402
 from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
-from prepare import context_px, resize_label, roi_box, roi_crop  # noqa: E402
-from train import ROOT, init_model, preprocess_arg, shift_liver  # noqa: E402
+from prepare import resize_label, roi_box, roi_crop  # noqa: E402
+from train import ROOT, init_model, liver_level, shift_liver  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
 
@@ -233,48 +233,28 @@ class Crop(unittest.TestCase):
         self.assertEqual(box1d(3, 5, 40), (0, 40))
         m = np.zeros((100, 120), bool)
         m[20, 30] = m[90, 31] = True
-        self.assertEqual(roi_box(m, 60), (20, 91, 1, 61))
-        self.assertEqual(roi_box(m, 60, (2, 2)), (18, 93, 1, 61))  # the node with a 2 px margin
-
-    def test_context_crop_keeps_the_surroundings(self):
-        self.assertEqual(context_px(15, (0.7, 0.8)), (22, 19))  # rounded up, per axis
-        self.assertEqual(context_px(0, (0.7, 0.8)), (0, 0))
-        img = np.zeros((100, 100), np.float32)
-        img[:, 50:] = 0.7
-        liver = np.zeros((100, 100), bool)
-        liver[20:80, 20:80] = True
-        crop, box, inside = roi_crop(img, liver, (80, 80), 60, (10, 10))
-        self.assertEqual(box, (10, 90, 10, 90))
-        # Nothing masked: the right half is 0.7 up to the box's edge, outside the liver too; the
-        # liver mask comes beside it (the box's 10-pixel rim is outside).
-        self.assertAlmostEqual(float(crop[0, -1]), 0.7, places=5)
-        self.assertEqual(float(crop[0, 0]), 0.0)
-        self.assertEqual(float(inside[0, 0]), 0.0)
-        self.assertEqual(float(inside[40, 40]), 1.0)
-        self.assertIsNone(roi_crop(img, liver, (80, 80))[2])
+        self.assertEqual(roi_box(m, 60), (20, 91, 1, 61))  # node: [18, 93, 1, 61] with a 2 px margin
 
     def test_roi_crop_masks_outside_liver(self):
         img = np.full((100, 100), 0.7, np.float32)
         liver = np.zeros((100, 100), bool)
         liver[20:80, 20:80] = True
-        crop, box, _ = roi_crop(img, liver, (60, 60))
+        crop, box = roi_crop(img, liver, (60, 60))
         self.assertEqual(box, (20, 80, 20, 80))
         np.testing.assert_allclose(crop, 0.7, atol=1e-6)  # box == liver: nothing masked
         liver[20:50, 20:80] = False
-        crop, box, _ = roi_crop(img, liver, (60, 60))
+        crop, box = roi_crop(img, liver, (60, 60))
         self.assertEqual(box, (35, 95, 20, 80))  # rows 50..80 widened to 60
         self.assertEqual(float(crop[:10].max()), 0.0)
 
     def test_liver_level_shift(self):
-        self.assertEqual(preprocess_arg("hu_window:-100,400;scale:0.002,0.2;liver_level:0.413", "liver_level"), 0.413)
-        self.assertIsNone(preprocess_arg("hu_window:-100,400;equalize:256", "liver_level"))
+        self.assertEqual(liver_level("hu_window:-100,400;scale:0.002,0.2;liver_level:0.413"), 0.413)
+        self.assertIsNone(liver_level("hu_window:-100,400;equalize:256"))
         roi = np.array([[0, 100, 200], [250, 0, 10]], np.uint8)
         # Median 0.4, level 0.6: liver pixels +51, clipped; masked zeros stay 0.
         np.testing.assert_array_equal(shift_liver(roi, 0.4, 0.6), [[0, 151, 251], [255, 0, 61]])
         np.testing.assert_array_equal(shift_liver(roi, 0.4, 0.4), roi)
         np.testing.assert_array_equal(shift_liver(roi, 0.5, 0.1), [[0, 0, 98], [148, 0, 0]])
-        # With context (nothing masked) every pixel moves, zeros included.
-        np.testing.assert_array_equal(shift_liver(roi, 0.4, 0.6, masked=False), [[51, 151, 251], [255, 51, 61]])
 
     def test_resize_label_keeps_classes(self):
         lab = np.zeros((1, 64, 64), np.uint8)

@@ -34,12 +34,6 @@ to the lesion model's input size.
   (contrast phase) reach the lesion model at the same liver level.
 - Crop: image pixels in the box, non-liver pixels set to 0, resized (bilinear,
   `align_corners = false`) to `size` = `[H, W]` or the input size of `model`.
-- Context (when `model`'s `voxflow.preprocess` has a `liver_context:MM` step): the box is grown
-  by `MM` mm on each side (in place of `margin_mm`, which must then stay 0) and the pixels
-  outside the liver are kept, moved down by the span of the image's declared value range
-  `[lo, hi]` (after the liver level's offset, which then moves every pixel): the liver lies in
-  `[lo, hi]`, its surroundings in `[2 lo - hi, lo]`, so the model sees both the mask and the
-  organs around the liver. The image stream must declare its value range (e.g. `hu_window`).
 - Output: a sparse image stream with only the slices that have liver. Slices are `H x W`; each
   carries `roi: [j0, j1, i0, i1]` (rows `j0..j1`, columns `i0..i1`, end exclusive, in the full
   slice) and the header carries `full_slice: [nj, ni]`; `paste_back` maps results back with
@@ -58,7 +52,7 @@ pub struct CropParams {
     pub margin_mm: f64,
     /// crop size [H, W] (or give `model`)
     pub size: Option<Vec<usize>>,
-    /// lesion model whose input size (and `liver_level`, `liver_context` steps) the crops take
+    /// lesion model whose input size (and `liver_level` step) the crops take
     pub model: Option<PathBuf>,
     #[serde(flatten)]
     #[param(flatten)]
@@ -107,18 +101,15 @@ impl TypedKind for CropResample {
     }
 
     fn create(&self, p: CropParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
-        let (mut liver_level, mut context_mm) = (None, None);
+        let mut liver_level = None;
         let size = match (p.size.as_deref(), &p.model) {
             (Some(&[h, w]), None) => (h, w),
             (None, Some(m)) => {
                 let info = ModelInfo::load(m).map_err(|e| NodeError::msg(e.to_string()))?;
-                for step in &info.preprocess {
-                    match step {
-                        PreprocessStep::LiverLevel { level } => liver_level = Some(*level),
-                        PreprocessStep::LiverContext { margin_mm } => context_mm = Some(*margin_mm),
-                        _ => {}
-                    }
-                }
+                liver_level = info.preprocess.iter().find_map(|s| match s {
+                    PreprocessStep::LiverLevel { level } => Some(*level),
+                    _ => None,
+                });
                 info.input_size
             }
             _ => {
@@ -127,22 +118,14 @@ impl TypedKind for CropResample {
                 ))
             }
         };
-        if let (Some(mm), true) = (context_mm, p.margin_mm != 0.0) {
-            return Err(NodeError::msg(format!(
-                "margin_mm is {} but the lesion model's `liver_context:{mm}` step sets the \
-                 margin; leave margin_mm out",
-                p.margin_mm
-            )));
-        }
         Ok(Box::new(CropResampleNode {
             mask: p.mask,
             boxes: BoxSpec {
                 min_box: p.min_box,
-                margin_mm: context_mm.unwrap_or(p.margin_mm),
+                margin_mm: p.margin_mm,
             },
             size,
             liver_level,
-            context_mm,
         }))
     }
 }
@@ -203,24 +186,22 @@ pub struct LiverShift {
     pub hi: f32,
 }
 
-/// The crop of one slice, resized to `size`: image in the box, moved by `shift`; the pixels
-/// outside `mask` are 0, or with `outside_span` (a context crop) moved down by that much.
+/// The crop of one slice: image in the box (liver pixels moved by `shift`), non-liver pixels 0,
+/// resized to `size`.
 pub fn crop_slice(
     img: ArrayView2<f32>,
     mask: ArrayView2<bool>,
     roi: Roi,
     size: (usize, usize),
     shift: Option<LiverShift>,
-    outside_span: Option<f32>,
 ) -> Array2<f32> {
     let [j0, j1, i0, i1] = roi;
     let mut c = img.slice(s![j0..j1, i0..i1]).to_owned();
-    let moved = |v: f32| shift.map_or(v, |t| (v + t.offset).clamp(t.lo, t.hi));
     c.zip_mut_with(&mask.slice(s![j0..j1, i0..i1]), |v, &m| {
-        *v = match (m, outside_span) {
-            (true, _) => moved(*v),
-            (false, None) => 0.0,
-            (false, Some(span)) => moved(*v) - span,
+        *v = match (m, shift) {
+            (false, _) => 0.0,
+            (true, None) => *v,
+            (true, Some(t)) => (*v + t.offset).clamp(t.lo, t.hi),
         }
     });
     resize_bilinear(c.view(), size.0, size.1)
@@ -246,8 +227,6 @@ struct CropResampleNode {
     boxes: BoxSpec,
     size: (usize, usize),
     liver_level: Option<f64>,
-    /// The model's `liver_context` margin: the surroundings kept, below the liver's range.
-    context_mm: Option<f64>,
 }
 
 impl Node for CropResampleNode {
@@ -262,17 +241,6 @@ impl Node for CropResampleNode {
             )));
         }
         check_liver_header(&liver_h, &image_h, "liver", "image")?;
-        let outside_span = match (self.context_mm, image_h.value_range) {
-            (None, _) => None,
-            (Some(_), Some((lo, hi))) => Some((hi - lo) as f32),
-            (Some(mm), None) => {
-                return Err(NodeError::msg(format!(
-                    "the lesion model's `liver_context:{mm}` step moves the pixels outside the \
-                     liver below the image's value range, but input `image` declares none; \
-                     connect a windowed image (hu_window)"
-                )))
-            }
-        };
         let mut image = Volume::zeros((*image_h).clone());
         let mut liver = LiverSlices::new(&liver_h, &self.mask, "liver", false)?;
         while let Some(a) = ctx.next_aligned(&mut zip)? {
@@ -312,16 +280,10 @@ impl Node for CropResampleNode {
         if let Some(level) = self.liver_level {
             crate::preprocess::record_step(&mut h, &format!("liver_level:{level}"), false);
         }
-        if let Some(mm) = self.context_mm {
-            crate::preprocess::record_step(&mut h, &format!("liver_context:{mm}"), false);
-        }
         h.shape = [nk, self.size.0, self.size.1];
         h.meta.insert(META_FULL_SLICE.into(), vec![nj, ni].into());
-        // Masked pixels are 0, so 0 joins the declared range; context pixels lie below it.
-        h.value_range = h.value_range.map(|(a, b)| match outside_span {
-            None => (a.min(0.0), b.max(0.0)),
-            Some(span) => (a - f64::from(span), b),
-        });
+        // Masked pixels are 0, so 0 joins the declared range.
+        h.value_range = h.value_range.map(|(a, b)| (a.min(0.0), b.max(0.0)));
         ctx.set_total(rois.iter().flatten().count());
         ctx.send_header("out", h)?;
         for (k, roi) in rois.into_iter().enumerate() {
@@ -332,7 +294,6 @@ impl Node for CropResampleNode {
                 roi,
                 self.size,
                 shift,
-                outside_span,
             );
             let mut out = Slice::new(k, SliceData::Image(crop));
             if let Some(m) = &image.slice_meta[k] {

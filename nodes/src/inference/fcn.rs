@@ -143,8 +143,6 @@ pub fn expected_range(steps: &[PreprocessStep]) -> Option<(f64, f64)> {
                 (x.min(y), x.max(y))
             }),
             PreprocessStep::LiverLevel { .. } => r,
-            // crop_resample moves the liver's surroundings down by the range's span.
-            PreprocessStep::LiverContext { .. } => r.map(|(a, b)| (2.0 * a - b, b)),
         };
     }
     r
@@ -285,10 +283,6 @@ mod tests {
         );
         let (a, b) = expected_range(&p("hu_window:-100,400;scale:0.002,0.2")).unwrap();
         assert!(a.abs() < 1e-12 && (b - 1.0).abs() < 1e-12);
-        assert_eq!(
-            expected_range(&p("hu_window:-100,400;scale:0.002,0.2;liver_context:15")),
-            Some((-1.0, 1.0))
-        );
         assert_eq!(expected_range(&p("mr_norm:1,99")), None);
         assert_eq!(expected_range(&p("none")), None);
         assert_eq!(expected_range(&p("scale:-1,0")), None);

@@ -68,10 +68,6 @@ pub enum PreprocessStep {
     /// shifted so the median over the volume's liver voxels is `V`, then clipped to the range
     /// the previous steps produce.
     LiverLevel { level: f64 },
-    /// `liver_context:MM`: done by `crop_resample` on the liver crops: the box is grown by `MM`
-    /// mm on each side and the pixels outside the liver are kept, moved below the liver's range
-    /// by the range's span, so the model sees the mask and the organs around the liver.
-    LiverContext { margin_mm: f64 },
 }
 
 impl PreprocessStep {
@@ -94,7 +90,6 @@ impl PreprocessStep {
             (Equalize { bins: a }, Equalize { bins: b }) => a == b,
             (Scale { mul: a, add: b }, Scale { mul: c, add: d }) => eq(*a, *c) && eq(*b, *d),
             (LiverLevel { level: a }, LiverLevel { level: b }) => eq(*a, *b),
-            (LiverContext { margin_mm: a }, LiverContext { margin_mm: b }) => eq(*a, *b),
             _ => false,
         }
     }
@@ -169,17 +164,11 @@ impl PreprocessStep {
                     add: v[1],
                 })
             }
-            "liver_level" => Ok(PreprocessStep::LiverLevel { level: want(1)?[0] }),
-            "liver_context" => {
-                let v = want(1)?;
-                if v[0] < 0.0 {
-                    return Err(format!("step `{step}`: MM must be >= 0"));
-                }
-                Ok(PreprocessStep::LiverContext { margin_mm: v[0] })
-            }
+            "liver_level" => Ok(PreprocessStep::LiverLevel {
+                level: want(1)?[0],
+            }),
             other => Err(format!(
-                "unknown step `{other}` (known: hu_window, mr_norm, equalize, scale, liver_level, \
-                 liver_context, none)"
+                "unknown step `{other}` (known: hu_window, mr_norm, equalize, scale, liver_level, none)"
             )),
         }
     }
@@ -392,10 +381,6 @@ mod tests {
             PreprocessStep::LiverLevel { level: 0.413 }
         );
         assert_eq!(
-            PreprocessStep::parse_list("liver_level:0.4;liver_context:15").unwrap()[1],
-            PreprocessStep::LiverContext { margin_mm: 15.0 }
-        );
-        assert_eq!(
             PreprocessStep::parse_list("mr_norm:1,99;scale:2,-1").unwrap(),
             vec![
                 PreprocessStep::MrNorm {
@@ -418,8 +403,6 @@ mod tests {
             "scale:a,b",
             "liver_level:",
             "liver_level:0.4,0.5",
-            "liver_context:-1",
-            "liver_context:",
         ] {
             assert!(PreprocessStep::parse_list(bad).is_err(), "{bad:?} accepted");
         }
