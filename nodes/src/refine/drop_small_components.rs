@@ -1,11 +1,11 @@
 //! `drop_small_components`: relabel the 3D components of one class that are smaller than a
 //! volume in mm³ (issue 17: false lesions).
 
-use crate::features::extent;
-use ndarray::{Array3, ArrayViewMut3, Zip};
+use crate::features::{extent, BoxSlice};
+use ndarray::{Array3, Zip};
 use serde::{Deserialize, Serialize};
 use voxflow_runtime::decl::PortType;
-use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
+use voxflow_runtime::stream::{Header, StreamType, Volume, VolumeData};
 use voxflow_runtime::{
     BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, ParamEnum, TypedKind,
 };
@@ -57,22 +57,69 @@ pub fn same_class_error(class: u8, replace_with: u8) -> Option<(String, String)>
     })
 }
 
-/// Gives the voxels of the components whose `drop` is set (`ids` numbered from 1 as
-/// `label_components` does) the label `replace_with`; returns how many components were
-/// dropped and how many kept.
-pub fn relabel_dropped(
-    label: ArrayViewMut3<u8>,
-    ids: &Array3<u32>,
-    drop: &[bool],
+/// Relabels, in place, the components of `class` in `label` that `pick` chooses to
+/// `replace_with`; returns how many components were dropped and how many kept. The components
+/// are labelled inside the class's bounding box; `pick` gets that box, the component ids there
+/// (numbered from 1 as `label_components` does) and their count, and returns one drop flag per
+/// component. The mechanism of both component filters.
+pub fn relabel_components(
+    label: &mut Array3<u8>,
+    class: u8,
     replace_with: u8,
+    connectivity: Connectivity,
+    pick: impl FnOnce(&BoxSlice, &Array3<u32>, usize) -> Vec<bool>,
 ) -> (usize, usize) {
-    Zip::from(label).and(ids).for_each(|l, &id| {
+    let ext = extent(label, |l| l == class);
+    if ext.n == 0 {
+        return (0, 0);
+    }
+    let bbox = ext.bbox();
+    let mut label = label.slice_mut(bbox);
+    let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
+    let drop = pick(&bbox, &ids, n);
+    Zip::from(&mut label).and(&ids).for_each(|l, &id| {
         if id > 0 && drop[id as usize - 1] {
             *l = replace_with;
         }
     });
     let dropped = drop.iter().filter(|&&d| d).count();
     (dropped, drop.len() - dropped)
+}
+
+/// The end of both component filters: relabels the gathered label volume `v` with `relabel`
+/// (which returns the components dropped and kept), logs the counts as `what` components and
+/// emits the volume on `out`.
+pub fn relabel_and_emit(
+    ctx: &mut NodeCtx,
+    v: Volume,
+    what: &str,
+    relabel: impl FnOnce(&mut Array3<u8>, &Header) -> (usize, usize),
+) -> Result<(), NodeError> {
+    let Volume {
+        header,
+        data,
+        slice_meta,
+    } = v;
+    let VolumeData::Label(mut label) = data else {
+        return Err(NodeError::msg("input `in` is not a label volume"));
+    };
+    ctx.set_total(1);
+    let (dropped, kept) = relabel(&mut label, &header);
+    tracing::info!(
+        node = ctx.id(),
+        dropped,
+        kept,
+        "{what} components relabelled"
+    );
+    ctx.tick();
+    ctx.emit_volume(
+        "out",
+        &Volume {
+            header,
+            data: VolumeData::Label(label),
+            slice_meta,
+        },
+    )
 }
 
 /// Params of `drop_small_components`.
@@ -134,53 +181,25 @@ pub fn drop_small(
     replace_with: u8,
     connectivity: Connectivity,
 ) -> (usize, usize) {
-    // The class's components lie inside its bounding box: label them there.
-    let ext = extent(label, |l| l == class);
-    if ext.n == 0 {
-        return (0, 0);
-    }
-    let label = label.slice_mut(ext.bbox());
-    let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
-    let sizes = component_sizes(ids.view(), n);
-    let drop: Vec<bool> = sizes.iter().map(|&s| (s as f64) < min_voxels).collect();
-    relabel_dropped(label, &ids, &drop, replace_with)
+    relabel_components(label, class, replace_with, connectivity, |_, ids, n| {
+        let sizes = component_sizes(ids.view(), n);
+        sizes.iter().map(|&s| (s as f64) < min_voxels).collect()
+    })
 }
 
 impl Node for DropSmallComponentsNode {
     fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
-        let Volume {
-            header,
-            data,
-            slice_meta,
-        } = ctx.gather("in")?;
-        let VolumeData::Label(mut label) = data else {
-            return Err(NodeError::msg("input `in` is not a label volume"));
-        };
-        ctx.set_total(1);
-        let [dk, dj, di] = header.spacing;
-        let voxel_mm3 = dk * dj * di;
-        let (dropped, kept) = drop_small(
-            &mut label,
-            self.p.class,
-            self.p.min_volume_mm3 / voxel_mm3,
-            self.p.replace_with,
-            self.p.connectivity.into(),
-        );
-        tracing::info!(
-            node = ctx.id(),
-            dropped,
-            kept,
-            "small components relabelled"
-        );
-        ctx.tick();
-        ctx.emit_volume(
-            "out",
-            &Volume {
-                header,
-                data: VolumeData::Label(label),
-                slice_meta,
-            },
-        )
+        let v = ctx.gather("in")?;
+        relabel_and_emit(ctx, v, "small", |label, header| {
+            let [dk, dj, di] = header.spacing;
+            drop_small(
+                label,
+                self.p.class,
+                self.p.min_volume_mm3 / (dk * dj * di),
+                self.p.replace_with,
+                self.p.connectivity.into(),
+            )
+        })
     }
 }
 

@@ -1,17 +1,18 @@
 //! `drop_unsure_components`: relabel the 3D components of one class over which another
 //! network's mean probability is low (issue 17: false lesions beside the liver).
 
-use super::drop_small_components::{relabel_dropped, same_class_error, NeighbourParam};
-use crate::features::extent;
+use super::drop_small_components::{
+    relabel_and_emit, relabel_components, same_class_error, NeighbourParam,
+};
 use crate::inference::liver::class_channel;
 use ndarray::{Array3, Axis, Zip};
 use serde::Deserialize;
 use voxflow_runtime::decl::PortType;
-use voxflow_runtime::stream::{StreamType, Volume, VolumeData};
+use voxflow_runtime::stream::{StreamType, Volume};
 use voxflow_runtime::{
     BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind,
 };
-use voxflow_volume::{label_components, Connectivity};
+use voxflow_volume::Connectivity;
 
 pub struct DropUnsureComponents;
 
@@ -128,28 +129,20 @@ pub fn drop_unsure(
     replace_with: u8,
     connectivity: Connectivity,
 ) -> (usize, usize) {
-    // The class's components lie inside its bounding box: label them there.
-    let ext = extent(label, |l| l == class);
-    if ext.n == 0 {
-        return (0, 0);
-    }
-    let label = label.slice_mut(ext.bbox());
-    let prob = prob.slice(ext.bbox());
-    let (ids, n) = label_components(label.mapv(|l| l == class).view(), connectivity);
-    let mut sum = vec![0u64; n];
-    let mut count = vec![0u64; n];
-    Zip::from(&ids).and(&prob).for_each(|&id, &q| {
-        if id > 0 {
-            sum[id as usize - 1] += u64::from(q);
-            count[id as usize - 1] += 1;
-        }
-    });
-    let drop: Vec<bool> = sum
-        .iter()
-        .zip(&count)
-        .map(|(&s, &c)| (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
-        .collect();
-    relabel_dropped(label, &ids, &drop, replace_with)
+    relabel_components(label, class, replace_with, connectivity, |bbox, ids, n| {
+        let mut sum = vec![0u64; n];
+        let mut count = vec![0u64; n];
+        Zip::from(ids).and(prob.slice(bbox)).for_each(|&id, &q| {
+            if id > 0 {
+                sum[id as usize - 1] += u64::from(q);
+                count[id as usize - 1] += 1;
+            }
+        });
+        sum.iter()
+            .zip(&count)
+            .map(|(&s, &c)| (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
+            .collect()
+    })
 }
 
 impl Node for DropUnsureComponentsNode {
@@ -183,38 +176,16 @@ impl Node for DropUnsureComponentsNode {
             label.put(s);
             Ok(())
         })?;
-        ctx.set_total(1);
-        let Volume {
-            header,
-            data,
-            slice_meta,
-        } = label;
-        let VolumeData::Label(mut label) = data else {
-            return Err(NodeError::msg("input `in` is not a label volume"));
-        };
-        let (dropped, kept) = drop_unsure(
-            &mut label,
-            &prob,
-            self.p.class,
-            self.p.min_mean_prob,
-            self.p.replace_with,
-            self.p.connectivity.into(),
-        );
-        tracing::info!(
-            node = ctx.id(),
-            dropped,
-            kept,
-            "unsure components relabelled"
-        );
-        ctx.tick();
-        ctx.emit_volume(
-            "out",
-            &Volume {
-                header,
-                data: VolumeData::Label(label),
-                slice_meta,
-            },
-        )
+        relabel_and_emit(ctx, label, "unsure", |label, _| {
+            drop_unsure(
+                label,
+                &prob,
+                self.p.class,
+                self.p.min_mean_prob,
+                self.p.replace_with,
+                self.p.connectivity.into(),
+            )
+        })
     }
 }
 

@@ -121,9 +121,7 @@ impl Extent {
         }
         self
     }
-    pub(crate) fn bbox(
-        &self,
-    ) -> ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3> {
+    pub(crate) fn bbox(&self) -> BoxSlice {
         s![
             self.lo[0]..=self.hi[0],
             self.lo[1]..=self.hi[1],
@@ -138,6 +136,10 @@ impl Extent {
         [0, 1, 2].map(|r| a[r][0] * i + a[r][1] * j + a[r][2] * k + a[r][3])
     }
 }
+
+/// A 3D box as `ndarray` slices it (`Extent::bbox`).
+pub(crate) type BoxSlice =
+    ndarray::SliceInfo<[ndarray::SliceInfoElem; 3], ndarray::Ix3, ndarray::Ix3>;
 
 /// Extent of the voxels where `pred(label)` holds (planes in parallel).
 pub(crate) fn extent(label: &Array3<u8>, pred: impl Fn(u8) -> bool + Sync) -> Extent {
