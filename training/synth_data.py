@@ -6,7 +6,6 @@ import os
 import sys
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prepare import HELD_OUT_HEALTHY, close_slices, resize_image, roi_crop, to_u8  # noqa: E402
@@ -52,29 +51,15 @@ def draw_volumes(hosts, rng):
     return out
 
 
-def dilate_slices(mask, radius_mm, spacing_ji):
-    """Per-slice dilation of a (k, j, i) mask by a disc of radius_mm (mm, in-plane spacing (dj, di))."""
-    out = mask.copy()
-    for k in range(mask.shape[0]):
-        if mask[k].any():
-            out[k] = ndimage.distance_transform_edt(~mask[k], sampling=spacing_ji) <= radius_mm
-    return out
-
-
-def draw_rois(hosts, rng, size, min_box=60, close_mm=0.0, leak=None):
+def draw_rois(hosts, rng, size, min_box=60, close_mm=0.0):
     """Liver ROIs of one fresh draw: (img uint8 [N, H, W], lab uint8 (1 = tumour), host index per
     ROI, each host's liver median in [0, 1] (over its mask including the tumours, as
     crop_resample measures it; train.py moves it to a model's liver level), number of tumours).
-    With `close_mm` the mask is the liver closed per slice, as prepare.py --roi-close-mm.
-    With `leak` = (p, max_mm), each host's mask is first dilated per slice, with probability p, by
-    a radius drawn from [0, max_mm] mm: a rim of the organs beside the liver (heart, stomach) that
-    keeps its CT values and is not lesion, as the liver FCN's mask takes it on volumes it never saw."""
+    With `close_mm` the mask is the liver closed per slice, as prepare.py --roi-close-mm."""
     imgs, labs, case_of, medians, n_tumours = [], [], [], [], 0
     for ci, (case, w, lab, tumours) in enumerate(draw_volumes(hosts, rng)):
         n_tumours += len(tumours)
         liver = lab >= 1
-        if leak and rng.random() < leak[0]:
-            liver = dilate_slices(liver, rng.uniform(0.0, leak[1]), tuple(hosts.hosts[ci].spacing[1:]))
         if close_mm:
             liver = close_slices(liver, close_mm, tuple(hosts.hosts[ci].spacing[1:]))
         medians.append(float(np.median(w[liver])))

@@ -23,10 +23,7 @@ A `synth:` section (config: the synthesis YAML, hosts: healthy livers prepared w
 `every_epochs` epochs, deterministically from the seed and the draw's number:
 `target: lesion_rois` (default) adds the hosts' liver ROIs with the tumours as lesion to the real
 ROIs of `train_cases` (which may be empty); `target: liver_slices` replaces the hosts' liver
-slices among `train_cases` by slices with tumours, their liver label unchanged. With
-`liver_leak: {p, max_mm}` (lesion_rois) a host's ROI mask is, with probability p per draw, first
-widened per slice by a radius drawn from [0, max_mm] mm: a rim beside the liver, not lesion
-(synth_data.draw_rois).
+slices among `train_cases` by slices with tumours, their liver label unchanged.
 """
 import argparse
 import copy
@@ -186,10 +183,8 @@ class TrainingData:
                 s.img[first + k0:first + k0 + len(sl)] = sl
             print(f"synthetic draw {draw}: {n} tumours in {len(hosts.cases)} training livers, {time.time() - t0:.1f} s", flush=True)
             return s
-        leak = self.sy.get("liver_leak")
         img, lab, case_of, medians, n = draw_rois(hosts, rng_draw, tuple(cfg["input_size"]),
-                                                  self.sy.get("min_box", 60), self.roi_close_mm,
-                                                  (float(leak["p"]), float(leak["max_mm"])) if leak else None)
+                                                  self.sy.get("min_box", 60), self.roi_close_mm)
         if self.level is not None:
             for ci, med in enumerate(medians):
                 m = case_of == ci

@@ -200,30 +200,6 @@ class SynthRois(unittest.TestCase):
         self.assertGreater((closed[0] > 0).sum(), (plain[0] > 0).sum())
         self.assertTrue(np.all(closed[0][plain[0] > 0] > 0))
 
-    def test_leaky_rois_show_a_rim_that_is_not_lesion(self):
-        """With `leak` (probability 1) the ROI mask takes a rim of the surroundings with their CT
-        values (the phantom's fat at -100 HU is 0 in the window, so the rim is lifted to 0 HU
-        here) that is never lesion; the tumours and their labels are the same draw."""
-        cfg = dict(load_config(), healthy_probability=0.0)
-        sp = (3.0, 1.2, 1.2)
-        hu, liver = phantom_liver(sp, vessels=False)
-        hu = np.where(liver, hu, 0.0).astype(np.float32)
-        with tempfile.TemporaryDirectory() as d:
-            np.savez(os.path.join(d, "hostA.npz"), hu=np.rint(hu).astype(np.int16), liver=liver.astype(np.uint8),
-                     spacing=np.array(sp), k0=0, shape=np.array(hu.shape))
-            hosts = HostSet(d, ["hostA"], cfg)
-            plain = draw_rois(hosts, np.random.default_rng(7), (64, 64))
-            leaky = draw_rois(hosts, np.random.default_rng(7), (64, 64), leak=(1.0, 8.0))
-            never = draw_rois(hosts, np.random.default_rng(7), (64, 64), leak=(0.0, 8.0))
-        self.assertEqual(plain[0].shape, leaky[0].shape)
-        self.assertEqual(plain[4], leaky[4])
-        self.assertTrue(np.array_equal(plain[0], never[0]))
-        self.assertGreater((leaky[0] > 0).sum(), (plain[0] > 0).sum())
-        # The rim (0 HU, darker than the 100 HU liver) is in the input but not lesion.
-        self.assertLess(leaky[3][0], plain[3][0])
-        self.assertGreater(int(plain[1].sum()), 0)
-        self.assertLessEqual(int(leaky[1].sum()), int(plain[1].sum()) * 1.2)
-
     def test_binary_label_resize_matches_prepare(self):
         from prepare import resize_image
         rng = np.random.default_rng(0)
