@@ -12,7 +12,7 @@ use voxflow_runtime::stream::{StreamType, Volume};
 use voxflow_runtime::{
     BuildEnv, Header, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind,
 };
-use voxflow_volume::Connectivity;
+use voxflow_volume::{component_sizes, Connectivity};
 
 pub struct DropUnsureComponents;
 
@@ -131,15 +131,13 @@ pub fn drop_unsure(
 ) -> (usize, usize) {
     relabel_components(label, class, replace_with, connectivity, |bbox, ids, n| {
         let mut sum = vec![0u64; n];
-        let mut count = vec![0u64; n];
         Zip::from(ids).and(prob.slice(bbox)).for_each(|&id, &q| {
             if id > 0 {
                 sum[id as usize - 1] += u64::from(q);
-                count[id as usize - 1] += 1;
             }
         });
         sum.iter()
-            .zip(&count)
+            .zip(&component_sizes(ids.view(), n))
             .map(|(&s, &c)| (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
             .collect()
     })
