@@ -12,9 +12,13 @@
 # trained on BTCV 0024 and 0029; LIVER=out/ct_liver_not_val.onnx (training/configs/cv/
 # ct_liver_not_val.yaml, which never saw them) makes them over-segment as on unseen volumes.
 #
+# GUARD=OUT2, a finished run of this script with other liver models (its volumes are the same:
+# synth_volumes.py draws from fixed seeds), adds lesion_sweep.py's thickness tables, whose rules
+# needs both runs: with LIVER=out/ct_liver_not_val.onnx here and the fold liver models in OUT2.
+#
 # usage: bash scripts/lesion_validation.sh [OUT]     (default out/lesion_val; needs VOXFLOW_DATA,
 #        .venv-train, target/release/voxflow; LESION_01 / LESION_17 override the fold lesion models,
-#        LIVER both folds' liver models)
+#        LIVER both folds' liver models, GUARD the thickness tables' second run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-out/lesion_val}"
@@ -89,4 +93,4 @@ default_of() { sed -n "s/^  $1: *{ *default: *\([0-9.]*\).*/\1/p" graphs/ct_live
 AT="$(default_of lesion_threshold) $(default_of min_lesion_mm3)"
 [[ "$AT" =~ ^[0-9.]+\ [0-9]+$ ]] || { echo "lesion_validation: no lesion_threshold / min_lesion_mm3 defaults in graphs/ct_liver_lesion.yaml" >&2; exit 1; }
 # shellcheck disable=SC2086
-"$PY" training/lesion_sweep.py sweep "$OUT/probs" "$OUT/vol" --healthy-max-ml 5 --at $AT
+"$PY" training/lesion_sweep.py sweep "$OUT/probs" "$OUT/vol" --healthy-max-ml 5 --at $AT ${GUARD:+--guard "$GUARD/probs"}

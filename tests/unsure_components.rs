@@ -108,6 +108,20 @@ fn islands_go_by_the_mean_probability_under_them() {
     // 0 keeps everything.
     voxflow_ok(&["-q", "run", &graph(&d, ", min_mean_prob: 0")]);
     assert_eq!(output(&d), label());
+    // A thickness limit: B is 2 mm thick (1 mm to its neighbours in-plane, twice), so it goes
+    // only under a limit above that.
+    voxflow_ok(&[
+        "-q",
+        "run",
+        &graph(&d, ", min_mean_prob: 0.5, max_thickness_mm: 2"),
+    ]);
+    assert_eq!(output(&d), label());
+    voxflow_ok(&[
+        "-q",
+        "run",
+        &graph(&d, ", min_mean_prob: 0.5, max_thickness_mm: 2.5"),
+    ]);
+    assert_eq!(output(&d), expected);
 }
 
 #[test]

@@ -24,6 +24,20 @@ Where the .npz files have the liver probability, a second table scores `min_lesi
 it becomes liver) at the pair --at (default: the chosen pair). Its rule: the smallest value whose
 mean healthy lesion volume is <= --healthy-max-ml and whose synthetic Dice is at most 0.02 below
 that of 0 (no filter); 0 when 0 already meets the healthy bound.
+
+With --guard DIR2 (the same volumes run with other liver models), a third table scores
+`min_lesion_thickness_mm` (the graph's `drop_thin_components`: a lesion component whose thickness,
+twice the largest distance in mm from one of its voxels to the nearest voxel outside it, is below
+it becomes liver) jointly with the pair. Its rule: among the triples whose mean healthy
+lesion volume in DIR is <= --healthy-max-ml and whose synthetic Dice in DIR2 is at most 0.02 below
+DIR2's at --at without the filter, the highest synthetic Dice in DIR (ties to the thinner bound,
+then the lower threshold, then the smaller volume); it is adopted if that Dice is at most 0.02
+below DIR's at --at without the filter. A fourth table (with liver probabilities) scores both
+filters at once at --at: a lesion goes when it is unsure (min_lesion_liver_prob) and thinner than
+max_unsure_lesion_thickness_mm. Its rule: among the pairs with healthy <= --healthy-max-ml in DIR,
+DIR2's Dice at most 0.02 below its own without them, and at most 2 synthetic tumours fewer found
+in DIR, the highest Dice in DIR (ties to the thinner bound, then the lower probability), adopted
+as the third table's is.
 """
 import argparse
 import glob
@@ -39,7 +53,12 @@ from lesion_detection import CONN26  # noqa: E402  (the detection counts' 26-con
 THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 MIN_MM3 = [0, 100, 250, 500, 1000, 2000]
 MIN_LIVER_PROB = [0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+MIN_THICKNESS_MM = [0, 4, 6, 8, 10, 12]
 LIVER_PROB_DICE_LOSS = 0.02  # the most synthetic Dice the liver-probability filter may cost
+THICKNESS_DICE_LOSS = 0.02   # ... and the thickness filters, in either run
+UNSURE_THIN_PROB = [0.5, 0.6, 0.7, 0.8, 0.9]   # the fourth table's grid
+UNSURE_THIN_MM = [8, 10, 12]
+UNSURE_THIN_FOUND_LOSS = 2   # the most synthetic tumours it may lose (found)
 PRED_MIN_ML = 0.5    # issue 17's detection counts: predicted components of >= 0.5 mL ...
 TRUTH_MIN_ML = 1.0   # ... and truth lesions of >= 1 mL
 
@@ -60,9 +79,21 @@ def extract(prob_path, out_path, liver_path=None):
                         **extra)
 
 
+def thickness_mm(comp, n, zooms):
+    """Per component of `comp` (labels 1..n; index 0 unused): twice the largest distance in mm from
+    one of its voxels to the nearest voxel outside it (outside the volume counts as outside)."""
+    out = np.zeros(n + 1)
+    for c, box in enumerate(ndimage.find_objects(comp), start=1):
+        inside = np.pad(comp[box] == c, 1)
+        out[c] = 2 * ndimage.distance_transform_edt(inside, sampling=zooms)[inside].max()
+    return out
+
+
 def score(npz, truth):
-    """{(t, v, m): (lesion Dice, truth lesions found, truth lesions, true components, components,
-    lesion mL)} for min_lesion_liver_prob m (only 0 without a liver probability in the file);
+    """{(t, v, m, T): (lesion Dice, truth lesions found, truth lesions, true components, components,
+    lesion mL)} for min_lesion_liver_prob m (only 0 without a liver probability in the file) and
+    thickness T: with m = 0 `drop_thin_components`' min_thickness_mm, with m > 0 the graph's
+    max_unsure_lesion_thickness_mm (only unsure components thinner than T go; 0: any);
     components >= PRED_MIN_ML, truth lesions >= TRUTH_MIN_ML (issue 17's counts). Without truth
     (a healthy liver) only the lesion mL counts."""
     d = np.load(npz)
@@ -74,6 +105,7 @@ def score(npz, truth):
     tlab, tn = ndimage.label(t_mask, structure=CONN26)
     big_truth = np.bincount(tlab.ravel(), minlength=tn + 1) * ml >= TRUTH_MIN_ML
     big_truth[0] = False
+    filters = [(m, T) for m in (MIN_LIVER_PROB if lp is not None else [0]) for T in MIN_THICKNESS_MM]
     out = {}
     for t in THRESHOLDS:
         comp, n = ndimage.label(liver & (q > round(t * 255)), structure=CONN26)
@@ -81,22 +113,25 @@ def score(npz, truth):
         inter = np.bincount(comp[t_mask], minlength=n + 1)
         hit = comp[t_mask] > 0
         pairs = set(zip(comp[t_mask][hit].tolist(), tlab[t_mask][hit].tolist()))
-        mean_lp = ndimage.mean(lp, comp, index=np.arange(n + 1)) if lp is not None and n else None
-        for v, m in [(v, m) for v in MIN_MM3 for m in (MIN_LIVER_PROB if lp is not None else [0])]:
+        mean_lp = np.asarray(ndimage.mean(lp, comp, index=np.arange(n + 1))) if lp is not None and n else np.zeros(n + 1)
+        thick = thickness_mm(comp, n, zooms)
+        for v, (m, T) in [(v, f) for v in MIN_MM3 for f in filters]:
             keep = vox * ml * 1000 >= v
-            if m > 0 and mean_lp is not None:
-                keep &= mean_lp >= m
+            if m > 0 or T > 0:   # drop what is thin (T > 0) and unsure (m > 0)
+                keep &= ~((thick < T if T > 0 else True) & (mean_lp < m if m > 0 else True))
             keep[0] = False
             big = keep & (vox * ml >= PRED_MIN_ML)
             found = len({tl for pl, tl in pairs if big[pl] and big_truth[tl]})
             s = vox[keep].sum() + t_mask.sum()
             dice = 2 * inter[keep].sum() / s if s else 1.0
-            out[(t, v, m)] = (dice, found, int(big_truth.sum()), int((big & (inter > 0)).sum()),
-                           int(big.sum()), vox[keep].sum() * ml)
+            out[(t, v, m, T)] = (dice, found, int(big_truth.sum()), int((big & (inter > 0)).sum()),
+                                 int(big.sum()), vox[keep].sum() * ml)
     return out
 
 
-def sweep(folder, truth_dir, healthy_max_ml, at=None):
+def collect(folder, truth_dir):
+    """Every FOLD_ID.npz of `folder` scored: {key: [Dice per synthetic volume]}, {key: [mL per
+    healthy liver]}, {key: summed detection counts}."""
     dice, healthy, counts = {}, {}, {}
     files = sorted(glob.glob(os.path.join(folder, "*.npz")))
     if not files:
@@ -114,18 +149,22 @@ def sweep(folder, truth_dir, healthy_max_ml, at=None):
                 healthy.setdefault(k, []).append(r[5])
         print(f"scored {os.path.basename(f)}", file=sys.stderr, flush=True)
     if not dice or not healthy:
-        sys.exit("lesion_sweep: needs both synthetic-tumour volumes and healthy livers")
+        sys.exit(f"lesion_sweep: {folder} needs both synthetic-tumour volumes and healthy livers")
     k0 = next(iter(dice))
     if any(len(dice[k]) != len(dice[k0]) or len(healthy[k]) != len(healthy[k0]) for k in dice):
-        sys.exit("lesion_sweep: some .npz files have the liver probability and some not; extract them alike")
-    print(f"{len(dice[k0])} synthetic-tumour volumes, {len(healthy[k0])} healthy livers")
+        sys.exit(f"lesion_sweep: some .npz files of {folder} have the liver probability and some not; extract them alike")
+    print(f"{folder}: {len(dice[k0])} synthetic-tumour volumes, {len(healthy[k0])} healthy livers")
 
     def row(k):
         f, n, tc, c = counts[k]
         d, h = round(float(np.mean(dice[k])), 4), float(np.mean(healthy[k]))
         return d, h, f"{d:.4f},{f},{n},{tc},{c},{h:.2f}," + " ".join(f"{x:.1f}" for x in healthy[k])
 
-    stats = {k: row(k) for k in dice}
+    return {k: row(k) for k in dice}, counts
+
+
+def sweep(folder, truth_dir, healthy_max_ml, at=None, guard=None):
+    stats, counts = collect(folder, truth_dir)
 
     def chosen(what, k):
         f, n, tc, c = counts[k]
@@ -135,31 +174,84 @@ def sweep(folder, truth_dir, healthy_max_ml, at=None):
 
     print("lesion_threshold,min_lesion_mm3,synthetic_dice,found,tumours,true_components,"
           "components,healthy_ml_mean,healthy_ml_each")
-    rows = sorted(((stats[k][0], -k[0], -k[1], k) for k in dice if k[2] == 0), reverse=True)
+    rows = sorted(((stats[k][0], -k[0], -k[1], k) for k in stats if k[2:] == (0, 0)), reverse=True)
     for *_, k in rows:
         print(f"{k[0]},{k[1]}," + stats[k][2])
     ok = [k for *_, k in rows if stats[k][1] <= healthy_max_ml]
     if not ok:
-        sys.exit(f"lesion_sweep: no candidate keeps healthy livers under {healthy_max_ml} mL")
-    t, v, _ = ok[0]
-    chosen(f"lesion_threshold {t}, min_lesion_mm3 {v}", ok[0])
-    if not any(k[2] > 0 for k in dice):
-        return  # no liver probabilities in the files: no second table
-    t, v = at if at else (t, v)
-    if (t, v, 0) not in dice:
+        print(f"CHOSEN lesion_threshold none: no candidate keeps healthy livers under {healthy_max_ml} mL")
+        if not at:
+            sys.exit(1)
+    else:
+        chosen(f"lesion_threshold {ok[0][0]}, min_lesion_mm3 {ok[0][1]}", ok[0])
+    t, v = at if at else ok[0][:2]
+    if (t, v, 0, 0) not in stats:
         sys.exit(f"lesion_sweep: --at {t} {v} is not a pair of the grid")
-    print(f"== min_lesion_liver_prob at lesion_threshold {t}, min_lesion_mm3 {v}")
-    print("min_lesion_liver_prob,synthetic_dice,found,tumours,true_components,components,healthy_ml_mean,healthy_ml_each")
-    for m in MIN_LIVER_PROB:
-        print(f"{m}," + stats[(t, v, m)][2])
-    base = stats[(t, v, 0)][0]
-    ok = [m for m in MIN_LIVER_PROB
-          if stats[(t, v, m)][1] <= healthy_max_ml and stats[(t, v, m)][0] >= base - LIVER_PROB_DICE_LOSS]
+    has_lp = any(k[2] > 0 for k in stats)
+    if has_lp:
+        print(f"== min_lesion_liver_prob at lesion_threshold {t}, min_lesion_mm3 {v}")
+        print("min_lesion_liver_prob,synthetic_dice,found,tumours,true_components,components,healthy_ml_mean,healthy_ml_each")
+        for m in MIN_LIVER_PROB:
+            print(f"{m}," + stats[(t, v, m, 0)][2])
+        base = stats[(t, v, 0, 0)][0]
+        ok = [m for m in MIN_LIVER_PROB
+              if stats[(t, v, m, 0)][1] <= healthy_max_ml and stats[(t, v, m, 0)][0] >= base - LIVER_PROB_DICE_LOSS]
+        if ok:
+            chosen(f"min_lesion_liver_prob {ok[0]}", (t, v, ok[0], 0))
+        else:
+            print(f"CHOSEN min_lesion_liver_prob none: no value keeps healthy livers under {healthy_max_ml} mL "
+                  f"within {LIVER_PROB_DICE_LOSS} of the synthetic Dice of 0")
+    if guard:
+        gstats, _ = collect(guard, truth_dir)
+        thickness_table(stats, gstats, chosen, guard, healthy_max_ml, (t, v))
+        if has_lp:
+            unsure_thin_table(stats, gstats, counts, chosen, healthy_max_ml, (t, v))
+
+
+def thickness_table(stats, gstats, chosen, guard, healthy_max_ml, at):
+    t, v = at
+    floor = gstats[(t, v, 0, 0)][0] - THICKNESS_DICE_LOSS
+    print(f"== min_lesion_thickness_mm x lesion_threshold x min_lesion_mm3; guard {guard} "
+          f"(synthetic Dice >= {floor:.4f})")
+    print("min_lesion_thickness_mm,lesion_threshold,min_lesion_mm3,synthetic_dice,found,tumours,"
+          "true_components,components,healthy_ml_mean,healthy_ml_each,guard_synthetic_dice,guard_healthy_ml_mean")
+    keys = sorted((k for k in stats if k[2] == 0), key=lambda k: (k[3], k[0], k[1]))
+    for k in keys:
+        print(f"{k[3]},{k[0]},{k[1]}," + stats[k][2] + f",{gstats[k][0]:.4f},{gstats[k][1]:.2f}")
+    ok = sorted(((-stats[k][0], k[3], k[0], k[1], k) for k in keys
+                 if stats[k][1] <= healthy_max_ml and gstats[k][0] >= floor))
     if not ok:
-        print(f"CHOSEN min_lesion_liver_prob none: no value keeps healthy livers under {healthy_max_ml} mL "
-              f"within {LIVER_PROB_DICE_LOSS} of the synthetic Dice of 0")
+        print(f"CHOSEN min_lesion_thickness_mm none: no triple keeps healthy livers under {healthy_max_ml} mL "
+              f"with the guard's Dice >= {floor:.4f}")
         return
-    chosen(f"min_lesion_liver_prob {ok[0]}", (t, v, ok[0]))
+    k = ok[0][-1]
+    base = stats[(t, v, 0, 0)][0]
+    verdict = "adopted" if stats[k][0] >= base - THICKNESS_DICE_LOSS else \
+        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} at {t} / {v} without it"
+    chosen(f"min_lesion_thickness_mm {k[3]}, lesion_threshold {k[0]}, min_lesion_mm3 {k[1]} ({verdict})", k)
+
+
+def unsure_thin_table(stats, gstats, counts, chosen, healthy_max_ml, at):
+    """min_lesion_liver_prob m with max_unsure_lesion_thickness_mm T at the pair `at` (module doc)."""
+    t, v = at
+    base, gbase, found = stats[(t, v, 0, 0)][0], gstats[(t, v, 0, 0)][0], counts[(t, v, 0, 0)][0]
+    print(f"== min_lesion_liver_prob x max_unsure_lesion_thickness_mm at lesion_threshold {t}, min_lesion_mm3 {v} "
+          f"(guard synthetic Dice >= {gbase - THICKNESS_DICE_LOSS:.4f}, found >= {found - UNSURE_THIN_FOUND_LOSS})")
+    print("min_lesion_liver_prob,max_unsure_lesion_thickness_mm,synthetic_dice,found,tumours,true_components,"
+          "components,healthy_ml_mean,healthy_ml_each,guard_synthetic_dice,guard_healthy_ml_mean")
+    keys = [(t, v, m, T) for T in UNSURE_THIN_MM for m in UNSURE_THIN_PROB]
+    for k in keys:
+        print(f"{k[2]},{k[3]}," + stats[k][2] + f",{gstats[k][0]:.4f},{gstats[k][1]:.2f}")
+    ok = sorted((-stats[k][0], k[3], k[2], k) for k in keys
+                if stats[k][1] <= healthy_max_ml and gstats[k][0] >= gbase - THICKNESS_DICE_LOSS
+                and counts[k][0] >= found - UNSURE_THIN_FOUND_LOSS)
+    if not ok:
+        print("CHOSEN min_lesion_liver_prob with a thickness limit: none")
+        return
+    k = ok[0][-1]
+    verdict = "adopted" if stats[k][0] >= base - THICKNESS_DICE_LOSS else \
+        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} without it"
+    chosen(f"min_lesion_liver_prob {k[2]}, max_unsure_lesion_thickness_mm {k[3]} ({verdict})", k)
 
 
 def main():
@@ -175,11 +267,12 @@ def main():
     s.add_argument("--healthy-max-ml", type=float, default=5.0)
     s.add_argument("--at", nargs=2, type=float, metavar=("T", "V"),
                    help="the pair at which min_lesion_liver_prob is scored (default: the chosen pair)")
+    s.add_argument("--guard", help="a second part-2 folder (other liver models): the thickness table's guard")
     a = ap.parse_args()
     if a.cmd == "extract":
         extract(a.prob, a.out, a.liver)
     else:
-        sweep(a.folder, a.truth_dir, a.healthy_max_ml, (a.at[0], int(a.at[1])) if a.at else None)
+        sweep(a.folder, a.truth_dir, a.healthy_max_ml, (a.at[0], int(a.at[1])) if a.at else None, a.guard)
 
 
 if __name__ == "__main__":

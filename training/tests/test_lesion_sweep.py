@@ -9,7 +9,7 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lesion_sweep import score  # noqa: E402
+from lesion_sweep import score, thickness_mm  # noqa: E402
 from prepare import close_slices  # noqa: E402
 from tumour_coverage import largest_component  # noqa: E402
 
@@ -27,12 +27,12 @@ class LesionSweep(unittest.TestCase):
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
             dice = score(f, truth)
             ml = score(f, None)
-        self.assertAlmostEqual(dice[(0.5, 0, 0)][0], 2 * 8 / (10 + 8))
-        self.assertAlmostEqual(dice[(0.7, 0, 0)][0], 1.0)
-        self.assertAlmostEqual(dice[(0.5, 250, 0)][0], 0.0)   # 8 mm3 < 250: everything dropped
-        self.assertAlmostEqual(ml[(0.6, 0, 0)][5], 10 / 1000)
-        self.assertAlmostEqual(ml[(0.6, 100, 0)][5], 0.0)
-        self.assertAlmostEqual(ml[(0.9, 0, 0)][5], 0.0)        # 230 > round(0.9 * 255) = 230 is false
+        self.assertAlmostEqual(dice[(0.5, 0, 0, 0)][0], 2 * 8 / (10 + 8))
+        self.assertAlmostEqual(dice[(0.7, 0, 0, 0)][0], 1.0)
+        self.assertAlmostEqual(dice[(0.5, 250, 0, 0)][0], 0.0)   # 8 mm3 < 250: everything dropped
+        self.assertAlmostEqual(ml[(0.6, 0, 0, 0)][5], 10 / 1000)
+        self.assertAlmostEqual(ml[(0.6, 100, 0, 0)][5], 0.0)
+        self.assertAlmostEqual(ml[(0.9, 0, 0, 0)][5], 0.0)        # 230 > round(0.9 * 255) = 230 is false
 
     def test_detection_counts(self):
         """Issue 17's counts: truth lesions >= 1 mL found by predicted components >= 0.5 mL."""
@@ -47,7 +47,7 @@ class LesionSweep(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             f = os.path.join(d, "01_z.npz")
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
-            _, found, lesions, true_components, components, _ = score(f, truth)[(0.5, 0, 0)]
+            _, found, lesions, true_components, components, _ = score(f, truth)[(0.5, 0, 0, 0)]
         self.assertEqual((found, lesions, true_components, components), (1, 1, 1, 2))
 
     def test_mean_liver_probability(self):
@@ -66,12 +66,54 @@ class LesionSweep(unittest.TestCase):
             g = os.path.join(d, "01_v.npz")
             np.savez_compressed(g, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
             without = score(g, None)
-        self.assertAlmostEqual(ml[(0.5, 0, 0)][5], 16 / 1000)
-        self.assertAlmostEqual(ml[(0.5, 0, 0.5)][5], 16 / 1000)
-        self.assertAlmostEqual(ml[(0.5, 0, 0.6)][5], 8 / 1000)    # the 0.55 component goes
-        self.assertAlmostEqual(ml[(0.5, 0, 0.7)][5], 8 / 1000)    # 0.75 stays
-        self.assertAlmostEqual(ml[(0.5, 0, 0.8)][5], 0.0)
+        self.assertAlmostEqual(ml[(0.5, 0, 0, 0)][5], 16 / 1000)
+        self.assertAlmostEqual(ml[(0.5, 0, 0.5, 0)][5], 16 / 1000)
+        self.assertAlmostEqual(ml[(0.5, 0, 0.6, 0)][5], 8 / 1000)    # the 0.55 component goes
+        self.assertAlmostEqual(ml[(0.5, 0, 0.7, 0)][5], 8 / 1000)    # 0.75 stays
+        self.assertAlmostEqual(ml[(0.5, 0, 0.8, 0)][5], 0.0)
         self.assertEqual({k[2] for k in without}, {0})             # no liver probability: no filter
+
+    def test_thickness(self):
+        """min_lesion_thickness_mm drops a thin plate and keeps a ball of the same volume."""
+        lab = np.ones((30, 30, 30), np.uint8)
+        q = np.zeros_like(lab)
+        q[2:22, 2:22, 2] = 255                  # 400 voxels, 1 voxel thick: thickness 2 x 2 mm
+        k, j, i = np.mgrid[0:30, 0:30, 0:30]
+        ball = (k - 20) ** 2 + (j - 20) ** 2 + (i - 20) ** 2 <= 21   # 4.6 voxels across
+        q[ball] = 255
+        zooms = (2.0, 1.0, 1.0)
+        comp, n = __import__("scipy").ndimage.label(q > 0)
+        thick = thickness_mm(comp, n, zooms)
+        self.assertEqual(n, 2)
+        self.assertAlmostEqual(thick[comp[2, 2, 2]], 2.0)       # 1 mm to the voxels beside it in i
+        self.assertGreaterEqual(thick[comp[20, 20, 20]], 8.0)
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "01_t.npz")
+            np.savez_compressed(f, q=q, lab=lab, zooms=np.array(zooms))
+            ml = score(f, None)
+        both = (400 + ball.sum()) * 2 / 1000
+        self.assertAlmostEqual(ml[(0.5, 0, 0, 0)][5], both)
+        self.assertAlmostEqual(ml[(0.5, 0, 0, 4)][5], ball.sum() * 2 / 1000)   # the plate goes
+        self.assertAlmostEqual(ml[(0.5, 0, 0, 12)][5], 0.0)
+
+    def test_unsure_and_thin(self):
+        """With both set, a component goes only when it is unsure and thin."""
+        lab = np.ones((30, 30, 30), np.uint8)
+        q = np.zeros_like(lab)
+        lp = np.full(lab.shape, 65535, np.uint16)
+        q[2:12, 2:12, 2] = 255                  # thin plate, unsure: goes
+        lp[2:12, 2:12, 2] = 0
+        q[20:26, 20:26, 20:26] = 255            # thick block (6 voxels: 6 mm), unsure: stays
+        lp[20:26, 20:26, 20:26] = 0
+        q[2:12, 20:30, 12] = 255                # thin plate, sure: stays
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "01_u.npz")
+            np.savez_compressed(f, q=q, lab=lab, lp=lp, zooms=np.array([1.0, 1.0, 1.0]))
+            ml = score(f, None)
+        self.assertAlmostEqual(ml[(0.5, 0, 0, 0)][5], (100 + 216 + 100) / 1000)
+        self.assertAlmostEqual(ml[(0.5, 0, 0.5, 4)][5], (216 + 100) / 1000)
+        self.assertAlmostEqual(ml[(0.5, 0, 0.5, 0)][5], 100 / 1000)        # unsure, any thickness
+        self.assertAlmostEqual(ml[(0.5, 0, 0, 4)][5], 216 / 1000)          # thin, sure or not
 
     def test_outside_the_liver_is_never_lesion(self):
         lab = np.zeros((4, 4, 4), np.uint8)
@@ -79,7 +121,10 @@ class LesionSweep(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             f = os.path.join(d, "01_y.npz")
             np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
-            self.assertEqual(score(f, None)[(0.5, 0, 0)][5], 0.0)
+            self.assertEqual(score(f, None)[(0.5, 0, 0, 0)][5], 0.0)
+            g = os.path.join(d, "01_n.npz")   # no component, with liver probabilities
+            np.savez_compressed(g, q=q, lab=lab, lp=np.zeros(lab.shape, np.uint16), zooms=np.array([1.0, 1.0, 1.0]))
+            self.assertEqual(score(g, None)[(0.5, 0, 0.8, 12)][5], 0.0)
 
 
 class TumourCoverage(unittest.TestCase):

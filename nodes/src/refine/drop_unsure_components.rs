@@ -4,6 +4,7 @@
 use super::drop_small_components::{
     relabel_and_emit, relabel_components, same_class_error, NeighbourParam,
 };
+use super::drop_thin_components::component_thickness;
 use crate::inference::liver::class_channel;
 use ndarray::{Array3, Axis, Zip};
 use serde::Deserialize;
@@ -21,13 +22,19 @@ Removes the islands of one class over which a probability map is low on average:
 connected component (in 3D) of the voxels labelled `class` whose mean probability in `prob`
 (one channel) is below `min_mean_prob` gets the label `replace_with`.
 
-In the CT graph it can run on the lesion class with the liver network's probabilities
-(`min_lesion_liver_prob`): on CT volumes it never saw, the liver network can take a rim of heart
-or stomach into the liver mask, darker than the liver, and the lesion network calls that rim
-lesion; the liver network is unsure there. The graph has it off (0): at 0.8, the value chosen
-on synthetic tumours and healthy livers that no network of the graph trained on, it removed
-almost all false lesions of the healthy test livers but also real tumours over which the liver
-network is unsure, too (docs/RESULTS.md).
+With `max_thickness_mm` only the components thinner than that are relabelled, thickness
+measured as `drop_thin_components` does (twice the largest distance in mm from a voxel of the
+component to the nearest voxel outside it): thick components stay whatever the probability.
+
+In the CT graph it runs on the lesion class with the liver network's probabilities
+(`min_lesion_liver_prob`, `max_unsure_lesion_thickness_mm`): on CT volumes it never saw, the
+liver network can take a rim of heart or stomach into the liver mask, darker than the liver,
+and the lesion network calls that rim lesion; the liver network is unsure there, and the rim
+is mostly thin. The graph has it off (0). Values chosen on synthetic tumours and healthy livers that no
+network of the graph trained on removed most false lesions of the healthy test livers but also
+real tumours: 0.8 without a thickness limit large ones at the liver's edge, over which the
+liver network is unsure too; 0.9 with 12 mm, which spares thick lesions, small ones
+(docs/RESULTS.md).
 
 The channel of `prob`: `prob_class` (a class name of the stream), or `prob_channel`, or, when
 neither is set, channel 1 of a 2-channel stream. The probabilities are read slice by slice and
@@ -46,6 +53,9 @@ pub struct UnsureParams {
     /// components of `class` whose mean probability is below this are relabelled; 0 = keep all
     #[param(min = 0, max = 1)]
     pub min_mean_prob: f64,
+    /// only components thinner than this (mm, as `drop_thin_components` measures) are relabelled; 0 = any
+    #[param(default = 0.0, min = 0)]
+    pub max_thickness_mm: f64,
     /// the label the voxels of a dropped component get
     #[param(default = 1)]
     pub replace_with: u8,
@@ -119,13 +129,15 @@ fn prob_channel(p: &UnsureParams, h: &Header) -> Result<usize, String> {
 }
 
 /// Relabels, in place, the components of `class` in `label` whose mean of `prob` (in units of
-/// 1/`PROB_STEPS`) is below `min_mean_prob` to `replace_with`; returns how many components
-/// were dropped and how many kept.
+/// 1/`PROB_STEPS`) is below `min_mean_prob` to `replace_with`, with `thinner_than` (mm, voxel
+/// spacing) only those of them thinner than that; returns how many components were dropped and
+/// how many kept.
 pub fn drop_unsure(
     label: &mut Array3<u8>,
     prob: &Array3<u16>,
     class: u8,
     min_mean_prob: f64,
+    thinner_than: Option<(f64, [f64; 3])>,
     replace_with: u8,
     connectivity: Connectivity,
 ) -> (usize, usize) {
@@ -136,9 +148,17 @@ pub fn drop_unsure(
                 sum[id as usize - 1] += u64::from(q);
             }
         });
+        let thin = match thinner_than {
+            Some((mm, spacing)) => component_thickness(ids, n, spacing)
+                .into_iter()
+                .map(|t| t < mm)
+                .collect(),
+            None => vec![true; n],
+        };
         sum.iter()
             .zip(&component_sizes(ids.view(), n))
-            .map(|(&s, &c)| (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
+            .zip(thin)
+            .map(|((&s, &c), thin)| thin && (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
             .collect()
     })
 }
@@ -174,12 +194,14 @@ impl Node for DropUnsureComponentsNode {
             label.put(s);
             Ok(())
         })?;
-        relabel_and_emit(ctx, label, "unsure", |label, _| {
+        relabel_and_emit(ctx, label, "unsure", |label, header| {
             drop_unsure(
                 label,
                 &prob,
                 self.p.class,
                 self.p.min_mean_prob,
+                (self.p.max_thickness_mm > 0.0)
+                    .then_some((self.p.max_thickness_mm, header.spacing)),
                 self.p.replace_with,
                 self.p.connectivity.into(),
             )
@@ -240,22 +262,81 @@ mod tests {
         let mut at_055 = l.clone();
         // min 0.7 keeps A (mean 0.7 is not below it) and drops B.
         assert_eq!(
-            drop_unsure(&mut l, &prob, 2, 0.7, 1, Connectivity::TwentySix),
+            drop_unsure(&mut l, &prob, 2, 0.7, None, 1, Connectivity::TwentySix),
             (1, 1)
         );
         assert_eq!(l[[0, 0, 1]], 2);
         assert_eq!(l[[2, 5, 5]], 1);
         // min 0.55 keeps both; min 0.71 drops both.
         assert_eq!(
-            drop_unsure(&mut at_055, &prob, 2, 0.55, 1, Connectivity::TwentySix),
+            drop_unsure(
+                &mut at_055,
+                &prob,
+                2,
+                0.55,
+                None,
+                1,
+                Connectivity::TwentySix
+            ),
             (0, 2)
         );
         assert_eq!(
-            drop_unsure(&mut at_055, &prob, 2, 0.71, 0, Connectivity::TwentySix),
+            drop_unsure(
+                &mut at_055,
+                &prob,
+                2,
+                0.71,
+                None,
+                0,
+                Connectivity::TwentySix
+            ),
             (2, 0)
         );
         assert_eq!(at_055[[0, 0, 0]], 0);
         assert_eq!(at_055.iter().filter(|&&x| x == 2).count(), 0);
+    }
+
+    #[test]
+    fn a_thickness_limit_spares_thick_components() {
+        let mut l = Array3::<u8>::from_elem((3, 6, 6), 1);
+        let prob = Array3::<u16>::from_elem((3, 6, 6), q(0.5));
+        // A: 1 voxel, 2 mm thick at 1 mm spacing. B: 3 x 3 x 3 voxels, 4 mm thick.
+        l[[0, 0, 0]] = 2;
+        for k in 0..3 {
+            for j in 3..6 {
+                for i in 3..6 {
+                    l[[k, j, i]] = 2;
+                }
+            }
+        }
+        let mut all = l.clone();
+        // Both are unsure (0.5 < 0.7); under 3 mm only A goes, under 5 mm both.
+        assert_eq!(
+            drop_unsure(
+                &mut l,
+                &prob,
+                2,
+                0.7,
+                Some((3.0, [1.0; 3])),
+                1,
+                Connectivity::TwentySix
+            ),
+            (1, 1)
+        );
+        assert_eq!(l[[0, 0, 0]], 1);
+        assert_eq!(l[[1, 4, 4]], 2);
+        assert_eq!(
+            drop_unsure(
+                &mut all,
+                &prob,
+                2,
+                0.7,
+                Some((5.0, [1.0; 3])),
+                1,
+                Connectivity::TwentySix
+            ),
+            (2, 0)
+        );
     }
 
     #[test]
@@ -266,7 +347,7 @@ mod tests {
         let before = l.clone();
         let prob = Array3::<u16>::zeros((2, 3, 3));
         assert_eq!(
-            drop_unsure(&mut l, &prob, 2, 0.0, 1, Connectivity::TwentySix),
+            drop_unsure(&mut l, &prob, 2, 0.0, None, 1, Connectivity::TwentySix),
             (0, 1)
         );
         assert_eq!(l, before);

@@ -1,0 +1,229 @@
+//! `drop_thin_components`: relabel the 3D components of one class that are thinner than a
+//! thickness in mm (issue 17: false lesions along the liver's edge).
+
+use super::drop_small_components::{
+    relabel_and_emit, relabel_components, same_class_error, NeighbourParam,
+};
+use ndarray::{s, Array3};
+use serde::Deserialize;
+use voxflow_runtime::decl::PortType;
+use voxflow_runtime::stream::StreamType;
+use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind};
+use voxflow_volume::{edt_squared, Connectivity};
+
+pub struct DropThinComponents;
+
+const DOCS: &str = r#"
+Removes thin islands of one class from a label volume: every connected component (in 3D) of
+the voxels labelled `class` whose thickness is below `min_thickness_mm` gets the label
+`replace_with`. A component's thickness is twice the largest distance, in mm of the header
+spacing, from one of its voxels to the nearest voxel outside it (outside the volume counts as
+outside): the diameter of the largest ball it holds, to within a voxel. A ball of 10 mm is
+about 10 mm thick whatever its voxel size; a band one voxel wide is two voxel sizes thick.
+
+The CT graph does not run it alone: at 12 mm, the value chosen on synthetic tumours and healthy
+livers that no network of the graph trained on, it removed the false lesions of two of the
+three healthy test livers but also small real tumours; the graph uses the same thickness only
+for lesions over which the liver network is unsure (`drop_unsure_components`'
+`max_thickness_mm`; docs/RESULTS.md).
+
+The node gathers the whole volume; geometry, slice and header metadata pass through.
+`min_thickness_mm: 0` streams the label through unchanged, slice by slice.
+"#;
+
+/// Params of `drop_thin_components`.
+#[derive(Deserialize, NodeParams)]
+#[serde(deny_unknown_fields)]
+pub struct ThinParams {
+    /// the class whose components are filtered
+    #[param(default = 2, min = 1)]
+    pub class: u8,
+    /// components of `class` thinner than this (mm) are relabelled; 0 = keep all
+    #[param(min = 0)]
+    pub min_thickness_mm: f64,
+    /// the label the voxels of a dropped component get
+    #[param(default = 1)]
+    pub replace_with: u8,
+    /// which neighbours join a component
+    #[param(default = NeighbourParam::Corners)]
+    pub connectivity: NeighbourParam,
+}
+
+impl TypedKind for DropThinComponents {
+    type Params = ThinParams;
+
+    fn declare(&self) -> NodeDecl {
+        NodeDecl::new(
+            "drop_thin_components",
+            "Relabel the 3D components of one class thinner than a thickness in mm",
+        )
+        .docs(DOCS)
+        .input("in", PortType::Fixed(StreamType::Label), "label volume")
+        .output(
+            "out",
+            PortType::Fixed(StreamType::Label),
+            "the label with the thin components of `class` relabelled",
+        )
+    }
+
+    fn check_params(&self, p: &ThinParams) -> Vec<(String, String)> {
+        same_class_error(p.class, p.replace_with)
+            .into_iter()
+            .collect()
+    }
+
+    fn create(&self, p: ThinParams, _env: &BuildEnv) -> Result<Box<dyn Node>, NodeError> {
+        Ok(Box::new(DropThinComponentsNode { p }))
+    }
+}
+
+struct DropThinComponentsNode {
+    p: ThinParams,
+}
+
+/// Per component (ids 1..=n of `ids`, at index id - 1): twice the largest distance in mm from
+/// one of its voxels to the nearest voxel outside it, `spacing` in array-axis order.
+pub fn component_thickness(ids: &Array3<u32>, n: usize, spacing: [f64; 3]) -> Vec<f64> {
+    // Each component's bounding box, [lo, hi) per axis.
+    let mut boxes = vec![([usize::MAX; 3], [0usize; 3]); n];
+    for ((k, j, i), &id) in ids.indexed_iter() {
+        if id > 0 {
+            let (lo, hi) = &mut boxes[id as usize - 1];
+            for (a, x) in [k, j, i].into_iter().enumerate() {
+                lo[a] = lo[a].min(x);
+                hi[a] = hi[a].max(x + 1);
+            }
+        }
+    }
+    boxes
+        .iter()
+        .enumerate()
+        .map(|(c, (lo, hi))| {
+            let id = c as u32 + 1;
+            let inside = ids.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
+            // Features of the transform: every voxel outside the component, with a margin of
+            // one voxel all round that stands for the rest of the volume.
+            let (nk, nj, ni) = inside.dim();
+            let mut outside = Array3::from_elem((nk + 2, nj + 2, ni + 2), true);
+            outside
+                .slice_mut(s![1..nk + 1, 1..nj + 1, 1..ni + 1])
+                .zip_mut_with(&inside, |o, &v| *o = v != id);
+            let d2 = edt_squared(outside.view(), spacing);
+            let max = d2
+                .iter()
+                .zip(outside.iter())
+                .filter(|(_, &o)| !o)
+                .map(|(&d, _)| d)
+                .fold(0.0, f64::max);
+            2.0 * max.sqrt()
+        })
+        .collect()
+}
+
+/// Relabels, in place, the components of `class` in `label` thinner than `min_thickness_mm` to
+/// `replace_with`; returns how many components were dropped and how many kept.
+pub fn drop_thin(
+    label: &mut Array3<u8>,
+    class: u8,
+    min_thickness_mm: f64,
+    spacing: [f64; 3],
+    replace_with: u8,
+    connectivity: Connectivity,
+) -> (usize, usize) {
+    relabel_components(label, class, replace_with, connectivity, |_, ids, n| {
+        component_thickness(ids, n, spacing)
+            .into_iter()
+            .map(|t| t < min_thickness_mm)
+            .collect()
+    })
+}
+
+impl Node for DropThinComponentsNode {
+    fn run(&mut self, ctx: &mut NodeCtx) -> Result<(), NodeError> {
+        if self.p.min_thickness_mm == 0.0 {
+            let h = ctx.header("in")?;
+            ctx.set_total(h.num_slices());
+            ctx.send_header("out", (*h).clone())?;
+            while let Some(s) = ctx.next_slice("in")? {
+                ctx.forward_slice("out", s)?;
+                ctx.tick();
+            }
+            return ctx.end("out");
+        }
+        let v = ctx.gather("in")?;
+        relabel_and_emit(ctx, v, "thin", |label, header| {
+            drop_thin(
+                label,
+                self.p.class,
+                self.p.min_thickness_mm,
+                header.spacing,
+                self.p.replace_with,
+                self.p.connectivity.into(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plate one voxel thick (20 x 20 voxels) and a ball of radius 2.3 voxels, apart.
+    fn plate_and_ball() -> Array3<u8> {
+        let mut l = Array3::<u8>::from_elem((30, 30, 30), 1);
+        for j in 2..22 {
+            for k in 2..22 {
+                l[[k, j, 2]] = 2;
+            }
+        }
+        for ((k, j, i), v) in l.indexed_iter_mut() {
+            let d2 = [k, j, i]
+                .iter()
+                .map(|&x| (x as i64 - 20).pow(2))
+                .sum::<i64>();
+            if d2 <= 5 * 5 - 4 {
+                *v = 2;
+            }
+        }
+        l
+    }
+
+    #[test]
+    fn thickness_is_in_millimetres() {
+        let l = plate_and_ball();
+        let (ids, n) =
+            voxflow_volume::label_components(l.mapv(|v| v == 2).view(), Connectivity::TwentySix);
+        assert_eq!(n, 2);
+        let t = component_thickness(&ids, n, [2.0, 1.0, 1.0]);
+        let plate = ids[[2, 2, 2]] as usize - 1;
+        let ball = ids[[20, 20, 20]] as usize - 1;
+        // The plate is one voxel across i (1 mm): 1 mm to the voxels beside it, twice that.
+        assert!((t[plate] - 2.0).abs() < 1e-9, "{}", t[plate]);
+        assert!(t[ball] >= 8.0, "{}", t[ball]);
+        // The same voxels at 3 mm across i: the plate is 6 mm thick.
+        let t3 = component_thickness(&ids, n, [2.0, 1.0, 3.0]);
+        assert!((t3[plate] - 6.0).abs() < 1e-9, "{}", t3[plate]);
+    }
+
+    #[test]
+    fn thin_components_go_round_ones_stay() {
+        let mut l = plate_and_ball();
+        let ball_voxels = l.iter().filter(|&&v| v == 2).count() - 400;
+        assert_eq!(
+            drop_thin(&mut l, 2, 4.0, [2.0, 1.0, 1.0], 1, Connectivity::TwentySix),
+            (1, 1)
+        );
+        assert_eq!(l.iter().filter(|&&v| v == 2).count(), ball_voxels);
+        assert_eq!(l[[2, 2, 2]], 1);
+        assert_eq!(l[[20, 20, 20]], 2);
+        // 0 keeps everything; other classes are never touched.
+        let mut all = plate_and_ball();
+        all[[0, 0, 0]] = 3;
+        let before = all.clone();
+        assert_eq!(
+            drop_thin(&mut all, 2, 0.0, [1.0; 3], 1, Connectivity::TwentySix),
+            (0, 2)
+        );
+        assert_eq!(all, before);
+    }
+}
