@@ -225,16 +225,14 @@ def thickness_table(stats, gstats, chosen, guard, healthy_max_ml, at):
               f"with the guard's Dice >= {floor:.4f}")
         return
     k = ok[0][-1]
-    base = stats[(t, v, 0, 0)][0]
-    verdict = "adopted" if stats[k][0] >= base - THICKNESS_DICE_LOSS else \
-        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} at {t} / {v} without it"
-    chosen(f"min_lesion_thickness_mm {k[3]}, lesion_threshold {k[0]}, min_lesion_mm3 {k[1]} ({verdict})", k)
+    chosen(f"min_lesion_thickness_mm {k[3]}, lesion_threshold {k[0]}, min_lesion_mm3 {k[1]} "
+           f"({verdict(stats, k, at)})", k)
 
 
 def unsure_thin_table(stats, gstats, counts, chosen, healthy_max_ml, at):
     """min_lesion_liver_prob m with max_unsure_lesion_thickness_mm T at the pair `at` (module doc)."""
     t, v = at
-    base, gbase, found = stats[(t, v, 0, 0)][0], gstats[(t, v, 0, 0)][0], counts[(t, v, 0, 0)][0]
+    gbase, found = gstats[(t, v, 0, 0)][0], counts[(t, v, 0, 0)][0]
     print(f"== min_lesion_liver_prob x max_unsure_lesion_thickness_mm at lesion_threshold {t}, min_lesion_mm3 {v} "
           f"(guard synthetic Dice >= {gbase - THICKNESS_DICE_LOSS:.4f}, found >= {found - UNSURE_THIN_FOUND_LOSS})")
     print("min_lesion_liver_prob,max_unsure_lesion_thickness_mm,synthetic_dice,found,tumours,true_components,"
@@ -249,9 +247,15 @@ def unsure_thin_table(stats, gstats, counts, chosen, healthy_max_ml, at):
         print("CHOSEN min_lesion_liver_prob with a thickness limit: none")
         return
     k = ok[0][-1]
-    verdict = "adopted" if stats[k][0] >= base - THICKNESS_DICE_LOSS else \
-        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} without it"
-    chosen(f"min_lesion_liver_prob {k[2]}, max_unsure_lesion_thickness_mm {k[3]} ({verdict})", k)
+    chosen(f"min_lesion_liver_prob {k[2]}, max_unsure_lesion_thickness_mm {k[3]} ({verdict(stats, k, at)})", k)
+
+
+def verdict(stats, k, at):
+    """The thickness tables' adoption: the choice's Dice at most THICKNESS_DICE_LOSS below `at`'s
+    without a filter."""
+    base = stats[(*at, 0, 0)][0]
+    return "adopted" if stats[k][0] >= base - THICKNESS_DICE_LOSS else \
+        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} at {at[0]} / {at[1]} without it"
 
 
 def main():

@@ -4,6 +4,7 @@
 use super::drop_small_components::{
     relabel_and_emit, relabel_components, same_class_error, NeighbourParam,
 };
+use crate::features::component_extents;
 use ndarray::{s, Array3};
 use serde::Deserialize;
 use voxflow_runtime::decl::PortType;
@@ -81,26 +82,25 @@ struct DropThinComponentsNode {
     p: ThinParams,
 }
 
-/// Per component (ids 1..=n of `ids`, at index id - 1): twice the largest distance in mm from
-/// one of its voxels to the nearest voxel outside it, `spacing` in array-axis order.
-pub fn component_thickness(ids: &Array3<u32>, n: usize, spacing: [f64; 3]) -> Vec<f64> {
-    // Each component's bounding box, [lo, hi) per axis.
-    let mut boxes = vec![([usize::MAX; 3], [0usize; 3]); n];
-    for ((k, j, i), &id) in ids.indexed_iter() {
-        if id > 0 {
-            let (lo, hi) = &mut boxes[id as usize - 1];
-            for (a, x) in [k, j, i].into_iter().enumerate() {
-                lo[a] = lo[a].min(x);
-                hi[a] = hi[a].max(x + 1);
-            }
-        }
-    }
-    boxes
+/// Per component (ids 1..=n of `ids`, at index id - 1) whose `measure` flag is set: twice the
+/// largest distance in mm from one of its voxels to the nearest voxel outside it, `spacing` in
+/// array-axis order; the others get infinity.
+pub fn component_thickness(
+    ids: &Array3<u32>,
+    n: usize,
+    spacing: [f64; 3],
+    measure: &[bool],
+) -> Vec<f64> {
+    component_extents(ids, n)
         .iter()
+        .zip(measure)
         .enumerate()
-        .map(|(c, (lo, hi))| {
+        .map(|(c, (extent, &measure))| {
+            if !measure {
+                return f64::INFINITY;
+            }
             let id = c as u32 + 1;
-            let inside = ids.slice(s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
+            let inside = ids.slice(extent.bbox());
             // Features of the transform: every voxel outside the component, with a margin of
             // one voxel all round that stands for the rest of the volume.
             let (nk, nj, ni) = inside.dim();
@@ -131,7 +131,7 @@ pub fn drop_thin(
     connectivity: Connectivity,
 ) -> (usize, usize) {
     relabel_components(label, class, replace_with, connectivity, |_, ids, n| {
-        component_thickness(ids, n, spacing)
+        component_thickness(ids, n, spacing, &vec![true; n])
             .into_iter()
             .map(|t| t < min_thickness_mm)
             .collect()
@@ -194,14 +194,14 @@ mod tests {
         let (ids, n) =
             voxflow_volume::label_components(l.mapv(|v| v == 2).view(), Connectivity::TwentySix);
         assert_eq!(n, 2);
-        let t = component_thickness(&ids, n, [2.0, 1.0, 1.0]);
+        let t = component_thickness(&ids, n, [2.0, 1.0, 1.0], &[true; 2]);
         let plate = ids[[2, 2, 2]] as usize - 1;
         let ball = ids[[20, 20, 20]] as usize - 1;
         // The plate is one voxel across i (1 mm): 1 mm to the voxels beside it, twice that.
         assert!((t[plate] - 2.0).abs() < 1e-9, "{}", t[plate]);
         assert!(t[ball] >= 8.0, "{}", t[ball]);
         // The same voxels at 3 mm across i: the plate is 6 mm thick.
-        let t3 = component_thickness(&ids, n, [2.0, 1.0, 3.0]);
+        let t3 = component_thickness(&ids, n, [2.0, 1.0, 3.0], &[true; 2]);
         assert!((t3[plate] - 6.0).abs() < 1e-9, "{}", t3[plate]);
     }
 

@@ -148,17 +148,18 @@ pub fn drop_unsure(
                 sum[id as usize - 1] += u64::from(q);
             }
         });
-        let thin = match thinner_than {
-            Some((mm, spacing)) => component_thickness(ids, n, spacing)
-                .into_iter()
-                .map(|t| t < mm)
-                .collect(),
-            None => vec![true; n],
-        };
-        sum.iter()
+        let unsure: Vec<bool> = sum
+            .iter()
             .zip(&component_sizes(ids.view(), n))
-            .zip(thin)
-            .map(|((&s, &c), thin)| thin && (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
+            .map(|(&s, &c)| (s as f64) < min_mean_prob * PROB_STEPS * c as f64)
+            .collect();
+        let Some((mm, spacing)) = thinner_than else {
+            return unsure;
+        };
+        // Only the unsure components are measured.
+        component_thickness(ids, n, spacing, &unsure)
+            .into_iter()
+            .map(|t| t < mm)
             .collect()
     })
 }

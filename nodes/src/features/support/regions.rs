@@ -158,7 +158,7 @@ pub(crate) fn extent(label: &Array3<u8>, pred: impl Fn(u8) -> bool + Sync) -> Ex
 }
 
 /// Extents of components `1..=n` of a component volume.
-fn component_extents(comps: &Array3<u32>, n: usize) -> Vec<Extent> {
+pub(crate) fn component_extents(comps: &Array3<u32>, n: usize) -> Vec<Extent> {
     let mut out = vec![Extent::new(); n];
     for ((k, j, i), &c) in comps.indexed_iter() {
         if c > 0 {
