@@ -16,9 +16,20 @@
 # synth_volumes.py draws from fixed seeds), adds lesion_sweep.py's thickness tables, whose rules
 # needs both runs: with LIVER=out/ct_liver_not_val.onnx here and the fold liver models in OUT2.
 #
+# LIVER_THRESHOLD=TAU runs both parts with the graph's liver_threshold at TAU, PART2_ONLY=1 skips
+# part 1. lesion_sweep.py's mask table (liver_threshold x min_lesion_ball_share) takes part-2 runs
+# at several TAU, each with the validation liver model (V) and the fold liver models (F):
+#   for tau in 0.5 0.67 0.8; do
+#     PART2_ONLY=1 LIVER_THRESHOLD=$tau LIVER=out/ct_liver_not_val.onnx bash scripts/lesion_validation.sh out/v$tau
+#     PART2_ONLY=1 LIVER_THRESHOLD=$tau bash scripts/lesion_validation.sh out/f$tau
+#   done
+#   .venv-train/bin/python training/lesion_sweep.py mask out/v0.5/vol \
+#     --run 0.5 out/v0.5/probs out/f0.5/probs --run 0.67 out/v0.67/probs out/f0.67/probs --run 0.8 out/v0.8/probs out/f0.8/probs
+#
 # usage: bash scripts/lesion_validation.sh [OUT]     (default out/lesion_val; needs VOXFLOW_DATA,
 #        .venv-train, target/release/voxflow; LESION_01 / LESION_17 override the fold lesion models,
-#        LIVER both folds' liver models, GUARD the thickness tables' second run)
+#        LIVER both folds' liver models, GUARD the thickness tables' second run, LIVER_THRESHOLD
+#        the liver mask's threshold, PART2_ONLY=1 no part 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-out/lesion_val}"
@@ -28,6 +39,7 @@ BIN=target/release/voxflow
 LESION_01="${LESION_01:-models/cv/ct_lesion_not_ircadb01.onnx}"
 LESION_17="${LESION_17:-models/cv/ct_lesion_not_ircadb17.onnx}"
 liver_model() { echo "${LIVER:-models/cv/ct_liver_not_ircadb$1.onnx}"; }
+MASK=(${LIVER_THRESHOLD:+--set "liver_threshold=$LIVER_THRESHOLD"})
 DROP_ML="0 0.1 0.25 0.5 1 2 4"
 
 mkdir -p "$OUT"
@@ -38,6 +50,7 @@ mkdir -p "$OUT"
 # (relative to this folder), so the variants can live in $OUT; their include of the report part
 # names it by its full path.
 PART="s#file: parts/#file: $PWD/graphs/parts/#"
+if [ -z "${PART2_ONLY:-}" ]; then
 sed -e 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_crf_default.yaml
 sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_argmax.yaml
 grep -q 'kind: dense_crf, image: window, prob: merge }' "$OUT"/graph_crf_default.yaml \
@@ -57,7 +70,7 @@ for fold in 01 17; do
       [ -f "$dir/$id.nii.gz" ] || "$BIN" run -q "${GRAPH[$v]}" --set input="$ct" \
         --set liver_model="$(liver_model $fold)" --set lesion_model="${!lesion_var}" \
         --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5 \
-        --set crf_iterations="${ITER[$v]}"
+        --set crf_iterations="${ITER[$v]}" "${MASK[@]}"
     done
     sed "s#,pred/#,../pred_${fold}_$v/#" "$OUT/vol/manifest.csv" > "$OUT/vol/m_${fold}_$v.csv"
   done
@@ -67,6 +80,7 @@ for v in crf crf_default argmax; do
   # shellcheck disable=SC2086
   "$PY" training/lesion_detection.py "$OUT/vol/m_01_$v.csv" "$OUT/vol/m_17_$v.csv" --drop-ml $DROP_ML | grep '^ALL'
 done
+fi
 
 # Part 2: the cascade's probabilities (the graph's `merge`) of every volume, written and made compact.
 sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }\n  probs:  { kind: write_volume, in: merge, path: $probs }\n  lprobs: { kind: write_volume, in: liver, path: $lprobs }/' \
@@ -82,7 +96,7 @@ for fold in 01 17; do
     [ -f "$OUT/probs/${fold}_$id.npz" ] && continue
     "$BIN" run -q "$OUT"/graph_probs.yaml --set input="$ct" --set liver_model="$(liver_model $fold)" \
       --set lesion_model="${!lesion_var}" --set output="$OUT/probs/label.nii.gz" --set probs="$OUT/probs/p.nii" --set lprobs="$OUT/probs/lp.nii" \
-      --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5
+      --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5 "${MASK[@]}"
     "$PY" training/lesion_sweep.py extract "$OUT/probs/p.nii" "$OUT/probs/${fold}_$id.npz" --liver "$OUT/probs/lp.nii"
   done
 done

@@ -1,5 +1,6 @@
 //! The `drop_thin_components` node through graph runs: islands dropped by their thickness in mm
-//! of the file's voxel spacing, and a refused param that leaves no output.
+//! and by their ball share in mm3 of the file's voxel spacing, and a refused param that leaves
+//! no output.
 
 mod common;
 
@@ -95,6 +96,21 @@ fn thin_islands_go_by_millimetres_of_the_file_spacing() {
     });
     // 0 keeps everything.
     assert_eq!(run(&d, [2.0, 1.0, 1.0], ", min_thickness_mm: 0"), label());
+}
+
+#[test]
+fn flat_islands_go_by_their_ball_share_in_mm3() {
+    let d = temp_dir("thin-share");
+    // Slices 2 mm apart: the plate is 4 mm thick and 200 mm3 (ball share 0.17), the block 6 mm
+    // thick and 250 mm3 (0.45): 0.3 drops the plate only.
+    let plate_gone = run(&d, [2.0, 1.0, 1.0], ", min_ball_share: 0.3");
+    assert_eq!(plate_gone.iter().filter(|&&x| x == 2).count(), 125);
+    assert_eq!(plate_gone[[1, 0, 0]], 1);
+    // Slices 5 mm apart: the plate is 10 mm thick and 500 mm3 (share 1), the block still 6 mm
+    // thick but 625 mm3 (0.18): now the block goes.
+    let block_gone = run(&d, [5.0, 1.0, 1.0], ", min_ball_share: 0.3");
+    assert_eq!(block_gone.iter().filter(|&&x| x == 2).count(), 100);
+    assert_eq!(block_gone[[7, 10, 10]], 1);
 }
 
 #[test]

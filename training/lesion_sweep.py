@@ -10,6 +10,8 @@ item 4; scripts/lesion_validation.sh runs it). Two steps:
   sweep DIR TRUTH_DIR        every DIR/FOLD_ID.npz scored per candidate pair: an ID with a
                              TRUTH_DIR/ID_label.nii.gz is a synthetic-tumour volume (lesion Dice),
                              one without is a healthy liver (predicted lesion mL)
+  mask TRUTH_DIR --run TAU DIR DIR2 [--run ...]
+                             the graph's liver_threshold x min_lesion_ball_share (below)
 
 The candidate (t, v) labels lesion where the liver mask (argmax >= 1) has lesion probability > t,
 then drops 26-connected lesion components under v mm3, as `paste_back` (`lesion_threshold`) and
@@ -38,6 +40,16 @@ max_unsure_lesion_thickness_mm. Its rule: among the pairs with healthy <= --heal
 DIR2's Dice at most 0.02 below its own without them, and at most 2 synthetic tumours fewer found
 in DIR, the highest Dice in DIR (ties to the thinner bound, then the lower probability), adopted
 as the third table's is.
+
+`mask` scores the liver mask's threshold (the graph's liver_threshold: each --run gives the part-2
+folders made at one, DIR with the main liver models, DIR2 with the guard's) jointly with
+min_lesion_ball_share (the graph's drop_thin_components: a lesion component goes when the volume of
+a ball as thick as it, over its own volume, is below it) at --at. Its rule: among the pairs with
+healthy <= --healthy-max-ml in DIR, DIR2's Dice at most 0.02 below its own at the lowest threshold
+without the filter, at most 2 synthetic tumours fewer found in DIR and DIR2's liver Dice on the
+healthy livers (against --labels) at most 0.005 lower, the highest Dice in DIR (ties to the lower
+threshold, then the smaller share), adopted if at most 0.02 below DIR's at the lowest threshold
+without the filter.
 """
 import argparse
 import glob
@@ -59,6 +71,8 @@ THICKNESS_DICE_LOSS = 0.02   # ... and the thickness filters, in either run
 UNSURE_THIN_PROB = [0.5, 0.6, 0.7, 0.8, 0.9]   # the fourth table's grid
 UNSURE_THIN_MM = [8, 10, 12]
 UNSURE_THIN_FOUND_LOSS = 2   # the most synthetic tumours it may lose (found)
+BALL_SHARES = [0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15]   # the mask table's min_lesion_ball_share grid
+MASK_LIVER_DICE_LOSS = 0.005   # the most healthy-liver Dice the guard's liver mask may lose
 PRED_MIN_ML = 0.5    # issue 17's detection counts: predicted components of >= 0.5 mL ...
 TRUTH_MIN_ML = 1.0   # ... and truth lesions of >= 1 mL
 
@@ -89,6 +103,38 @@ def thickness_mm(comp, n, zooms):
     return out
 
 
+def truth_lesions(t_mask, ml):
+    """The truth's 26-connected lesions and which of them count (>= TRUTH_MIN_ML; index 0 unused)."""
+    tlab, tn = ndimage.label(t_mask, structure=CONN26)
+    big_truth = np.bincount(tlab.ravel(), minlength=tn + 1) * ml >= TRUTH_MIN_ML
+    big_truth[0] = False
+    return tlab, big_truth
+
+
+def lesion_components(candidates, t_mask, tlab):
+    """26-connected components of `candidates`: (labels, n, voxels per component, voxels on the
+    truth per component, the (component, truth lesion) pairs that touch)."""
+    comp, n = ndimage.label(candidates, structure=CONN26)
+    vox = np.bincount(comp.ravel(), minlength=n + 1)
+    inter = np.bincount(comp[t_mask], minlength=n + 1)
+    hit = comp[t_mask] > 0
+    pairs = set(zip(comp[t_mask][hit].tolist(), tlab[t_mask][hit].tolist()))
+    return comp, n, vox, inter, pairs
+
+
+def outcome(keep, vox, inter, pairs, big_truth, truth_voxels, ml):
+    """(lesion Dice, truth lesions found, truth lesions, true components, components, lesion mL) of
+    the components `keep` (index 0 ignored); components >= PRED_MIN_ML, truth lesions >= TRUTH_MIN_ML."""
+    keep = keep.copy()
+    keep[0] = False
+    big = keep & (vox * ml >= PRED_MIN_ML)
+    found = len({tl for pl, tl in pairs if big[pl] and big_truth[tl]})
+    s = vox[keep].sum() + truth_voxels
+    dice = 2 * inter[keep].sum() / s if s else 1.0
+    return (dice, found, int(big_truth.sum()), int((big & (inter > 0)).sum()), int(big.sum()),
+            vox[keep].sum() * ml)
+
+
 def score(npz, truth):
     """{(t, v, m, T): (lesion Dice, truth lesions found, truth lesions, true components, components,
     lesion mL)} for min_lesion_liver_prob m (only 0 without a liver probability in the file) and
@@ -102,30 +148,18 @@ def score(npz, truth):
     zooms = tuple(float(z) for z in d["zooms"])
     ml = float(np.prod(zooms)) / 1000
     t_mask = truth if truth is not None else np.zeros(q.shape, bool)
-    tlab, tn = ndimage.label(t_mask, structure=CONN26)
-    big_truth = np.bincount(tlab.ravel(), minlength=tn + 1) * ml >= TRUTH_MIN_ML
-    big_truth[0] = False
+    tlab, big_truth = truth_lesions(t_mask, ml)
     filters = [(m, T) for m in (MIN_LIVER_PROB if lp is not None else [0]) for T in MIN_THICKNESS_MM]
     out = {}
     for t in THRESHOLDS:
-        comp, n = ndimage.label(liver & (q > round(t * 255)), structure=CONN26)
-        vox = np.bincount(comp.ravel(), minlength=n + 1)
-        inter = np.bincount(comp[t_mask], minlength=n + 1)
-        hit = comp[t_mask] > 0
-        pairs = set(zip(comp[t_mask][hit].tolist(), tlab[t_mask][hit].tolist()))
+        comp, n, vox, inter, pairs = lesion_components(liver & (q > round(t * 255)), t_mask, tlab)
         mean_lp = np.asarray(ndimage.mean(lp, comp, index=np.arange(n + 1))) if lp is not None and n else np.zeros(n + 1)
         thick = thickness_mm(comp, n, zooms)
         for v, (m, T) in [(v, f) for v in MIN_MM3 for f in filters]:
             keep = vox * ml * 1000 >= v
             if m > 0 or T > 0:   # drop what is thin (T > 0) and unsure (m > 0)
                 keep &= ~((thick < T if T > 0 else True) & (mean_lp < m if m > 0 else True))
-            keep[0] = False
-            big = keep & (vox * ml >= PRED_MIN_ML)
-            found = len({tl for pl, tl in pairs if big[pl] and big_truth[tl]})
-            s = vox[keep].sum() + t_mask.sum()
-            dice = 2 * inter[keep].sum() / s if s else 1.0
-            out[(t, v, m, T)] = (dice, found, int(big_truth.sum()), int((big & (inter > 0)).sum()),
-                                 int(big.sum()), vox[keep].sum() * ml)
+            out[(t, v, m, T)] = outcome(keep, vox, inter, pairs, big_truth, t_mask.sum(), ml)
     return out
 
 
@@ -258,6 +292,91 @@ def verdict(stats, k, at):
         f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} at {at[0]} / {at[1]} without it"
 
 
+def ball_share(thick, vox, ml):
+    """Per component: the volume of a ball as thick as it over its volume, at most 1."""
+    return np.minimum(np.pi / 6 * thick ** 3 / np.maximum(vox * ml * 1000, 1e-9), 1)
+
+
+def score_mask(npz, truth, host_liver, at):
+    """{s: outcome} for min_lesion_ball_share s at the pair `at` (lesion_threshold, min_lesion_mm3),
+    and the liver mask's Dice against `host_liver` (a healthy liver's label; None: not scored)."""
+    d = np.load(npz)
+    q, liver = d["q"], d["lab"] >= 1
+    zooms = tuple(float(z) for z in d["zooms"])
+    ml = float(np.prod(zooms)) / 1000
+    t_mask = truth if truth is not None else np.zeros(q.shape, bool)
+    tlab, big_truth = truth_lesions(t_mask, ml)
+    comp, n, vox, inter, pairs = lesion_components(liver & (q > round(at[0] * 255)), t_mask, tlab)
+    share = ball_share(thickness_mm(comp, n, zooms), vox, ml)
+    out = {s: outcome((vox * ml * 1000 >= at[1]) & (share >= s), vox, inter, pairs, big_truth, t_mask.sum(), ml)
+           for s in BALL_SHARES}
+    if host_liver is None:
+        return out, None
+    return out, 2 * (host_liver & liver).sum() / (host_liver.sum() + liver.sum())
+
+
+def collect_mask(folder, truth_dir, labels_dir, at):
+    """A part-2 folder scored by score_mask: {s: (mean synthetic Dice, counts, mean healthy mL,
+    healthy mL each)}, and the healthy livers' mean liver Dice."""
+    files = sorted(glob.glob(os.path.join(folder, "*.npz")))
+    if not files:
+        sys.exit(f"lesion_sweep: no .npz in {folder}")
+    dice, healthy, counts, liver_dice = {}, {}, {}, []
+    for f in files:
+        cid = os.path.basename(f)[:-4].split("_", 1)[1]
+        tp = os.path.join(truth_dir, f"{cid}_label.nii.gz")
+        synthetic = os.path.exists(tp)
+        if synthetic:
+            r, _ = score_mask(f, np.asarray(nib.load(tp).dataobj) == 2, None, at)
+        else:
+            lp = os.path.join(labels_dir, f"{cid}_label.nii.gz")
+            if not os.path.exists(lp):
+                sys.exit(f"lesion_sweep: {f} is a healthy liver, but {lp} (its liver label) is missing")
+            r, ld = score_mask(f, None, np.asarray(nib.load(lp).dataobj) >= 1, at)
+            liver_dice.append(ld)
+        for k, o in r.items():
+            if synthetic:
+                dice.setdefault(k, []).append(o[0])
+                counts[k] = counts.get(k, np.zeros(4, int)) + np.array(o[1:5])
+            else:
+                healthy.setdefault(k, []).append(o[5])
+        print(f"scored {folder}/{os.path.basename(f)}", file=sys.stderr, flush=True)
+    if not dice or not healthy:
+        sys.exit(f"lesion_sweep: {folder} needs both synthetic-tumour volumes and healthy livers")
+    return {k: (round(float(np.mean(dice[k])), 4), counts[k], float(np.mean(healthy[k])), healthy[k])
+            for k in dice}, float(np.mean(liver_dice))
+
+
+def mask_table(runs, truth_dir, labels_dir, healthy_max_ml, at):
+    """The liver mask's threshold x min_lesion_ball_share (module doc); `runs`: [(tau, DIR, DIR2)]."""
+    scored = {float(tau): (collect_mask(d, truth_dir, labels_dir, at), collect_mask(g, truth_dir, labels_dir, at))
+              for tau, d, g in runs}
+    ref = min(scored)
+    (main0, _), (guard0, guard_liver0) = scored[ref]
+    floor, found_floor = guard0[0][0] - THICKNESS_DICE_LOSS, main0[0][1][0] - UNSURE_THIN_FOUND_LOSS
+    liver_floor = guard_liver0 - MASK_LIVER_DICE_LOSS
+    print(f"== liver_threshold x min_lesion_ball_share at lesion_threshold {at[0]}, min_lesion_mm3 {at[1]} "
+          f"(guard synthetic Dice >= {floor:.4f}, found >= {found_floor}, guard healthy liver Dice >= {liver_floor:.4f})")
+    print("liver_threshold,min_lesion_ball_share,synthetic_dice,found,tumours,true_components,components,"
+          "healthy_ml_mean,healthy_ml_each,liver_dice,guard_synthetic_dice,guard_found,guard_healthy_ml_mean,guard_liver_dice")
+    ok = []
+    for tau, ((main, liver), (guard, guard_liver)) in sorted(scored.items()):
+        for s in BALL_SHARES:
+            d, (f, n, tc, c), h, each = main[s]
+            print(f"{tau},{s},{d:.4f},{f},{n},{tc},{c},{h:.2f}," + " ".join(f"{x:.1f}" for x in each)
+                  + f",{liver:.4f},{guard[s][0]:.4f},{guard[s][1][0]},{guard[s][2]:.2f},{guard_liver:.4f}")
+            if h <= healthy_max_ml and guard[s][0] >= floor and f >= found_floor and guard_liver >= liver_floor:
+                ok.append((-d, tau, s))
+    if not ok:
+        print(f"CHOSEN liver_threshold none: no pair keeps healthy livers under {healthy_max_ml} mL within the guards")
+        return
+    d, tau, s = min(ok)
+    base = main0[0][0]
+    verdict = "adopted" if -d >= base - THICKNESS_DICE_LOSS else \
+        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} at {ref} without it"
+    print(f"CHOSEN liver_threshold {tau}, min_lesion_ball_share {s} ({verdict}): synthetic Dice {-d:.4f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -272,9 +391,21 @@ def main():
     s.add_argument("--at", nargs=2, type=float, metavar=("T", "V"),
                    help="the pair at which min_lesion_liver_prob is scored (default: the chosen pair)")
     s.add_argument("--guard", help="a second part-2 folder (other liver models): the thickness table's guard")
+    m = sub.add_parser("mask")
+    m.add_argument("truth_dir")
+    m.add_argument("--run", nargs=3, action="append", required=True, metavar=("TAU", "DIR", "DIR2"),
+                   help="part-2 folders made at liver_threshold TAU: main and guard liver models")
+    m.add_argument("--labels", default=os.environ.get("VOXFLOW_DATA"),
+                   help="the healthy livers' ID_label.nii.gz (default: $VOXFLOW_DATA)")
+    m.add_argument("--healthy-max-ml", type=float, default=5.0)
+    m.add_argument("--at", nargs=2, type=float, default=(0.3, 500), metavar=("T", "V"))
     a = ap.parse_args()
     if a.cmd == "extract":
         extract(a.prob, a.out, a.liver)
+    elif a.cmd == "mask":
+        if not a.labels:
+            sys.exit("lesion_sweep: mask needs --labels or VOXFLOW_DATA (the healthy livers' labels)")
+        mask_table(a.run, a.truth_dir, a.labels, a.healthy_max_ml, (a.at[0], int(a.at[1])))
     else:
         sweep(a.folder, a.truth_dir, a.healthy_max_ml, (a.at[0], int(a.at[1])) if a.at else None, a.guard)
 

@@ -9,7 +9,7 @@ import unittest
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from lesion_sweep import score, thickness_mm  # noqa: E402
+from lesion_sweep import score, score_mask, thickness_mm  # noqa: E402
 from prepare import close_slices  # noqa: E402
 from tumour_coverage import largest_component  # noqa: E402
 
@@ -114,6 +114,24 @@ class LesionSweep(unittest.TestCase):
         self.assertAlmostEqual(ml[(0.5, 0, 0.5, 4)][5], (216 + 100) / 1000)
         self.assertAlmostEqual(ml[(0.5, 0, 0.5, 0)][5], 100 / 1000)        # unsure, any thickness
         self.assertAlmostEqual(ml[(0.5, 0, 0, 4)][5], 216 / 1000)          # thin, sure or not
+
+    def test_ball_share_and_liver_dice(self):
+        """min_lesion_ball_share drops a plate thin for its size and keeps a small round block; the
+        mask table's liver Dice compares the liver mask with a healthy liver's label."""
+        lab = np.ones((30, 30, 30), np.uint8)
+        lab[:, :, 25:] = 0
+        q = np.zeros_like(lab)
+        q[2:22, 2:22, 2] = 255                  # 400 voxels, 2 mm thick: ball share 4.19 / 400
+        q[20:23, 20:23, 20:23] = 255            # 27 voxels, 4 mm thick: ball share 33.5 / 27 -> 1
+        host = np.ones(lab.shape, bool)         # the liver label: the mask plus 5 columns
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "01_b.npz")
+            np.savez_compressed(f, q=q, lab=lab, zooms=np.array([1.0, 1.0, 1.0]))
+            ml, liver_dice = score_mask(f, None, host, (0.5, 0))
+        self.assertAlmostEqual(ml[0][5], 427 / 1000)
+        self.assertAlmostEqual(ml[0.02][5], 27 / 1000)      # 0.0105 < 0.02: the plate goes
+        self.assertAlmostEqual(ml[0.15][5], 27 / 1000)
+        self.assertAlmostEqual(liver_dice, 2 * 25 / (25 + 30))
 
     def test_outside_the_liver_is_never_lesion(self):
         lab = np.zeros((4, 4, 4), np.uint8)
