@@ -163,6 +163,17 @@ def score(npz, truth):
     return out
 
 
+def pool(outcomes, synthetic, dice, healthy, counts):
+    """Adds one file's {key: outcome}: a synthetic-tumour volume's Dice and detection counts, or a
+    healthy liver's lesion mL."""
+    for k, o in outcomes.items():
+        if synthetic:
+            dice.setdefault(k, []).append(o[0])
+            counts[k] = counts.get(k, np.zeros(4, int)) + np.array(o[1:5])
+        else:
+            healthy.setdefault(k, []).append(o[5])
+
+
 def collect(folder, truth_dir):
     """Every FOLD_ID.npz of `folder` scored: {key: [Dice per synthetic volume]}, {key: [mL per
     healthy liver]}, {key: summed detection counts}."""
@@ -175,12 +186,7 @@ def collect(folder, truth_dir):
         tp = os.path.join(truth_dir, f"{cid}_label.nii.gz")
         synthetic = os.path.exists(tp)
         truth = np.asarray(nib.load(tp).dataobj) == 2 if synthetic else None
-        for k, r in score(f, truth).items():
-            if synthetic:
-                dice.setdefault(k, []).append(r[0])
-                counts[k] = counts.get(k, np.zeros(4, int)) + np.array(r[1:5])
-            else:
-                healthy.setdefault(k, []).append(r[5])
+        pool(score(f, truth), synthetic, dice, healthy, counts)
         print(f"scored {os.path.basename(f)}", file=sys.stderr, flush=True)
     if not dice or not healthy:
         sys.exit(f"lesion_sweep: {folder} needs both synthetic-tumour volumes and healthy livers")
@@ -334,12 +340,7 @@ def collect_mask(folder, truth_dir, labels_dir, at):
                 sys.exit(f"lesion_sweep: {f} is a healthy liver, but {lp} (its liver label) is missing")
             r, ld = score_mask(f, None, np.asarray(nib.load(lp).dataobj) >= 1, at)
             liver_dice.append(ld)
-        for k, o in r.items():
-            if synthetic:
-                dice.setdefault(k, []).append(o[0])
-                counts[k] = counts.get(k, np.zeros(4, int)) + np.array(o[1:5])
-            else:
-                healthy.setdefault(k, []).append(o[5])
+        pool(r, synthetic, dice, healthy, counts)
         print(f"scored {folder}/{os.path.basename(f)}", file=sys.stderr, flush=True)
     if not dice or not healthy:
         sys.exit(f"lesion_sweep: {folder} needs both synthetic-tumour volumes and healthy livers")
