@@ -67,10 +67,10 @@ MIN_MM3 = [0, 100, 250, 500, 1000, 2000]
 MIN_LIVER_PROB = [0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 MIN_THICKNESS_MM = [0, 4, 6, 8, 10, 12]
 LIVER_PROB_DICE_LOSS = 0.02  # the most synthetic Dice the liver-probability filter may cost
-THICKNESS_DICE_LOSS = 0.02   # ... and the thickness filters, in either run
+FILTER_DICE_LOSS = 0.02      # ... and the thickness and mask tables' filters, in either run
 UNSURE_THIN_PROB = [0.5, 0.6, 0.7, 0.8, 0.9]   # the fourth table's grid
 UNSURE_THIN_MM = [8, 10, 12]
-UNSURE_THIN_FOUND_LOSS = 2   # the most synthetic tumours it may lose (found)
+FILTER_FOUND_LOSS = 2        # the most synthetic tumours the fourth and mask tables may lose (found)
 BALL_SHARES = [0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15]   # the mask table's min_lesion_ball_share grid
 MASK_LIVER_DICE_LOSS = 0.005   # the most healthy-liver Dice the guard's liver mask may lose
 PRED_MIN_ML = 0.5    # issue 17's detection counts: predicted components of >= 0.5 mL ...
@@ -250,7 +250,7 @@ def sweep(folder, truth_dir, healthy_max_ml, at=None, guard=None):
 
 def thickness_table(stats, gstats, chosen, guard, healthy_max_ml, at):
     t, v = at
-    floor = gstats[(t, v, 0, 0)][0] - THICKNESS_DICE_LOSS
+    floor = gstats[(t, v, 0, 0)][0] - FILTER_DICE_LOSS
     print(f"== min_lesion_thickness_mm x lesion_threshold x min_lesion_mm3; guard {guard} "
           f"(synthetic Dice >= {floor:.4f})")
     print("min_lesion_thickness_mm,lesion_threshold,min_lesion_mm3,synthetic_dice,found,tumours,"
@@ -274,15 +274,15 @@ def unsure_thin_table(stats, gstats, counts, chosen, healthy_max_ml, at):
     t, v = at
     gbase, found = gstats[(t, v, 0, 0)][0], counts[(t, v, 0, 0)][0]
     print(f"== min_lesion_liver_prob x max_unsure_lesion_thickness_mm at lesion_threshold {t}, min_lesion_mm3 {v} "
-          f"(guard synthetic Dice >= {gbase - THICKNESS_DICE_LOSS:.4f}, found >= {found - UNSURE_THIN_FOUND_LOSS})")
+          f"(guard synthetic Dice >= {gbase - FILTER_DICE_LOSS:.4f}, found >= {found - FILTER_FOUND_LOSS})")
     print("min_lesion_liver_prob,max_unsure_lesion_thickness_mm,synthetic_dice,found,tumours,true_components,"
           "components,healthy_ml_mean,healthy_ml_each,guard_synthetic_dice,guard_healthy_ml_mean")
     keys = [(t, v, m, T) for T in UNSURE_THIN_MM for m in UNSURE_THIN_PROB]
     for k in keys:
         print(f"{k[2]},{k[3]}," + stats[k][2] + f",{gstats[k][0]:.4f},{gstats[k][1]:.2f}")
     ok = sorted((-stats[k][0], k[3], k[2], k) for k in keys
-                if stats[k][1] <= healthy_max_ml and gstats[k][0] >= gbase - THICKNESS_DICE_LOSS
-                and counts[k][0] >= found - UNSURE_THIN_FOUND_LOSS)
+                if stats[k][1] <= healthy_max_ml and gstats[k][0] >= gbase - FILTER_DICE_LOSS
+                and counts[k][0] >= found - FILTER_FOUND_LOSS)
     if not ok:
         print("CHOSEN min_lesion_liver_prob with a thickness limit: none")
         return
@@ -291,11 +291,11 @@ def unsure_thin_table(stats, gstats, counts, chosen, healthy_max_ml, at):
 
 
 def verdict(stats, k, at):
-    """The thickness tables' adoption: the choice's Dice at most THICKNESS_DICE_LOSS below `at`'s
+    """The thickness tables' adoption: the choice's Dice at most FILTER_DICE_LOSS below `at`'s
     without a filter."""
     base = stats[(*at, 0, 0)][0]
-    return "adopted" if stats[k][0] >= base - THICKNESS_DICE_LOSS else \
-        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} at {at[0]} / {at[1]} without it"
+    return "adopted" if stats[k][0] >= base - FILTER_DICE_LOSS else \
+        f"not adopted: more than {FILTER_DICE_LOSS} below {base:.4f} at {at[0]} / {at[1]} without it"
 
 
 def ball_share(thick, vox, ml):
@@ -354,7 +354,7 @@ def mask_table(runs, truth_dir, labels_dir, healthy_max_ml, at):
               for tau, d, g in runs}
     ref = min(scored)
     (main0, _), (guard0, guard_liver0) = scored[ref]
-    floor, found_floor = guard0[0][0] - THICKNESS_DICE_LOSS, main0[0][1][0] - UNSURE_THIN_FOUND_LOSS
+    floor, found_floor = guard0[0][0] - FILTER_DICE_LOSS, main0[0][1][0] - FILTER_FOUND_LOSS
     liver_floor = guard_liver0 - MASK_LIVER_DICE_LOSS
     print(f"== liver_threshold x min_lesion_ball_share at lesion_threshold {at[0]}, min_lesion_mm3 {at[1]} "
           f"(guard synthetic Dice >= {floor:.4f}, found >= {found_floor}, guard healthy liver Dice >= {liver_floor:.4f})")
@@ -373,8 +373,8 @@ def mask_table(runs, truth_dir, labels_dir, healthy_max_ml, at):
         return
     d, tau, s = min(ok)
     base = main0[0][0]
-    verdict = "adopted" if -d >= base - THICKNESS_DICE_LOSS else \
-        f"not adopted: more than {THICKNESS_DICE_LOSS} below {base:.4f} at {ref} without it"
+    verdict = "adopted" if -d >= base - FILTER_DICE_LOSS else \
+        f"not adopted: more than {FILTER_DICE_LOSS} below {base:.4f} at {ref} without it"
     print(f"CHOSEN liver_threshold {tau}, min_lesion_ball_share {s} ({verdict}): synthetic Dice {-d:.4f}")
 
 
