@@ -39,7 +39,8 @@ BIN=target/release/voxflow
 LESION_01="${LESION_01:-models/cv/ct_lesion_not_ircadb01.onnx}"
 LESION_17="${LESION_17:-models/cv/ct_lesion_not_ircadb17.onnx}"
 liver_model() { echo "${LIVER:-models/cv/ct_liver_not_ircadb$1.onnx}"; }
-MASK=(${LIVER_THRESHOLD:+--set "liver_threshold=$LIVER_THRESHOLD"})
+MASK=()
+if [ -n "${LIVER_THRESHOLD:-}" ]; then MASK=(--set "liver_threshold=$LIVER_THRESHOLD"); fi
 DROP_ML="0 0.1 0.25 0.5 1 2 4"
 
 mkdir -p "$OUT"
