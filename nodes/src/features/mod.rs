@@ -3,7 +3,7 @@
 mod support;
 
 use support::regions;
-pub(crate) use support::regions::{component_extents, extent, BoxSlice};
+pub(crate) use support::regions::{component_extents, extent, BoxSlice, Extent};
 pub mod risk;
 pub mod survival_features;
 

@@ -4,13 +4,13 @@
 use super::drop_small_components::{
     relabel_and_emit, relabel_components, same_class_error, NeighbourParam,
 };
-use crate::features::component_extents;
+use crate::features::{component_extents, Extent};
 use ndarray::{s, Array3};
 use serde::Deserialize;
 use voxflow_runtime::decl::PortType;
 use voxflow_runtime::stream::StreamType;
 use voxflow_runtime::{BuildEnv, Node, NodeCtx, NodeDecl, NodeError, NodeParams, TypedKind};
-use voxflow_volume::{component_sizes, edt_squared, Connectivity};
+use voxflow_volume::{edt_squared, Connectivity};
 
 pub struct DropThinComponents;
 
@@ -90,16 +90,16 @@ struct DropThinComponentsNode {
     p: ThinParams,
 }
 
-/// Per component (ids 1..=n of `ids`, at index id - 1) whose `measure` flag is set: twice the
-/// largest distance in mm from one of its voxels to the nearest voxel outside it, `spacing` in
-/// array-axis order; the others get infinity.
-pub fn component_thickness(
+/// Per component (ids 1..=n of `ids`, at index id - 1, with their `extents`) whose `measure` flag
+/// is set: twice the largest distance in mm from one of its voxels to the nearest voxel outside
+/// it, `spacing` in array-axis order; the others get infinity.
+pub(crate) fn component_thickness(
     ids: &Array3<u32>,
-    n: usize,
+    extents: &[Extent],
     spacing: [f64; 3],
     measure: &[bool],
 ) -> Vec<f64> {
-    component_extents(ids, n)
+    extents
         .iter()
         .zip(measure)
         .enumerate()
@@ -154,10 +154,11 @@ pub fn drop_thin(
     connectivity: Connectivity,
 ) -> (usize, usize) {
     relabel_components(label, class, replace_with, connectivity, |_, ids, n| {
-        let thickness = component_thickness(ids, n, spacing, &vec![true; n]);
+        let extents = component_extents(ids, n);
+        let thickness = component_thickness(ids, &extents, spacing, &vec![true; n]);
         thickness
             .iter()
-            .zip(component_sizes(ids.view(), n))
+            .zip(extents.iter().map(|e| e.n as u64))
             .map(|(&t, voxels)| {
                 t < limits.min_thickness_mm
                     || ball_share(t, voxels, spacing) < limits.min_ball_share
@@ -233,14 +234,24 @@ mod tests {
         let (ids, n) =
             voxflow_volume::label_components(l.mapv(|v| v == 2).view(), Connectivity::TwentySix);
         assert_eq!(n, 2);
-        let t = component_thickness(&ids, n, [2.0, 1.0, 1.0], &[true; 2]);
+        let t = component_thickness(
+            &ids,
+            &component_extents(&ids, n),
+            [2.0, 1.0, 1.0],
+            &[true; 2],
+        );
         let plate = ids[[2, 2, 2]] as usize - 1;
         let ball = ids[[20, 20, 20]] as usize - 1;
         // The plate is one voxel across i (1 mm): 1 mm to the voxels beside it, twice that.
         assert!((t[plate] - 2.0).abs() < 1e-9, "{}", t[plate]);
         assert!(t[ball] >= 8.0, "{}", t[ball]);
         // The same voxels at 3 mm across i: the plate is 6 mm thick.
-        let t3 = component_thickness(&ids, n, [2.0, 1.0, 3.0], &[true; 2]);
+        let t3 = component_thickness(
+            &ids,
+            &component_extents(&ids, n),
+            [2.0, 1.0, 3.0],
+            &[true; 2],
+        );
         assert!((t3[plate] - 6.0).abs() < 1e-9, "{}", t3[plate]);
     }
 

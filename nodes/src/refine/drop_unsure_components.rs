@@ -5,6 +5,7 @@ use super::drop_small_components::{
     relabel_and_emit, relabel_components, same_class_error, NeighbourParam,
 };
 use super::drop_thin_components::component_thickness;
+use crate::features::component_extents;
 use crate::inference::liver::class_channel;
 use ndarray::{Array3, Axis, Zip};
 use serde::Deserialize;
@@ -157,7 +158,7 @@ pub fn drop_unsure(
             return unsure;
         };
         // Only the unsure components are measured.
-        component_thickness(ids, n, spacing, &unsure)
+        component_thickness(ids, &component_extents(ids, n), spacing, &unsure)
             .into_iter()
             .map(|t| t < mm)
             .collect()
