@@ -52,35 +52,35 @@ mkdir -p "$OUT"
 # names it by its full path.
 PART="s#file: parts/#file: $PWD/graphs/parts/#"
 if [ -z "${PART2_ONLY:-}" ]; then
-sed -e 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_crf_default.yaml
-sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_argmax.yaml
-grep -q 'kind: dense_crf, image: window, prob: merge }' "$OUT"/graph_crf_default.yaml \
-  && grep -q 'kind: argmax, in: merge' "$OUT"/graph_argmax.yaml \
-  || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
-declare -A GRAPH=([crf]=graphs/ct_liver_lesion.yaml [crf_default]="$OUT"/graph_crf_default.yaml [argmax]="$OUT"/graph_argmax.yaml)
-# The shipped graph runs the CRF only with crf_iterations > 0.
-declare -A ITER=([crf]=10 [crf_default]=0 [argmax]=0)
+  sed -e 's/^  crf: .*/  crf:    { kind: dense_crf, image: window, prob: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_crf_default.yaml
+  sed -e 's/^  crf: .*/  crf:    { kind: argmax, in: merge }/' -e "$PART" graphs/ct_liver_lesion.yaml > "$OUT"/graph_argmax.yaml
+  grep -q 'kind: dense_crf, image: window, prob: merge }' "$OUT"/graph_crf_default.yaml \
+    && grep -q 'kind: argmax, in: merge' "$OUT"/graph_argmax.yaml \
+    || { echo "lesion_validation: the crf line of graphs/ct_liver_lesion.yaml changed; update the variants" >&2; exit 1; }
+  declare -A GRAPH=([crf]=graphs/ct_liver_lesion.yaml [crf_default]="$OUT"/graph_crf_default.yaml [argmax]="$OUT"/graph_argmax.yaml)
+  # The shipped graph runs the CRF only with crf_iterations > 0.
+  declare -A ITER=([crf]=10 [crf_default]=0 [argmax]=0)
 
-for fold in 01 17; do
-  lesion_var="LESION_$fold"
-  for v in crf crf_default argmax; do
-    dir="$OUT/pred_${fold}_$v"
-    mkdir -p "$dir"
-    for ct in "$OUT"/vol/*_ct.nii.gz; do
-      id=$(basename "$ct" _ct.nii.gz)
-      [ -f "$dir/$id.nii.gz" ] || "$BIN" run -q "${GRAPH[$v]}" --set input="$ct" \
-        --set liver_model="$(liver_model $fold)" --set lesion_model="${!lesion_var}" \
-        --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5 \
-        --set crf_iterations="${ITER[$v]}" "${MASK[@]}"
+  for fold in 01 17; do
+    lesion_var="LESION_$fold"
+    for v in crf crf_default argmax; do
+      dir="$OUT/pred_${fold}_$v"
+      mkdir -p "$dir"
+      for ct in "$OUT"/vol/*_ct.nii.gz; do
+        id=$(basename "$ct" _ct.nii.gz)
+        [ -f "$dir/$id.nii.gz" ] || "$BIN" run -q "${GRAPH[$v]}" --set input="$ct" \
+          --set liver_model="$(liver_model $fold)" --set lesion_model="${!lesion_var}" \
+          --set output="$dir/$id.nii.gz" --set report=false --set min_lesion_mm3=0 --set lesion_threshold=0.5 \
+          --set crf_iterations="${ITER[$v]}" "${MASK[@]}"
+      done
+      sed "s#,pred/#,../pred_${fold}_$v/#" "$OUT/vol/manifest.csv" > "$OUT/vol/m_${fold}_$v.csv"
     done
-    sed "s#,pred/#,../pred_${fold}_$v/#" "$OUT/vol/manifest.csv" > "$OUT/vol/m_${fold}_$v.csv"
   done
-done
-for v in crf crf_default argmax; do
-  echo "== $v (both folds' models pooled; rows: drop_ml = min_lesion_mm3 / 1000)"
-  # shellcheck disable=SC2086
-  "$PY" training/lesion_detection.py "$OUT/vol/m_01_$v.csv" "$OUT/vol/m_17_$v.csv" --drop-ml $DROP_ML | grep '^ALL'
-done
+  for v in crf crf_default argmax; do
+    echo "== $v (both folds' models pooled; rows: drop_ml = min_lesion_mm3 / 1000)"
+    # shellcheck disable=SC2086
+    "$PY" training/lesion_detection.py "$OUT/vol/m_01_$v.csv" "$OUT/vol/m_17_$v.csv" --drop-ml $DROP_ML | grep '^ALL'
+  done
 fi
 
 # Part 2: the cascade's probabilities (the graph's `merge`) of every volume, written and made compact.
