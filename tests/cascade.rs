@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use ndarray::{s, Array3, ArrayView2};
 use std::path::{Path, PathBuf};
+use voxflow_metrics::binary_metrics;
 use voxflow_nodes::inference::crop_resample::{crop_slice, slice_box, BoxSpec, Roi};
 use voxflow_nodes::inference::liver::{liver_mask, MaskSpec};
 use voxflow_nodes::inference::paste_back::paste;
@@ -383,26 +384,29 @@ fn graph_file() -> PathBuf {
     root().join("graphs/ct_liver_lesion.yaml")
 }
 
+/// `voxflow run` of the shipped CT graph with `KEY=VALUE` params; panics unless it succeeds.
+fn run_shipped_graph(sets: &[String]) {
+    let gf = graph_file();
+    let mut cmd = vec!["-q", "run", gf.to_str().unwrap()];
+    for a in sets {
+        cmd.extend(["--set", a.as_str()]);
+    }
+    voxflow_ok(&cmd);
+}
+
 #[test]
 fn shipped_graph_checks_and_runs_with_test_models() {
     voxflow_ok(&["-q", "check", graph_file().to_str().unwrap()]);
     let Some(ct) = data_file(CT) else { return };
     let dir = temp_dir("cascade-graph");
     let out = dir.join("seg.nii.gz");
-    let set = |k: &str, v: &str| format!("{k}={v}");
-    let args = [
-        set("input", ct.to_str().unwrap()),
-        set("output", out.to_str().unwrap()),
-        set("liver_model", &model("tiny_fcn.onnx")),
-        set("lesion_model", &model("identity_lesion_level.onnx")),
-        set("device", "cpu"),
-    ];
-    let gf = graph_file();
-    let mut cmd = vec!["-q", "run", gf.to_str().unwrap()];
-    for a in &args {
-        cmd.extend(["--set", a.as_str()]);
-    }
-    voxflow_ok(&cmd);
+    run_shipped_graph(&[
+        format!("input={}", ct.display()),
+        format!("output={}", out.display()),
+        format!("liver_model={}", model("tiny_fcn.onnx")),
+        format!("lesion_model={}", model("identity_lesion_level.onnx")),
+        "device=cpu".to_string(),
+    ]);
     let o = read(&out, StreamType::Label);
     let src = read(&ct, StreamType::Image);
     assert!(
@@ -436,30 +440,20 @@ fn shipped_liver_models_of_both_sizes_find_a_real_liver() {
     };
     let truth = mask_of(&read(&lp, StreamType::Label));
     let dir = temp_dir("cascade-liver-sizes");
-    let gf = graph_file();
     for name in ["ct_liver.onnx", "ct_liver_256.onnx"] {
         let out = dir.join(format!("seg_{name}.nii.gz"));
-        let args = [
+        run_shipped_graph(&[
             format!("input={}", ct.display()),
             format!("output={}", out.display()),
             format!("liver_model={}", root().join("models").join(name).display()),
             "report=false".to_string(),
             "device=cpu".to_string(),
-        ];
-        let mut cmd = vec!["-q", "run", gf.to_str().unwrap()];
-        for a in &args {
-            cmd.extend(["--set", a.as_str()]);
-        }
-        voxflow_ok(&cmd);
+        ]);
         let l = read(&out, StreamType::Label);
         let pred = l.label().unwrap().mapv(|v| v > 0);
-        let both = pred
-            .iter()
-            .zip(truth.iter())
-            .filter(|(&p, &t)| p && t)
-            .count();
-        let dice = 2.0 * both as f64
-            / (pred.iter().filter(|&&p| p).count() + truth.iter().filter(|&&t| t).count()) as f64;
+        let dice = binary_metrics(pred.view(), truth.view(), l.header.spacing)
+            .dice
+            .unwrap();
         assert!(dice > 0.9, "{name}: liver Dice {dice:.4}");
     }
 }
