@@ -349,3 +349,62 @@ fn preprocessing_mismatch() {
         ],
     );
 }
+
+#[test]
+fn context_model_sees_each_slice_between_its_neighbours() {
+    // Slice k is flat at v(k); the test model's liver channel is 0.75 x slice k-1 + 0.25 x
+    // slice k+1, the volume's end slices standing in beyond its ends. 7 slices in groups of
+    // 4 x 2 workers: the last group is partial.
+    let dir = temp_dir("fcn-context");
+    let n = 7;
+    let v = |k: usize| (k + 1) as f32 / 10.0;
+    let vol = Array3::from_shape_fn((n, 64, 64), |(k, _, _)| v(k));
+    let header = Header::new(StreamType::Image, [n, 64, 64], [1.0, 1.0, 2.5]);
+    write_nifti(&dir.join("in.nii"), &header, &VolumeData::Image(vol)).unwrap();
+    let graph = format!(
+        "graph: context\nnodes:\n  ct: {{ kind: read_volume, path: in.nii, as: image }}\n  \
+         f: {{ kind: fcn, in: ct, model: {}, device: cpu, batch: 4, workers: 2 }}\n  \
+         save: {{ kind: write_volume, in: f, path: prob.nii }}\n",
+        model("context.onnx")
+    );
+    let g = write_graph(&dir, "g.yaml", &graph);
+    voxflow_ok(&["-q", "run", g.to_str().unwrap()]);
+    let got = read_any(&dir.join("prob.nii"), Some(StreamType::Prob), None).unwrap();
+    let p = got.prob().expect("prob volume");
+    assert_eq!(p.dim(), (n, 2, 64, 64));
+    for k in 0..n {
+        let want = 0.75 * v(k.saturating_sub(1)) + 0.25 * v((k + 1).min(n - 1));
+        let d = p
+            .slice(ndarray::s![k, 1, .., ..])
+            .iter()
+            .map(|x| (x - want).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-6, "slice {k}: liver off by {d} from {want}");
+    }
+}
+
+#[test]
+fn context_model_refuses_crops() {
+    let dir = temp_dir("fcn-context-crops");
+    let graph = format!(
+        "graph: bad\nnodes:\n  ct: {{ kind: read_volume, path: \"phantom:64x64x8\" }}\n  \
+         lab: {{ kind: read_volume, path: \"phantom:64x64x8\", as: label }}\n  {EQ}\n  \
+         crop: {{ kind: crop_resample, image: pre, liver: lab, size: [64, 64] }}\n  \
+         f: {{ kind: fcn, in: crop, model: {}, device: cpu }}\n  \
+         save: {{ kind: write_volume, in: f, path: out.nii.gz }}\n",
+        model("context.onnx")
+    );
+    let g = write_graph(&dir, "g.yaml", &graph);
+    let o = voxflow(&["-q", "run", g.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a context model ran on crops");
+    for w in [
+        "node `f` (fcn)",
+        "context.onnx",
+        "voxflow.context_slices",
+        "crop_resample",
+    ] {
+        assert!(err.contains(w), "stderr lacks {w:?}:\n{err}");
+    }
+    assert_nothing_written(&dir, &["g.yaml"]);
+}

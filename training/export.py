@@ -1,7 +1,8 @@
 """Exports a trained UNet to ONNX under voxflow's model contract (docs/MODELS.md).
 
 The graph is written node by node with onnx.helper (no torch.onnx tracing): Conv, Relu,
-MaxPool, ConvTranspose, Concat, Softmax; input "image" [N, 1, H, W], output "prob" [N, C, H, W].
+MaxPool, ConvTranspose, Concat, Softmax; input "image" [N, 2r + 1, H, W] (r = context_slices,
+`voxflow.context_slices`; 1 channel without context), output "prob" [N, C, H, W].
 Batch normalisation is folded into the preceding convolution (`fold`). With `half=True` the
 weights are stored as float16 initializers followed by a Cast to float32 (half the file size;
 computation stays float32); `fold(..., half=True)` gives the PyTorch model with exactly those
@@ -32,7 +33,7 @@ def _fold_conv(conv, bn):
 
 def fold(model, half=False):
     """A batch_norm=False UNet equal (in eval mode) to `model`, weights optionally rounded to fp16."""
-    out = UNet(model.classes, model.width, model.depth, batch_norm=False)
+    out = UNet(model.classes, model.width, model.depth, batch_norm=False, in_channels=model.in_channels)
     rnd = (lambda t: t.half().float()) if half else (lambda t: t)
     with torch.no_grad():
         for src, dst in zip(list(model.down) + list(model.up_conv), list(out.down) + list(out.up_conv)):
@@ -94,7 +95,7 @@ def to_onnx(model, path, metadata, input_size, half=True):
     nodes.append(helper.make_node("Softmax", [logits], ["prob"], axis=1))
     graph = helper.make_graph(
         nodes, "voxflow_unet",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, h, w])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", m.in_channels, h, w])],
         [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", m.classes, h, w])],
         inits)
     model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="voxflow-training")
@@ -110,8 +111,8 @@ def to_onnx(model, path, metadata, input_size, half=True):
     return m
 
 
-def contract_metadata(classes, input_size, preprocess, modality, version):
-    return {
+def contract_metadata(classes, input_size, preprocess, modality, version, context_slices=0):
+    meta = {
         "voxflow.model_version": version,
         "voxflow.classes": ",".join(classes),
         "voxflow.input_size": f"{input_size[0]},{input_size[1]}",
@@ -119,13 +120,18 @@ def contract_metadata(classes, input_size, preprocess, modality, version):
         "voxflow.preprocess": preprocess,
         "voxflow.modality": modality,
     }
+    if context_slices:
+        meta["voxflow.context_slices"] = str(context_slices)
+    return meta
 
 
 def load_onnx_weights(model, path):
     """Initialises `model` (a UNet) from an ONNX file written by `to_onnx` with the same width,
     depth and classes. Folded convolutions load as they are; with batch norm the folded bias goes
     to the batch norm's shift and its scale and running statistics are the identity, so in eval
-    mode `model` computes what the file computes."""
+    mode `model` computes what the file computes. A one-channel file initialises a model with
+    neighbour slices too (`in_channels` > 1): its first convolution reads the middle channel and
+    the neighbours start at zero weight, so the model starts out computing what the file computes."""
     m = onnx.load(str(path))
     if any(p.key == "voxflow.quantized" for p in m.metadata_props):
         raise ValueError(f"{path}: an int8 model (training/quantize.py); initialise from its float "
@@ -139,6 +145,9 @@ def load_onnx_weights(model, path):
         if name not in inits:
             raise ValueError(f"{path}: no weight {name} (not a voxflow U-Net of this depth?)")
         src = inits.pop(name)
+        if name == "down0.conv1.w" and src.shape[1] == 1 and dst.shape[1] > 1 and dst.shape[1] % 2 == 1:
+            src = torch.cat([torch.zeros_like(src)] * (dst.shape[1] // 2) + [src]
+                            + [torch.zeros_like(src)] * (dst.shape[1] // 2), dim=1)
         if src.shape != dst.shape:
             raise ValueError(f"{path}: {name} has shape {tuple(src.shape)}, the model needs {tuple(dst.shape)}")
         dst.copy_(src)

@@ -22,6 +22,10 @@ Models (input name "image", output name "prob", batch dimension "N" dynamic):
   identity_lesion.onnx identity graph with classes "background,lesion" (paste-back exactness test).
   identity_lesion_level.onnx  identity_lesion with preprocess "hu_window:-100,400;scale:0.002,0.2;
                        liver_level:0.6" (crop_resample's liver level test).
+  context.onnx         voxflow.context_slices 1: [N,3,64,64] (slices k-1, k, k+1) -> liver
+                       probability 0.75 x slice k-1 + 0.25 x slice k+1 (background 1 minus it),
+                       so a test sees which neighbour sits in which channel.
+  bad_context.onnx     tiny_fcn (1 input channel) whose metadata says voxflow.context_slices 1 (error test).
 """
 import json
 import os
@@ -114,6 +118,17 @@ def identity_graph():
     return helper.make_graph(nodes, "identity", [inp], [out], [one])
 
 
+def context_graph():
+    """1x1 convolution of the 3 slices: liver = 0.75 x channel 0 + 0.25 x channel 2."""
+    w = np.array([[-0.75, 0.0, -0.25], [0.75, 0.0, 0.25]], dtype=np.float32).reshape(2, 3, 1, 1)
+    b = np.array([1.0, 0.0], dtype=np.float32)
+    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["prob"], kernel_shape=[1, 1])]
+    inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 64, 64])
+    out = helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 2, 64, 64])
+    return helper.make_graph(nodes, "context", [inp], [out],
+                             [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+
+
 def write_fixture(name, model_path, x, padding):
     sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
     xin = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), mode="reflect") if padding else x
@@ -145,6 +160,8 @@ def main():
     save(identity_graph(), "identity_lesion.onnx", metadata(classes="background,lesion"))
     save(identity_graph(), "identity_lesion_level.onnx",
          metadata(classes="background,lesion", preprocess="hu_window:-100,400;scale:0.002,0.2;liver_level:0.6"))
+    save(context_graph(), "context.onnx", {**metadata(), "voxflow.context_slices": "1"})
+    save(fcn, "bad_context.onnx", {**metadata(), "voxflow.context_slices": "1"})
 
     # Deterministic input in [0, 1]: a smooth pattern plus seeded noise.
     yy, xx = np.mgrid[0:64, 0:64].astype(np.float32) / 63.0

@@ -32,14 +32,14 @@ METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.P
 
 
 def calibration_slices(cfg, n):
-    """`n` slices of the config's first training draw, [n, 1, H, W] float32 in [0, 1]: half with
-    foreground where there is enough, chosen with the config's seed."""
+    """`n` slices of the config's first training draw, [n, 2r + 1, H, W] float32 in [0, 1] (r: the
+    config's context_slices): half with foreground where there is enough, chosen with the config's seed."""
     ds = TrainingData(cfg).draw(0)
     rng = np.random.default_rng(cfg.get("seed", 2017))
     n_fg = min(n // 2, len(ds.fg))
     idx = np.concatenate([rng.choice(ds.fg, n_fg, replace=False),
                           rng.choice(len(ds.img), n - n_fg, replace=False)])
-    return ds.img[np.sort(idx)][:, None].astype(np.float32) / 255.0
+    return ds.img[ds.neighbours(np.sort(idx), cfg.get("context_slices", 0))].astype(np.float32) / 255.0
 
 
 class Slices(CalibrationDataReader):
@@ -69,7 +69,7 @@ def quantize(cfg, src, dst, n, method, float_ends):
 
 
 def quantize_on(src, dst, x, method, float_ends):
-    """Writes the int8 version of `src` to `dst`, calibrated on `x` ([n, 1, H, W] float32)."""
+    """Writes the int8 version of `src` to `dst`, calibrated on `x` ([n, channels, H, W] float32)."""
     model = onnx.load(src)
     name = model.graph.input[0].name
     n = len(x)
@@ -113,7 +113,7 @@ def labels(path, x, threshold):
 def compare(cfg, float_path, int8_path, cases, threshold):
     """Dice between the float and int8 models' foreground on whole case slice sets."""
     ds = SliceSet(os.path.join(ROOT, cfg["data"]), cases, liver_level(cfg["preprocess"]))
-    x = ds.img[:, None].astype(np.float32) / 255.0
+    x = ds.img[ds.neighbours(np.arange(len(ds.img)), cfg.get("context_slices", 0))].astype(np.float32) / 255.0
     a, b = labels(float_path, x, threshold), labels(int8_path, x, threshold)
     inter, total = int((a & b).sum()), int(a.sum() + b.sum())
     dice = 2 * inter / total if total else 1.0

@@ -24,6 +24,11 @@ A `synth:` section (config: the synthesis YAML, hosts: healthy livers prepared w
 `target: lesion_rois` (default) adds the hosts' liver ROIs with the tumours as lesion to the real
 ROIs of `train_cases` (which may be empty); `target: liver_slices` replaces the hosts' liver
 slices among `train_cases` by slices with tumours, their liver label unchanged.
+
+`context_slices: r` (whole-slice data only) gives the network each slice between its r
+neighbours above and below, 2r + 1 input channels (the volume's end slices repeated), as the fcn
+node does for a model with `voxflow.context_slices`; a one-channel `init:` model fills the middle
+channel.
 """
 import argparse
 import copy
@@ -112,6 +117,16 @@ class SliceSet:
     def _index(self):
         self.fg = np.flatnonzero(self.lab.reshape(len(self.lab), -1).max(axis=1) > 0)
         self.bg = np.setdiff1d(np.arange(len(self.lab)), self.fg)
+        # Each slice's case's first and last slice (a case's slices are consecutive).
+        starts = np.r_[0, np.flatnonzero(np.diff(self.case)) + 1]
+        run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(self.case)]))
+        self.first, self.last = starts[run], np.r_[starts[1:], len(self.case)][run] - 1
+
+    def neighbours(self, idx, context):
+        """[n, 2 context + 1] indices of slices idx - context .. idx + context of the same case,
+        clamped to the case's first and last slice (as the fcn node repeats a volume's end slices)."""
+        idx = np.asarray(idx)
+        return np.clip(idx[:, None] + np.arange(-context, context + 1), self.first[idx][:, None], self.last[idx][:, None])
 
     @classmethod
     def with_extra(cls, base, cases, img, lab, case_of):
@@ -152,6 +167,8 @@ class TrainingData:
             sys.exit(f"train: {cfg['name']}: roi_close_mm {self.roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
                      f"{self.roi_close_mm:g} (a data folder ending _close{self.roi_close_mm:g}), not {cfg['data']}")
         self.level = liver_level(cfg["preprocess"])
+        if cfg.get("context_slices", 0) and os.path.basename(self.folder.rstrip("/")).startswith("roi"):
+            sys.exit(f"train: {cfg['name']}: context_slices needs whole slices (prepare.py without --roi), not {cfg['data']}")
         self.real = SliceSet(self.folder, cfg["train_cases"], self.level) if cfg["train_cases"] else None
         sy = self.sy = cfg.get("synth")
         if sy is None and self.real is None:
@@ -161,6 +178,8 @@ class TrainingData:
             self.target = sy.get("target", "lesion_rois")
             if self.target not in ("lesion_rois", "liver_slices"):
                 sys.exit(f"train: {cfg['name']}: synth target {self.target!r} is neither lesion_rois nor liver_slices")
+            if self.target == "lesion_rois" and cfg.get("context_slices", 0):
+                sys.exit(f"train: {cfg['name']}: context_slices needs whole volumes' slices, not lesion ROIs")
             if self.target == "liver_slices" and (self.real is None or not set(sy["hosts"]) <= set(self.real.cases)):
                 sys.exit(f"train: {cfg['name']}: synth target liver_slices draws into training cases: every host must be in train_cases")
             self.hosts = HostSet(os.path.join(ROOT, sy.get("data", ".cache/train/hosts")), sy["hosts"],
@@ -195,10 +214,11 @@ class TrainingData:
         return s
 
 
-def batch_tensors(ds, idx):
-    """float image [n, 1, H, W] in [0, 1] and int64 labels [n, H, W], on the set's device."""
+def batch_tensors(ds, idx, context=0):
+    """float image [n, 2 context + 1, H, W] in [0, 1] (each slice between its neighbours) and
+    int64 labels [n, H, W], on the set's device."""
     ii = torch.as_tensor(np.asarray(idx), device=ds.img_t.device)
-    img = ds.img_t[ii].float().div_(255.0).unsqueeze(1)
+    img = ds.img_t[torch.as_tensor(ds.neighbours(idx, context), device=ds.img_t.device)].float().div_(255.0)
     lab = ds.lab_t[ii].long()
     return img, lab
 
@@ -215,11 +235,12 @@ def make_optimizer(cfg, params):
 
 
 def build_model(cfg):
-    return UNet(len(cfg["classes"]), cfg.get("width", 16), cfg.get("depth", 4), cfg.get("batch_norm", True))
+    return UNet(len(cfg["classes"]), cfg.get("width", 16), cfg.get("depth", 4), cfg.get("batch_norm", True),
+                in_channels=2 * cfg.get("context_slices", 0) + 1)
 
 
 @torch.no_grad()
-def validate(model, ds, stride, batch, amp=False):
+def validate(model, ds, stride, batch, amp=False, context=0):
     """3D Dice of the foreground per held-out case, on the training grid (every `stride`-th slice)."""
     model.eval()
     inter = np.zeros(len(ds.cases))
@@ -227,7 +248,7 @@ def validate(model, ds, stride, batch, amp=False):
     idx = np.arange(0, len(ds.img), stride)
     for s in range(0, len(idx), batch):
         b = idx[s:s + batch]
-        img, lab = batch_tensors(ds, b)
+        img, lab = batch_tensors(ds, b, context)
         with torch.autocast(img.device.type, dtype=torch.bfloat16, enabled=amp):
             pred = model(img).argmax(dim=1).cpu().numpy() > 0
         ref = lab.cpu().numpy() > 0
@@ -278,6 +299,7 @@ def train(cfg, resume, minutes, device, cosine):
     random.seed(seed)
     data = TrainingData(cfg)
     hosts, level, sy = data.hosts, data.level, data.sy
+    context = cfg.get("context_slices", 0)
 
     def training_set(draw):
         return data.draw(draw).to(dev)
@@ -350,7 +372,7 @@ def train(cfg, resume, minutes, device, cosine):
             frac = min(1.0, (time.time() - t_start) / (stop_at - t_start))
             for g, lr in zip(opt.param_groups, lr0):
                 g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * frac))
-        img, lab = batch_tensors(tr, idx)
+        img, lab = batch_tensors(tr, idx, context)
         img, lab = augment(img, lab, cfg.get("augment", {}), gen)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             logits = model.logits(img)
@@ -366,7 +388,7 @@ def train(cfg, resume, minutes, device, cosine):
             print(f"  it {it} loss {torch.stack(losses[-10:]).mean().item():.4f} ({rate:.2f} slices/s)", flush=True)
         if it % ep_iters == 0:
             epoch += 1
-            dice = validate(model, va, cfg.get("val_stride", 1), bs * 2, amp) if va else []
+            dice = validate(model, va, cfg.get("val_stride", 1), bs * 2, amp, context) if va else []
             mean = float(np.mean(dice)) if dice else float("nan")
             trained = (elapsed + time.time() - t_start) / 60
             mloss = torch.stack(losses).mean().item()
@@ -399,7 +421,8 @@ def export(cfg, which, out):
     model.load_state_dict(st["model"])
     size = cfg["input_size"]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    meta = contract_metadata(cfg["classes"], size, cfg["preprocess"], cfg["modality"], cfg.get("model_version", "1"))
+    meta = contract_metadata(cfg["classes"], size, cfg["preprocess"], cfg["modality"], cfg.get("model_version", "1"),
+                             cfg.get("context_slices", 0))
     to_onnx(model, out, meta, size, half=cfg.get("export_half", True))
     print(f"exported {ck} (epoch {st['epoch']}, iteration {st['it']}, best val Dice {st['best']:.4f}) -> {out} "
           f"({os.path.getsize(out)} bytes)")

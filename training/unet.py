@@ -3,7 +3,8 @@
 skip connections by concatenation, a 1x1 convolution to the classes and a softmax.
 
 Convolutions are padded ("same"), so the output has the input's size and the exported model
-has `voxflow.padding` 0. Optional batch normalisation after each convolution (folded into the
+has `voxflow.padding` 0. `in_channels` > 1: the slice and its neighbours (`context_slices` in a
+training config), one channel each. Optional batch normalisation after each convolution (folded into the
 convolution at export). Defaults: width 16, depth 4 (4 poolings) -> 1.94 M parameters.
 """
 import torch
@@ -31,12 +32,13 @@ class DoubleConv(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, classes=2, width=16, depth=4, batch_norm=True):
+    def __init__(self, classes=2, width=16, depth=4, batch_norm=True, in_channels=1):
         super().__init__()
         self.classes, self.width, self.depth, self.batch_norm = classes, width, depth, batch_norm
+        self.in_channels = in_channels
         chans = [width * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList()
-        cin = 1
+        cin = in_channels
         for c in chans:
             self.down.append(DoubleConv(cin, c, batch_norm))
             cin = c

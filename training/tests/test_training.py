@@ -14,7 +14,7 @@ from augment import add_noise, augment, organ_gamma, random_gamma, sampling_grid
 from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from prepare import resize_label, roi_box, roi_crop  # noqa: E402
-from train import ROOT, init_model, liver_level, shift_liver  # noqa: E402
+from train import ROOT, SliceSet, batch_tensors, init_model, liver_level, shift_liver  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
 
@@ -175,6 +175,41 @@ class Model(unittest.TestCase):
                 self.assertGreater(before, 1e-3, "the check must be able to fail")
             with self.assertRaises(ValueError):
                 load_onnx_weights(UNet(2, width=4, depth=3), path)
+
+
+    def test_one_channel_file_starts_a_context_model_at_its_output(self):
+        torch.manual_seed(3)
+        m = UNet(2, width=4, depth=2).eval()
+        x = torch.rand(2, 3, 32, 32)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "m.onnx")
+            to_onnx(m, path, contract_metadata(["background", "liver"], [32, 32], "equalize:256", "ct", "1"), [32, 32])
+            ctx = UNet(2, width=4, depth=2, in_channels=3)
+            load_onnx_weights(ctx, path)
+            ctx.eval()
+            with torch.no_grad():
+                want = fold(m, half=True)(x[:, 1:2])
+                self.assertLess(float((ctx(x) - want).abs().max()), 1e-5)
+                # The neighbours start at zero weight, so changing them changes nothing yet.
+                y = x.clone()
+                y[:, 0] = 1 - y[:, 0]
+                self.assertLess(float((ctx(y) - want).abs().max()), 1e-5)
+            out = os.path.join(d, "ctx.onnx")
+            to_onnx(ctx, out, contract_metadata(["background", "liver"], [32, 32], "equalize:256", "ct", "1", 1), [32, 32])
+            f = onnx.load(out)
+            self.assertEqual(f.graph.input[0].type.tensor_type.shape.dim[1].dim_value, 3)
+            self.assertEqual({p.key: p.value for p in f.metadata_props}["voxflow.context_slices"], "1")
+
+    def test_neighbours_stay_in_their_case(self):
+        with tempfile.TemporaryDirectory() as d:
+            for case, n in (("a", 3), ("b", 4)):
+                img = np.stack([np.full((8, 8), 10 * len(case) + k, np.uint8) for k in range(n)])
+                np.savez(os.path.join(d, f"{case}.npz"), img=img + (0 if case == "a" else 100), lab=np.zeros_like(img))
+            ds = SliceSet(d, ["a", "b"]).to("cpu")
+            self.assertEqual(ds.neighbours([0, 2, 3, 6], 1).tolist(), [[0, 0, 1], [1, 2, 2], [3, 3, 4], [5, 6, 6]])
+            img, lab = batch_tensors(ds, [3], 1)
+            self.assertEqual(tuple(img.shape), (1, 3, 8, 8))
+            self.assertEqual((img[0, :, 0, 0] * 255).round().tolist(), [110, 110, 111])
 
 
 class Quantize(unittest.TestCase):

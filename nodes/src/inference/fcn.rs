@@ -1,9 +1,11 @@
 //! `fcn`: a fully convolutional network (ONNX, voxflow model contract) applied slice by slice.
 
-use super::liver::META_CLASSES;
-use ndarray::{Array2, Array3};
+use super::liver::{META_CLASSES, META_FULL_SLICE};
+use ndarray::{Array3, ArrayView2};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 use voxflow_onnx::{Device, FcnSession, ModelInfo, PreprocessStep};
 use voxflow_runtime::decl::{ParamType, PortType};
 use voxflow_runtime::params::{Bounds, ParamKind};
@@ -34,6 +36,10 @@ the header metadata `classes`).
   CPU with one warning. The device and execution provider that ran are written into the node's
   entry of the run report (`--report`: `facts`) and the HTML report's run table.
 - Slice metadata (e.g. the crop box from `crop_resample`) and header metadata pass through.
+- A model with `voxflow.context_slices` r > 0 reads each slice between its r neighbours on
+  either side (the volume's first and last slice stand in for those beyond its ends), so its
+  output for slice k is sent once slice k + r has arrived. It needs every slice of a volume in
+  order: a sparse stream or crops (`crop_resample`) are refused, naming the model file.
 "#;
 
 /// `device` param: `auto`, `cpu`, `cuda` or `cuda:N` (a string in the graph).
@@ -190,19 +196,29 @@ pub fn check_preprocessing(info: &ModelInfo, h: &Header) -> Result<(), String> {
     Ok(())
 }
 
+/// The model's input for one output slice: the slice alone, or between its neighbours (the
+/// output slice is the middle one).
+type Stack = Vec<Arc<Slice>>;
+
+/// Slices `k - r ..= k + r` from `recent` (consecutive slices, the last one received last),
+/// indices clamped to `0 ..= ` the last received slice.
+fn neighbours(recent: &VecDeque<Arc<Slice>>, k: usize, r: usize) -> Stack {
+    let (first, last) = (recent[0].index, recent[recent.len() - 1].index);
+    (k as isize - r as isize..=(k + r) as isize)
+        .map(|j| Arc::clone(&recent[(j.max(0) as usize).min(last) - first]))
+        .collect()
+}
+
 impl FcnNode {
-    /// Runs `pending` slices (up to `batch` per session, sessions in parallel) and emits them.
-    fn flush(
-        &mut self,
-        ctx: &mut NodeCtx,
-        pending: &mut Vec<std::sync::Arc<Slice>>,
-    ) -> Result<(), NodeError> {
+    /// Runs `pending` stacks (up to `batch` per session, sessions in parallel) and emits the
+    /// probabilities of their middle slices.
+    fn flush(&mut self, ctx: &mut NodeCtx, pending: &mut Vec<Stack>) -> Result<(), NodeError> {
         if pending.is_empty() {
             return Ok(());
         }
         let batch = self.batch;
         let per = pending.len().div_ceil(self.sessions.len());
-        let chunks: Vec<&[std::sync::Arc<Slice>]> = pending.chunks(per).collect();
+        let chunks: Vec<&[Stack]> = pending.chunks(per).collect();
         let results: Vec<Result<Vec<Array3<f32>>, String>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .sessions
@@ -210,11 +226,15 @@ impl FcnNode {
                 .zip(&chunks)
                 .map(|(sess, chunk)| {
                     scope.spawn(move || {
-                        let imgs: Vec<&Array2<f32>> = chunk
+                        let views: Vec<Vec<ArrayView2<f32>>> = chunk
                             .iter()
-                            .map(|s| s.data.image().expect("image stream"))
+                            .map(|stack| {
+                                stack
+                                    .iter()
+                                    .map(|s| s.data.image().expect("image stream").view())
+                                    .collect()
+                            })
                             .collect();
-                        let views: Vec<_> = imgs.iter().map(|a| a.view()).collect();
                         sess.predict_slices(&views, batch)
                             .map_err(|e| e.to_string())
                     })
@@ -229,7 +249,8 @@ impl FcnNode {
         for r in results {
             probs.extend(r?);
         }
-        for (s, p) in pending.drain(..).zip(probs) {
+        for (stack, p) in pending.drain(..).zip(probs) {
+            let s = &stack[stack.len() / 2];
             let mut out = Slice::new(s.index, SliceData::Prob(p));
             out.meta = s.meta.clone();
             ctx.send_slice("prob", out)?;
@@ -253,12 +274,58 @@ impl Node for FcnNode {
             .insert("model".into(), self.model.display().to_string().into());
         ctx.set_total(h.num_slices());
         ctx.send_header("prob", h)?;
+        let r = info.context_slices;
+        let model = self.model.display().to_string();
+        let needs_all = |what: String| {
+            NodeError::msg(format!(
+                "model {model} reads {r} neighbouring slice(s) on each side (voxflow.context_slices) \
+                 and needs every slice of the volume in order, but {what}"
+            ))
+        };
+        if r > 0 && h_in.meta.contains_key(META_FULL_SLICE) {
+            return Err(needs_all(
+                "its input is crops of the slices (crop_resample)".into(),
+            ));
+        }
         let group = self.batch * self.sessions.len();
-        let mut pending = Vec::with_capacity(group);
+        let mut pending: Vec<Stack> = Vec::with_capacity(group);
+        // Context models: the last 2r + 1 slices received, and the next slice to predict.
+        let mut recent: VecDeque<Arc<Slice>> = VecDeque::with_capacity(2 * r + 1);
+        let mut next = 0;
         while let Some(s) = ctx.next_slice("in")? {
-            pending.push(s);
-            if pending.len() == group {
+            if r == 0 {
+                pending.push(vec![s]);
+            } else {
+                let want = recent.back().map_or(0, |b| b.index + 1);
+                if s.index != want {
+                    return Err(needs_all(format!(
+                        "slice {} came where slice {want} was due",
+                        s.index
+                    )));
+                }
+                if recent.len() == 2 * r + 1 {
+                    recent.pop_front();
+                }
+                recent.push_back(s);
+                while next + r <= want {
+                    pending.push(neighbours(&recent, next, r));
+                    next += 1;
+                }
+            }
+            if pending.len() >= group {
                 self.flush(ctx, &mut pending)?;
+            }
+        }
+        if let Some(last) = recent.back().map(|b| b.index) {
+            if last + 1 != h_in.num_slices() {
+                return Err(needs_all(format!(
+                    "the stream ended after slice {last} of {}",
+                    h_in.num_slices()
+                )));
+            }
+            while next <= last {
+                pending.push(neighbours(&recent, next, r));
+                next += 1;
             }
         }
         self.flush(ctx, &mut pending)?;

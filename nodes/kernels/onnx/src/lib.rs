@@ -4,9 +4,10 @@
 //!   Python environment the executable is installed in, or the project's `.venv` installed by
 //!   `scripts/setup-ort.sh`), once per process.
 //! - [`ModelInfo`]: the model contract (`metadata_props` keys, see `docs/MODELS.md`), validated.
-//! - [`FcnSession`]: one session per worker thread; [`FcnSession::run`] maps `[N, 1, H, W]`
-//!   slices at the model's input size to `[N, C, H, W]` probabilities;
-//!   [`FcnSession::predict_slices`] does resize -> batch -> run -> resize back for whole slices.
+//! - [`FcnSession`]: one session per worker thread; [`FcnSession::run`] maps `[N, 2r + 1, H, W]`
+//!   slices at the model's input size (r = `voxflow.context_slices`, usually 0) to
+//!   `[N, C, H, W]` probabilities; [`FcnSession::predict_slices`] does resize -> batch -> run ->
+//!   resize back for whole slices.
 //!
 //! Slices are resized with voxflow-volume's `resize_bilinear`. No dependency on the voxflow
 //! runtime.

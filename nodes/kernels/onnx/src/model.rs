@@ -15,7 +15,7 @@ pub const KEY_CLASSES: &str = "voxflow.classes";
 /// `metadata_props` key: `"H,W"`, the slice size the model segments (= its output size).
 pub const KEY_INPUT_SIZE: &str = "voxflow.input_size";
 /// `metadata_props` key: reflect padding in px on each side; the model's input tensor is
-/// `[N, 1, H + 2p, W + 2p]`, its output `[N, C, H, W]`.
+/// `[N, 2r + 1, H + 2p, W + 2p]`, its output `[N, C, H, W]`.
 pub const KEY_PADDING: &str = "voxflow.padding";
 /// `metadata_props` key: the preprocessing the model expects, see [`PreprocessStep`].
 pub const KEY_PREPROCESS: &str = "voxflow.preprocess";
@@ -23,6 +23,11 @@ pub const KEY_PREPROCESS: &str = "voxflow.preprocess";
 pub const KEY_MODALITY: &str = "voxflow.modality";
 /// Optional `metadata_props` key: how an int8 model was quantized.
 pub const KEY_QUANTIZED: &str = "voxflow.quantized";
+/// Optional `metadata_props` key: `r`, the neighbouring slices the model reads on each side;
+/// input channel `i` is slice `k - r + i` (the volume's end slices repeated). Absent: 0.
+pub const KEY_CONTEXT_SLICES: &str = "voxflow.context_slices";
+/// The largest `voxflow.context_slices` accepted.
+pub const MAX_CONTEXT_SLICES: usize = 8;
 
 /// All required keys.
 pub const REQUIRED_KEYS: [&str; 6] = [
@@ -195,6 +200,8 @@ pub struct ModelInfo {
     pub modality: Modality,
     /// `voxflow.quantized`, for an int8 model.
     pub quantized: Option<String>,
+    /// `voxflow.context_slices` (0 when absent): the model reads `2r + 1` slices per output slice.
+    pub context_slices: usize,
     /// Name of the model's single input.
     pub input_name: String,
     /// Name of the model's single output.
@@ -205,6 +212,11 @@ impl ModelInfo {
     /// Number of output classes (channels).
     pub fn num_classes(&self) -> usize {
         self.classes.len()
+    }
+
+    /// Channels of the model's input tensor: the slice and `context_slices` neighbours on each side.
+    pub fn input_channels(&self) -> usize {
+        2 * self.context_slices + 1
     }
 
     /// Spatial size of the model's input tensor: `(H + 2p, W + 2p)`.
@@ -290,6 +302,24 @@ impl ModelInfo {
             other => return Err(err(KEY_MODALITY, format!("`{other}` is not `ct` or `mr`"))),
         };
 
+        let context_slices = match meta.custom(KEY_CONTEXT_SLICES) {
+            None => 0,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|r| *r <= MAX_CONTEXT_SLICES)
+                .ok_or_else(|| {
+                    err(
+                        KEY_CONTEXT_SLICES,
+                        format!(
+                            "`{}` is not a whole number of slices from 0 to {MAX_CONTEXT_SLICES}",
+                            v.trim()
+                        ),
+                    )
+                })?,
+        };
+
         let (inputs, outputs) = (session.inputs(), session.outputs());
         if inputs.len() != 1 {
             return Err(err(
@@ -305,8 +335,9 @@ impl ModelInfo {
         }
         let (th, tw) = (input_size.0 + 2 * padding, input_size.1 + 2 * padding);
         let in_field = format!("input `{}`", inputs[0].name());
-        check_tensor(inputs[0].dtype(), [None, Some(1), Some(th), Some(tw)])
-            .map_err(|m| err(&in_field, format!("{m}; expected float32 [N, 1, {th}, {tw}] ({KEY_INPUT_SIZE} {size_raw} + 2 x {KEY_PADDING} {padding})")))?;
+        let ch = 2 * context_slices + 1;
+        check_tensor(inputs[0].dtype(), [None, Some(ch), Some(th), Some(tw)])
+            .map_err(|m| err(&in_field, format!("{m}; expected float32 [N, {ch}, {th}, {tw}] ({ch} = 2 x {KEY_CONTEXT_SLICES} {context_slices} + 1, {KEY_INPUT_SIZE} {size_raw} + 2 x {KEY_PADDING} {padding})")))?;
         let out_field = format!("output `{}`", outputs[0].name());
         let (c, (h, w)) = (classes.len(), input_size);
         check_tensor(outputs[0].dtype(), [None, Some(c), Some(h), Some(w)])
@@ -325,6 +356,7 @@ impl ModelInfo {
                 .custom(KEY_QUANTIZED)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty()),
+            context_slices,
             input_name: inputs[0].name().to_string(),
             output_name: outputs[0].name().to_string(),
         })

@@ -157,17 +157,19 @@ impl FcnSession {
         }
     }
 
-    /// Runs a batch `[N, 1, H, W]` with `(H, W)` = [`ModelInfo::input_size`], already preprocessed
-    /// and resized; the reflect padding of `voxflow.padding` is applied here (not by the caller).
+    /// Runs a batch `[N, 2r + 1, H, W]` (r = [`ModelInfo::context_slices`]) with `(H, W)` =
+    /// [`ModelInfo::input_size`], already preprocessed and resized; the reflect padding of
+    /// `voxflow.padding` is applied here (not by the caller).
     /// Returns `[N, C, H, W]` probabilities as produced by the model.
     pub fn run(&mut self, batch: ArrayView4<f32>) -> Result<Array4<f32>, FcnError> {
         let (h, w) = self.info.input_size;
         let (n, c) = (batch.shape()[0], self.info.num_classes());
-        if batch.shape()[1..] != [1, h, w] {
+        let ch = self.info.input_channels();
+        if batch.shape()[1..] != [ch, h, w] {
             return Err(FcnError::Input {
                 path: self.info.path.clone(),
                 message: format!(
-                    "batch has shape {:?}, the model takes [N, 1, {h}, {w}]",
+                    "batch has shape {:?}, the model takes [N, {ch}, {h}, {w}]",
                     batch.shape()
                 ),
             });
@@ -213,34 +215,53 @@ impl FcnSession {
 }
 
 impl FcnSession {
-    /// Convenience for whole slices of any size: each slice `(rows, cols)` is resized to the
-    /// model's input size with [`voxflow_volume::resize_bilinear`], slices are run in batches of
-    /// `batch_size`, and each class's probabilities are resized back to `(rows, cols)`
-    /// (bilinear). Returns one `[C, rows, cols]` array per slice, in order.
+    /// Convenience for whole slices of any size. Each input is the model's channels for one
+    /// output slice: the slice alone, or with `context_slices` it between its neighbours (`2r + 1`
+    /// slices of one size, in order). Each is resized to the model's input size with
+    /// [`voxflow_volume::resize_bilinear`], inputs are run in batches of `batch_size`, and each
+    /// class's probabilities are resized back to `(rows, cols)` (bilinear). Returns one
+    /// `[C, rows, cols]` array per input, in order.
     pub fn predict_slices(
         &mut self,
-        slices: &[ArrayView2<f32>],
+        inputs: &[Vec<ArrayView2<f32>>],
         batch_size: usize,
     ) -> Result<Vec<Array3<f32>>, FcnError> {
         let (h, w) = self.info.input_size;
-        let c = self.info.num_classes();
-        let mut out = Vec::with_capacity(slices.len());
-        for chunk in slices.chunks(batch_size.max(1)) {
-            let mut batch = Array4::<f32>::zeros((chunk.len(), 1, h, w));
-            for (i, sl) in chunk.iter().enumerate() {
-                if sl.is_empty() {
-                    return Err(FcnError::Input {
-                        path: self.info.path.clone(),
-                        message: "empty slice".into(),
-                    });
+        let (c, ch) = (self.info.num_classes(), self.info.input_channels());
+        let path = self.info.path.clone();
+        let input_err = |message: String| FcnError::Input {
+            path: path.clone(),
+            message,
+        };
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(batch_size.max(1)) {
+            let mut batch = Array4::<f32>::zeros((chunk.len(), ch, h, w));
+            for (i, stack) in chunk.iter().enumerate() {
+                if stack.len() != ch {
+                    return Err(input_err(format!(
+                        "{} slices given for one output slice, the model reads {ch}",
+                        stack.len()
+                    )));
                 }
-                batch
-                    .slice_mut(s![i, 0, .., ..])
-                    .assign(&voxflow_volume::resize_bilinear(sl.view(), h, w));
+                for (k, sl) in stack.iter().enumerate() {
+                    if sl.is_empty() {
+                        return Err(input_err("empty slice".into()));
+                    }
+                    if sl.dim() != stack[0].dim() {
+                        return Err(input_err(format!(
+                            "neighbouring slices differ in size ({:?} and {:?})",
+                            stack[0].dim(),
+                            sl.dim()
+                        )));
+                    }
+                    batch
+                        .slice_mut(s![i, k, .., ..])
+                        .assign(&voxflow_volume::resize_bilinear(sl.view(), h, w));
+                }
             }
             let prob = self.run(batch.view())?;
-            for (sl, p) in chunk.iter().zip(prob.outer_iter()) {
-                let (rows, cols) = sl.dim();
+            for (stack, p) in chunk.iter().zip(prob.outer_iter()) {
+                let (rows, cols) = stack[0].dim();
                 let mut back = Array3::<f32>::zeros((c, rows, cols));
                 for (mut dst, src) in back.outer_iter_mut().zip(p.axis_iter(Axis(0))) {
                     dst.assign(&voxflow_volume::resize_bilinear(src, rows, cols));

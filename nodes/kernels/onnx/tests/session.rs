@@ -137,6 +137,44 @@ fn input_size_must_match_static_dims() {
     expect_model_error("bad_size.onnx", "input `image`", "dimension 2 is 64");
 }
 
+#[test]
+fn context_slices_must_match_the_input_channels() {
+    expect_model_error(
+        "bad_context.onnx",
+        "input `image`",
+        "expected float32 [N, 3, 64, 64] (3 = 2 x voxflow.context_slices 1 + 1",
+    );
+}
+
+#[test]
+fn context_model_reads_each_neighbour_in_its_channel() {
+    use ndarray::Array2;
+    let mut s = cpu("context.onnx");
+    assert_eq!((s.info().context_slices, s.info().input_channels()), (1, 3));
+    let flat = |v: f32, rows, cols| Array2::from_elem((rows, cols), v);
+    let (below, mid, above) = (flat(0.8, 64, 64), flat(0.5, 64, 64), flat(0.4, 64, 64));
+    let out = s
+        .predict_slices(&[vec![below.view(), mid.view(), above.view()]], 1)
+        .unwrap();
+    // liver = 0.75 x channel 0 (slice below) + 0.25 x channel 2 (slice above)
+    let want = 0.75 * 0.8 + 0.25 * 0.4;
+    assert!(out[0]
+        .index_axis(Axis(0), 1)
+        .iter()
+        .all(|p| (p - want).abs() < 1e-6));
+    // A stack of the wrong depth, or of slices of different sizes, is refused.
+    let err = s.predict_slices(&[vec![mid.view()]], 1).unwrap_err();
+    assert!(err.to_string().contains("the model reads 3"), "{err}");
+    let small = flat(0.5, 32, 64);
+    let err = s
+        .predict_slices(&[vec![below.view(), small.view(), above.view()]], 1)
+        .unwrap_err();
+    assert!(err.to_string().contains("differ in size"), "{err}");
+    // run() takes [N, 3, H, W] only.
+    let err = s.run(Array4::zeros((1, 1, 64, 64)).view()).unwrap_err();
+    assert!(err.to_string().contains("[N, 3, 64, 64]"), "{err}");
+}
+
 /// Fuzz input (`onnx_model` target): a Conv kernel of 119 on a 68-pixel input makes ONNX
 /// Runtime infer the output dimension -50, on which the `ort` binding panicked.
 #[test]
@@ -209,7 +247,7 @@ fn predict_slices_maps_to_model_size_and_back() {
     let a = Array2::from_shape_fn((64, 64), |(y, x)| ((y * 7 + x * 3) % 50) as f32 / 49.0);
     let b = Array2::from_shape_fn((40, 90), |(y, x)| (y as f32 / 39.0) * (x as f32 / 89.0));
     let out = s
-        .predict_slices(&[a.view(), b.view(), a.view()], 2)
+        .predict_slices(&[vec![a.view()], vec![b.view()], vec![a.view()]], 2)
         .unwrap();
     assert_eq!(out.len(), 3);
     // Same size as the model: exact.

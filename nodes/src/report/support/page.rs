@@ -148,11 +148,15 @@ impl Page<'_> {
             rows.push((
                 "model",
                 format!(
-                    "{}: version {}, {}, classes {}{}",
+                    "{}: version {}, {}, classes {}{}{}",
                     m.path.display(),
                     m.model_version,
                     m.modality,
                     m.classes.join(", "),
+                    match m.context_slices {
+                        0 => String::new(),
+                        r => format!(", reads {r} neighbouring slice(s) on each side"),
+                    },
                     m.quantized
                         .as_deref()
                         .map(|q| format!(", {q}"))
