@@ -25,7 +25,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import ROOT, SliceSet, TrainingData, liver_level, load_config  # noqa: E402
+from train import ROOT, SliceSet, TrainingData, context_slices, liver_level, load_config  # noqa: E402
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
            "entropy": CalibrationMethod.Entropy}
@@ -39,7 +39,7 @@ def calibration_slices(cfg, n):
     n_fg = min(n // 2, len(ds.fg))
     idx = np.concatenate([rng.choice(ds.fg, n_fg, replace=False),
                           rng.choice(len(ds.img), n - n_fg, replace=False)])
-    return ds.img[ds.neighbours(np.sort(idx), cfg.get("context_slices", 0))].astype(np.float32) / 255.0
+    return ds.img[ds.neighbours(np.sort(idx), context_slices(cfg))].astype(np.float32) / 255.0
 
 
 class Slices(CalibrationDataReader):
@@ -113,7 +113,7 @@ def labels(path, x, threshold):
 def compare(cfg, float_path, int8_path, cases, threshold):
     """Dice between the float and int8 models' foreground on whole case slice sets."""
     ds = SliceSet(os.path.join(ROOT, cfg["data"]), cases, liver_level(cfg["preprocess"]))
-    x = ds.img[ds.neighbours(np.arange(len(ds.img)), cfg.get("context_slices", 0))].astype(np.float32) / 255.0
+    x = ds.img[ds.neighbours(np.arange(len(ds.img)), context_slices(cfg))].astype(np.float32) / 255.0
     a, b = labels(float_path, x, threshold), labels(int8_path, x, threshold)
     inter, total = int((a & b).sum()), int(a.sum() + b.sum())
     dice = 2 * inter / total if total else 1.0

@@ -63,7 +63,17 @@ def load_config(path):
         import yaml
         cfg = yaml.safe_load(text)
     cfg.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    context_slices(cfg)
     return cfg
+
+
+def context_slices(cfg):
+    """The config's context_slices (0 if absent); exits unless it is what the model contract allows."""
+    r = cfg.get("context_slices", 0)
+    if type(r) is not int or not 0 <= r <= 8:
+        sys.exit(f"train: {cfg.get('name')}: context_slices must be a whole number from 0 to 8 "
+                 f"(the model contract's voxflow.context_slices), not {r!r}")
+    return r
 
 
 def run_dir(cfg):
@@ -167,7 +177,7 @@ class TrainingData:
             sys.exit(f"train: {cfg['name']}: roi_close_mm {self.roi_close_mm:g} needs ROIs from prepare.py --roi-close-mm "
                      f"{self.roi_close_mm:g} (a data folder ending _close{self.roi_close_mm:g}), not {cfg['data']}")
         self.level = liver_level(cfg["preprocess"])
-        if cfg.get("context_slices", 0) and os.path.basename(self.folder.rstrip("/")).startswith("roi"):
+        if context_slices(cfg) and os.path.basename(self.folder.rstrip("/")).startswith("roi"):
             sys.exit(f"train: {cfg['name']}: context_slices needs whole slices (prepare.py without --roi), not {cfg['data']}")
         self.real = SliceSet(self.folder, cfg["train_cases"], self.level) if cfg["train_cases"] else None
         sy = self.sy = cfg.get("synth")
@@ -178,7 +188,7 @@ class TrainingData:
             self.target = sy.get("target", "lesion_rois")
             if self.target not in ("lesion_rois", "liver_slices"):
                 sys.exit(f"train: {cfg['name']}: synth target {self.target!r} is neither lesion_rois nor liver_slices")
-            if self.target == "lesion_rois" and cfg.get("context_slices", 0):
+            if self.target == "lesion_rois" and context_slices(cfg):
                 sys.exit(f"train: {cfg['name']}: context_slices needs whole volumes' slices, not lesion ROIs")
             if self.target == "liver_slices" and (self.real is None or not set(sy["hosts"]) <= set(self.real.cases)):
                 sys.exit(f"train: {cfg['name']}: synth target liver_slices draws into training cases: every host must be in train_cases")
@@ -236,7 +246,7 @@ def make_optimizer(cfg, params):
 
 def build_model(cfg):
     return UNet(len(cfg["classes"]), cfg.get("width", 16), cfg.get("depth", 4), cfg.get("batch_norm", True),
-                in_channels=2 * cfg.get("context_slices", 0) + 1)
+                in_channels=2 * context_slices(cfg) + 1)
 
 
 @torch.no_grad()
@@ -299,7 +309,7 @@ def train(cfg, resume, minutes, device, cosine):
     random.seed(seed)
     data = TrainingData(cfg)
     hosts, level, sy = data.hosts, data.level, data.sy
-    context = cfg.get("context_slices", 0)
+    context = context_slices(cfg)
 
     def training_set(draw):
         return data.draw(draw).to(dev)
@@ -422,7 +432,7 @@ def export(cfg, which, out):
     size = cfg["input_size"]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     meta = contract_metadata(cfg["classes"], size, cfg["preprocess"], cfg["modality"], cfg.get("model_version", "1"),
-                             cfg.get("context_slices", 0))
+                             context_slices(cfg))
     to_onnx(model, out, meta, size, half=cfg.get("export_half", True))
     print(f"exported {ck} (epoch {st['epoch']}, iteration {st['it']}, best val Dice {st['best']:.4f}) -> {out} "
           f"({os.path.getsize(out)} bytes)")

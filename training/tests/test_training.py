@@ -14,7 +14,7 @@ from augment import add_noise, augment, organ_gamma, random_gamma, sampling_grid
 from export import contract_metadata, fold, load_onnx_weights, to_onnx  # noqa: E402
 from losses import balanced_cross_entropy, frequency_weights  # noqa: E402
 from prepare import resize_label, roi_box, roi_crop  # noqa: E402
-from train import ROOT, SliceSet, batch_tensors, init_model, liver_level, shift_liver  # noqa: E402
+from train import ROOT, SliceSet, batch_tensors, context_slices, init_model, liver_level, load_config, shift_liver  # noqa: E402
 from unet import UNet, count_params  # noqa: E402
 
 
@@ -210,6 +210,21 @@ class Model(unittest.TestCase):
             img, lab = batch_tensors(ds, [3], 1)
             self.assertEqual(tuple(img.shape), (1, 3, 8, 8))
             self.assertEqual((img[0, :, 0, 0] * 255).round().tolist(), [110, 110, 111])
+
+
+    def test_context_slices_must_be_what_the_model_contract_allows(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c.yaml")
+            for value, ok in (("", True), ("context_slices: 8", True), ("context_slices: 9", False),
+                              ("context_slices: -1", False), ("context_slices: '1'", False),
+                              ("context_slices: 1.0", False), ("context_slices: true", False)):
+                with open(path, "w") as f:
+                    f.write(f"name: c\n{value}\n")
+                if ok:
+                    self.assertIn(context_slices(load_config(path)), (0, 8))
+                else:
+                    with self.assertRaises(SystemExit, msg=value):
+                        load_config(path)
 
 
 class Quantize(unittest.TestCase):

@@ -1,12 +1,13 @@
 //! [`FcnSession`]: one ONNX Runtime session running a voxflow FCN on batches of slices.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
-use ndarray::{s, Array3, Array4, ArrayView2, ArrayView4, Axis, Ix4};
+use ndarray::{s, Array2, Array3, Array4, ArrayView2, ArrayView4, Axis, Ix4};
 use ort::ep;
 use ort::session::{builder::SessionBuilder, Session};
 use ort::value::TensorRef;
@@ -218,8 +219,8 @@ impl FcnSession {
     /// Convenience for whole slices of any size. Each input is the model's channels for one
     /// output slice: the slice alone, or with `context_slices` it between its neighbours (`2r + 1`
     /// slices of one size, in order). Each is resized to the model's input size with
-    /// [`voxflow_volume::resize_bilinear`], inputs are run in batches of `batch_size`, and each
-    /// class's probabilities are resized back to `(rows, cols)` (bilinear). Returns one
+    /// [`voxflow_volume::resize_bilinear`] (a view that several stacks share, once per call),
+    /// inputs are run in batches of `batch_size`, and each class's probabilities are resized back to `(rows, cols)` (bilinear). Returns one
     /// `[C, rows, cols]` array per input, in order.
     pub fn predict_slices(
         &mut self,
@@ -234,6 +235,9 @@ impl FcnSession {
             message,
         };
         let mut out = Vec::with_capacity(inputs.len());
+        // Neighbouring stacks share slices: each view (data, shape, strides) is resized once.
+        type ViewKey = (usize, (usize, usize), (isize, isize));
+        let mut resized: HashMap<ViewKey, Array2<f32>> = HashMap::new();
         for chunk in inputs.chunks(batch_size.max(1)) {
             let mut batch = Array4::<f32>::zeros((chunk.len(), ch, h, w));
             for (i, stack) in chunk.iter().enumerate() {
@@ -254,9 +258,12 @@ impl FcnSession {
                             sl.dim()
                         )));
                     }
-                    batch
-                        .slice_mut(s![i, k, .., ..])
-                        .assign(&voxflow_volume::resize_bilinear(sl.view(), h, w));
+                    let strides = sl.strides();
+                    let key = (sl.as_ptr() as usize, sl.dim(), (strides[0], strides[1]));
+                    let small = resized
+                        .entry(key)
+                        .or_insert_with(|| voxflow_volume::resize_bilinear(sl.view(), h, w));
+                    batch.slice_mut(s![i, k, .., ..]).assign(small);
                 }
             }
             let prob = self.run(batch.view())?;

@@ -175,6 +175,28 @@ fn context_model_reads_each_neighbour_in_its_channel() {
     assert!(err.to_string().contains("[N, 3, 64, 64]"), "{err}");
 }
 
+#[test]
+fn stacks_sharing_a_slice_get_each_view_in_its_place() {
+    use ndarray::Array2;
+    let mut s = cpu("context.onnx");
+    // A slice and its transpose share their data but not their values at a pixel.
+    let a = Array2::from_shape_fn((64, 64), |(r, c)| (r as f32 + 2.0 * c as f32) / 200.0);
+    let t = a.t();
+    let out = s
+        .predict_slices(
+            &[vec![a.view(), a.view(), t], vec![t, a.view(), a.view()]],
+            2,
+        )
+        .unwrap();
+    // liver = 0.75 x channel 0 + 0.25 x channel 2
+    let liver = |o: &ndarray::Array3<f32>| o.index_axis(Axis(0), 1).to_owned();
+    let want = [&a * 0.75 + &t * 0.25, &t * 0.75 + &a * 0.25];
+    for (o, w) in out.iter().zip(&want) {
+        let worst = (&liver(o) - w).iter().fold(0f32, |m, d| m.max(d.abs()));
+        assert!(worst < 1e-5, "off by {worst}");
+    }
+}
+
 /// Fuzz input (`onnx_model` target): a Conv kernel of 119 on a 68-pixel input makes ONNX
 /// Runtime infer the output dimension -50, on which the `ort` binding panicked.
 #[test]
