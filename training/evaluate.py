@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Liver Dice of an exported ONNX model on held-out volumes at their native resolution, the way
 the fcn node runs it: the voxflow-preprocessed volume (.cache/train/pre/CASE.nii.gz, written by
-prepare.py), each slice resized bilinearly to the model input, onnxruntime, probabilities
+prepare.py), each slice (between its neighbours for a model with voxflow.context_slices) resized bilinearly to the model input, onnxruntime, probabilities
 resized back bilinearly (align_corners=False), foreground = probability > 0.5; Dice also after
 keeping the largest 26-connected component (as crop_resample does by default).
 
@@ -48,6 +48,7 @@ def main():
     sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
     h, w = (int(v) for v in meta["voxflow.input_size"].split(","))
+    r = int(meta.get("voxflow.context_slices", "0"))
     rows = []
     for case in a.cases:
         pre = os.path.join(a.cache, "pre", f"{case}.nii.gz")
@@ -58,7 +59,9 @@ def main():
         t0 = time.time()
         prob = np.zeros(img.shape, np.float32)
         for s in range(0, img.shape[0], 8):
-            x = F.interpolate(torch.from_numpy(img[s:s + 8]).unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)
+            # each slice between its r neighbours (voxflow.context_slices), the volume's end slices repeated
+            idx = np.clip(np.arange(s, min(s + 8, img.shape[0]))[:, None] + np.arange(-r, r + 1), 0, img.shape[0] - 1)
+            x = F.interpolate(torch.from_numpy(img[idx]), size=(h, w), mode="bilinear", align_corners=False)
             (p,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
             back = F.interpolate(torch.from_numpy(p[:, 1:2]), size=img.shape[1:], mode="bilinear", align_corners=False)
             prob[s:s + 8] = back[:, 0].numpy()
