@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Liver Dice of an exported ONNX model on held-out volumes at their native resolution, the way
 the fcn node runs it: the voxflow-preprocessed volume (.cache/train/pre/CASE.nii.gz, written by
-prepare.py), each slice (between its neighbours for a model with voxflow.context_slices) resized bilinearly to the model input, onnxruntime, probabilities
-resized back bilinearly (align_corners=False), foreground = probability > 0.5; Dice also after
+prepare.py), each slice (between its neighbours for a model with voxflow.context_slices) resized
+bilinearly to the model input, onnxruntime, probabilities resized back bilinearly (align_corners=False), foreground = probability > 0.5; Dice also after
 keeping the largest 26-connected component (as crop_resample does by default).
 
   .venv-train/bin/python training/evaluate.py models/ct_liver.onnx btcv0008 btcv0022 btcv0025
@@ -20,6 +20,7 @@ from scipy import ndimage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prepare import ROOT, case_files, load_kji  # noqa: E402
+from train import neighbour_indices  # noqa: E402
 
 
 def dice(a, b):
@@ -59,8 +60,7 @@ def main():
         t0 = time.time()
         prob = np.zeros(img.shape, np.float32)
         for s in range(0, img.shape[0], 8):
-            # each slice between its r neighbours (voxflow.context_slices), the volume's end slices repeated
-            idx = np.clip(np.arange(s, min(s + 8, img.shape[0]))[:, None] + np.arange(-r, r + 1), 0, img.shape[0] - 1)
+            idx = neighbour_indices(np.arange(s, min(s + 8, img.shape[0])), r, 0, img.shape[0] - 1)
             x = F.interpolate(torch.from_numpy(img[idx]), size=(h, w), mode="bilinear", align_corners=False)
             (p,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
             back = F.interpolate(torch.from_numpy(p[:, 1:2]), size=img.shape[1:], mode="bilinear", align_corners=False)

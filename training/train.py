@@ -76,6 +76,14 @@ def context_slices(cfg):
     return r
 
 
+def neighbour_indices(idx, context, first, last):
+    """[n, 2 context + 1] indices of slices idx - context .. idx + context, clamped to first .. last
+    (scalars or one per index), as the fcn node repeats a volume's end slices."""
+    idx = np.asarray(idx)
+    return np.clip(idx[:, None] + np.arange(-context, context + 1),
+                   np.asarray(first)[..., None], np.asarray(last)[..., None])
+
+
 def run_dir(cfg):
     return os.path.join(ROOT, cfg.get("run_root", ".cache/train/runs"), cfg["name"])
 
@@ -133,10 +141,9 @@ class SliceSet:
         self.first, self.last = starts[run], np.r_[starts[1:], len(self.case)][run] - 1
 
     def neighbours(self, idx, context):
-        """[n, 2 context + 1] indices of slices idx - context .. idx + context of the same case,
-        clamped to the case's first and last slice (as the fcn node repeats a volume's end slices)."""
+        """neighbour_indices within each slice's case."""
         idx = np.asarray(idx)
-        return np.clip(idx[:, None] + np.arange(-context, context + 1), self.first[idx][:, None], self.last[idx][:, None])
+        return neighbour_indices(idx, context, self.first[idx], self.last[idx])
 
     @classmethod
     def with_extra(cls, base, cases, img, lab, case_of):

@@ -211,7 +211,6 @@ class Model(unittest.TestCase):
             self.assertEqual(tuple(img.shape), (1, 3, 8, 8))
             self.assertEqual((img[0, :, 0, 0] * 255).round().tolist(), [110, 110, 111])
 
-
     def test_context_slices_must_be_what_the_model_contract_allows(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "c.yaml")

@@ -220,8 +220,8 @@ impl FcnSession {
     /// output slice: the slice alone, or with `context_slices` it between its neighbours (`2r + 1`
     /// slices of one size, in order). Each is resized to the model's input size with
     /// [`voxflow_volume::resize_bilinear`] (a view that several stacks share, once per call),
-    /// inputs are run in batches of `batch_size`, and each class's probabilities are resized back to `(rows, cols)` (bilinear). Returns one
-    /// `[C, rows, cols]` array per input, in order.
+    /// inputs are run in batches of `batch_size`, and each class's probabilities are resized back
+    /// to `(rows, cols)` (bilinear). Returns one `[C, rows, cols]` array per input, in order.
     pub fn predict_slices(
         &mut self,
         inputs: &[Vec<ArrayView2<f32>>],
@@ -235,7 +235,8 @@ impl FcnSession {
             message,
         };
         let mut out = Vec::with_capacity(inputs.len());
-        // Neighbouring stacks share slices: each view (data, shape, strides) is resized once.
+        // A context model's neighbouring stacks share slices: each view (data, shape, strides) is
+        // resized once. One-slice inputs share nothing, so nothing is kept for them.
         type ViewKey = (usize, (usize, usize), (isize, isize));
         let mut resized: HashMap<ViewKey, Array2<f32>> = HashMap::new();
         for chunk in inputs.chunks(batch_size.max(1)) {
@@ -258,12 +259,18 @@ impl FcnSession {
                             sl.dim()
                         )));
                     }
+                    let mut dst = batch.slice_mut(s![i, k, .., ..]);
+                    if ch == 1 {
+                        dst.assign(&voxflow_volume::resize_bilinear(sl.view(), h, w));
+                        continue;
+                    }
                     let strides = sl.strides();
                     let key = (sl.as_ptr() as usize, sl.dim(), (strides[0], strides[1]));
-                    let small = resized
-                        .entry(key)
-                        .or_insert_with(|| voxflow_volume::resize_bilinear(sl.view(), h, w));
-                    batch.slice_mut(s![i, k, .., ..]).assign(small);
+                    dst.assign(
+                        resized
+                            .entry(key)
+                            .or_insert_with(|| voxflow_volume::resize_bilinear(sl.view(), h, w)),
+                    );
                 }
             }
             let prob = self.run(batch.view())?;
