@@ -1,5 +1,9 @@
 //! `phantom:` — a deterministic synthetic abdominal CT with ground truth, generated slice by
 //! slice. Not training data: it exists so that graphs run with no scans at hand.
+//! Anatomy: skin fat, the abdominal wall, a cavity of fat and bowel, the lung bases and heart above
+//! the liver's dome, spine, aorta, kidneys, and a liver with 1-4 round lesions. Without the cavity,
+//! lungs and heart (before 2026-12-05) the shipped liver networks took the uniform soft tissue
+//! that filled the body for liver.
 //!
 //! Spec strings: `phantom:` (512x512x100 voxels, 0.7 x 0.7 x 2 mm), `phantom:small`
 //! (128x128x40), `phantom:NIxNJxNK` (any size over the same 358 x 358 x 200 mm field of view),
@@ -150,11 +154,33 @@ impl Phantom {
             -1000.0
         } else if body > 0.82 {
             -100.0 // subcutaneous fat
+        } else if body > 0.62 {
+            40.0 // abdominal wall muscle
         } else {
-            40.0 // muscle and soft tissue
+            // The cavity: a smooth 3D pattern of fat, bowel wall and bowel content, so that the
+            // liver is the one large uniform organ as in a real scan.
+            let t = (x / 9.0).sin() * (y / 9.0 + 1.3).sin() * (z / 11.0 + 0.7).sin();
+            if t > 0.15 {
+                -90.0
+            } else if t < -0.35 {
+                -20.0
+            } else {
+                35.0
+            }
         };
         if body <= 1.0 {
             let in_circle = |cx: f64, cy: f64, r: f64| (x - cx).powi(2) + (y - cy).powi(2) <= r * r;
+            let lung =
+                z > 45.0 && ((x.abs() - 70.0) / 55.0).powi(2) + ((y - 20.0) / 75.0).powi(2) <= 1.0;
+            let heart = ((x - 25.0) / 55.0).powi(2)
+                + ((y + 25.0) / 45.0).powi(2)
+                + ((z - 100.0) / 40.0).powi(2)
+                <= 1.0;
+            if heart {
+                hu = 120.0; // contrast-filled heart above the dome
+            } else if lung {
+                hu = -850.0; // lung bases beside and behind the dome
+            }
             if in_circle(0.0, 75.0, 18.0) {
                 hu = 450.0; // vertebral body
             } else if in_circle(15.0, 45.0, 11.0) {
@@ -245,6 +271,26 @@ mod tests {
                 .unwrap()
                 .image_slice(20)
         );
+    }
+
+    /// Voxels of slice `k` inside the abdominal cavity (away from the body wall) with HU in `hu`.
+    fn cavity_voxels(p: &Phantom, k: usize, hu: std::ops::Range<f32>) -> usize {
+        let img = p.image_slice(k);
+        img.indexed_iter()
+            .filter(|&((j, i), v)| {
+                let [x, y, _] = p.mm(k, j, i);
+                (x / 165.0).powi(2) + (y / 120.0).powi(2) < 0.6 && hu.contains(v)
+            })
+            .count()
+    }
+
+    #[test]
+    fn lungs_lie_above_the_liver_and_fat_below() {
+        // phantom:small has 5 mm slices: slice 35 is 77.5 mm above the centre, slice 5 72.5 below.
+        let p = Phantom::parse("phantom:small").unwrap();
+        assert!(cavity_voxels(&p, 35, -1000.0..-600.0) > 100);
+        assert_eq!(cavity_voxels(&p, 5, -1000.0..-600.0), 0);
+        assert!(cavity_voxels(&p, 5, -150.0..-50.0) > 100);
     }
 
     #[test]
