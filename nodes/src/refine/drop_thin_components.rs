@@ -26,12 +26,12 @@ component's volume (both in mm3), at most 1: about 1 for a ball, 0.5 for a cube,
 ellipsoid with axes 1:2:2, a few hundredths for a band or a sheet. So `min_ball_share` removes
 components that are thin for their size, and keeps small round ones however thin.
 
-The CT graph has it off by default (`min_lesion_ball_share: 0`, and it never uses
-`min_thickness_mm`): the false lesions of a liver mask that takes in a rim of a neighbouring
-organ are such bands along the mask's edge, but the values chosen on synthetic tumours and
-healthy livers that no network of the graph trained on (a thickness of 12 mm; a ball share of
-0.04 with the graph's `liver_threshold` at 0.67) also removed small real tumours
-(docs/RESULTS.md).
+The CT graph uses a ball share of 0.04 (`min_lesion_ball_share`, and never `min_thickness_mm`):
+the false lesions of a liver mask that takes in a rim of a neighbouring organ are such bands
+along the mask's edge. The value was chosen on synthetic tumours and healthy livers that no
+network of the graph trained on, with a liver network that reads neighbouring slices as the
+default one does; a thickness of 12 mm, or 0.04 with the mask's threshold at 0.67, also removed
+small real tumours (docs/RESULTS.md).
 
 The node gathers the whole volume; geometry, slice and header metadata pass through. With both
 limits 0 it streams the label through unchanged, slice by slice.
