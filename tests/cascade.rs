@@ -431,6 +431,19 @@ fn shipped_graph_checks_and_runs_with_test_models() {
     );
 }
 
+/// The shipped CT graph's labels of `ct` with its defaults on the CPU (no report), written in a
+/// temp dir named `tag`.
+fn shipped_graph_labels(ct: &Path, tag: &str) -> Volume {
+    let out = temp_dir(tag).join("seg.nii.gz");
+    run_shipped_graph(&[
+        format!("input={}", ct.display()),
+        format!("output={}", out.display()),
+        "report=false".to_string(),
+        "device=cpu".to_string(),
+    ]);
+    read(&out, StreamType::Label)
+}
+
 /// The shipped CT liver model (it reads each slice between two neighbours on either side) runs
 /// through the shipped graph and finds the liver of a real, smaller CT (IRCADb 1 at 2.28 mm
 /// pixels, trained on at full size).
@@ -440,14 +453,7 @@ fn shipped_liver_model_finds_a_real_liver() {
         return;
     };
     let truth = mask_of(&read(&lp, StreamType::Label));
-    let out = temp_dir("cascade-liver").join("seg.nii.gz");
-    run_shipped_graph(&[
-        format!("input={}", ct.display()),
-        format!("output={}", out.display()),
-        "report=false".to_string(),
-        "device=cpu".to_string(),
-    ]);
-    let l = read(&out, StreamType::Label);
+    let l = shipped_graph_labels(&ct, "cascade-liver");
     let pred = l.label().unwrap().mapv(|v| v > 0);
     let dice = binary_metrics(pred.view(), truth.view(), l.header.spacing)
         .dice
@@ -467,14 +473,7 @@ fn shipped_graph_keeps_a_healthy_liver_nearly_free_of_lesions() {
         return;
     };
     let truth = mask_of(&read(&lp, StreamType::Label));
-    let out = temp_dir("cascade-healthy").join("seg.nii.gz");
-    run_shipped_graph(&[
-        format!("input={}", ct.display()),
-        format!("output={}", out.display()),
-        "report=false".to_string(),
-        "device=cpu".to_string(),
-    ]);
-    let l = read(&out, StreamType::Label);
+    let l = shipped_graph_labels(&ct, "cascade-healthy");
     let labels = l.label().unwrap();
     let sp = l.header.spacing;
     let lesion_ml =
