@@ -11,6 +11,7 @@ use voxflow_nodes::inference::crop_resample::{crop_slice, slice_box, BoxSpec, Ro
 use voxflow_nodes::inference::liver::{liver_mask, MaskSpec};
 use voxflow_nodes::inference::paste_back::paste;
 use voxflow_nodes::io::read_volume::read_any;
+use voxflow_nodes::report::stats::voxel_ml;
 use voxflow_runtime::{StreamType, Volume};
 
 const CT: &str = "ircadb01_small_ct.nii.gz";
@@ -475,15 +476,15 @@ fn shipped_graph_keeps_a_healthy_liver_nearly_free_of_lesions() {
     let truth = mask_of(&read(&lp, StreamType::Label));
     let l = shipped_graph_labels(&ct, "cascade-healthy");
     let labels = l.label().unwrap();
-    let sp = l.header.spacing;
-    let lesion_ml =
-        labels.iter().filter(|&&v| v == 2).count() as f64 * sp[0] * sp[1] * sp[2] / 1000.0;
+    let lesion_ml = labels.iter().filter(|&&v| v == 2).count() as f64 * voxel_ml(&l.header);
     assert!(
         lesion_ml < 8.0,
         "lesion volume {lesion_ml:.2} mL in a healthy liver"
     );
     let pred = labels.mapv(|v| v > 0);
-    let dice = binary_metrics(pred.view(), truth.view(), sp).dice.unwrap();
+    let dice = binary_metrics(pred.view(), truth.view(), l.header.spacing)
+        .dice
+        .unwrap();
     assert!(dice > 0.95, "liver Dice {dice:.4}");
 }
 

@@ -2,8 +2,9 @@
 """Liver Dice of an exported ONNX model on held-out volumes at their native resolution, the way
 the fcn node runs it: the voxflow-preprocessed volume (.cache/train/pre/CASE.nii.gz, written by
 prepare.py), each slice (between its neighbours for a model with voxflow.context_slices) resized
-bilinearly to the model input, onnxruntime, probabilities resized back bilinearly (align_corners=False), foreground = probability > 0.5; Dice also after
-keeping the largest 26-connected component (as crop_resample does by default).
+bilinearly to the model input, onnxruntime, probabilities resized back bilinearly
+(align_corners=False), foreground = probability > 0.5; Dice also after keeping the largest
+26-connected component (as crop_resample does by default).
 
   .venv-train/bin/python training/evaluate.py models/ct_liver.onnx btcv0008 btcv0022 btcv0025
 """

@@ -147,11 +147,36 @@ impl Phantom {
         1
     }
 
-    fn hu_at(&self, p: [f64; 3], label: u8, noise_key: u64) -> f32 {
-        let [x, y, z] = p;
-        let body = (x / 165.0).powi(2) + (y / 120.0).powi(2);
-        let mut hu = if body > 1.0 {
-            -1000.0
+    /// Squared elliptic radius of the body outline at (x, y): inside the body where <= 1.
+    fn body(x: f64, y: f64) -> f64 {
+        (x / 165.0).powi(2) + (y / 120.0).powi(2)
+    }
+
+    /// HU of a voxel outside the liver, without noise; `body` is [`Self::body`] there.
+    fn background_hu(x: f64, y: f64, z: f64, body: f64) -> f64 {
+        if body > 1.0 {
+            return -1000.0;
+        }
+        let in_circle = |cx: f64, cy: f64, r: f64| (x - cx).powi(2) + (y - cy).powi(2) <= r * r;
+        let kidney = |cx: f64| ((x - cx) / 25.0).powi(2) + ((y - 55.0) / 35.0).powi(2) <= 1.0;
+        let heart = ((x - 25.0) / 55.0).powi(2)
+            + ((y + 25.0) / 45.0).powi(2)
+            + ((z - 100.0) / 40.0).powi(2)
+            <= 1.0;
+        let lung =
+            z > 45.0 && ((x.abs() - 70.0) / 55.0).powi(2) + ((y - 20.0) / 75.0).powi(2) <= 1.0;
+        if in_circle(0.0, 75.0, 18.0) {
+            450.0 // vertebral body
+        } else if in_circle(15.0, 45.0, 11.0) {
+            180.0 // aorta
+        } else if z < 20.0 && z > -70.0 && (kidney(-75.0) || kidney(75.0)) {
+            160.0 // kidneys
+        } else if z < 60.0 && ((x - 20.0) / 60.0).powi(2) + ((y + 40.0) / 30.0).powi(2) <= 1.0 {
+            -20.0 // bowel content
+        } else if heart {
+            120.0 // contrast-filled heart above the dome
+        } else if lung {
+            -850.0 // lung bases beside and behind the dome
         } else if body > 0.82 {
             -100.0 // subcutaneous fat
         } else if body > 0.62 {
@@ -167,42 +192,17 @@ impl Phantom {
             } else {
                 35.0
             }
+        }
+    }
+
+    fn hu_at(&self, p: [f64; 3], label: u8, noise_key: u64) -> f32 {
+        let [x, y, z] = p;
+        let body = Self::body(x, y);
+        let mut hu = match label {
+            1 => 95.0 + 12.0 * ((x * 0.05).sin() * (z * 0.04).cos()),
+            2 => 45.0,
+            _ => Self::background_hu(x, y, z, body),
         };
-        if body <= 1.0 {
-            let in_circle = |cx: f64, cy: f64, r: f64| (x - cx).powi(2) + (y - cy).powi(2) <= r * r;
-            let lung =
-                z > 45.0 && ((x.abs() - 70.0) / 55.0).powi(2) + ((y - 20.0) / 75.0).powi(2) <= 1.0;
-            let heart = ((x - 25.0) / 55.0).powi(2)
-                + ((y + 25.0) / 45.0).powi(2)
-                + ((z - 100.0) / 40.0).powi(2)
-                <= 1.0;
-            if heart {
-                hu = 120.0; // contrast-filled heart above the dome
-            } else if lung {
-                hu = -850.0; // lung bases beside and behind the dome
-            }
-            if in_circle(0.0, 75.0, 18.0) {
-                hu = 450.0; // vertebral body
-            } else if in_circle(15.0, 45.0, 11.0) {
-                hu = 180.0; // aorta
-            } else if z < 20.0
-                && z > -70.0
-                && ((((x + 75.0) / 25.0).powi(2) + ((y - 55.0) / 35.0).powi(2)) <= 1.0
-                    || (((x - 75.0) / 25.0).powi(2) + ((y - 55.0) / 35.0).powi(2)) <= 1.0)
-            {
-                hu = 160.0; // kidneys
-            } else if z < 60.0
-                && (((x - 20.0) / 60.0).powi(2) + ((y + 40.0) / 30.0).powi(2)) <= 1.0
-                && label == 0
-            {
-                hu = -20.0; // bowel content
-            }
-        }
-        match label {
-            1 => hu = 95.0 + 12.0 * ((x * 0.05).sin() * (z * 0.04).cos()),
-            2 => hu = 45.0,
-            _ => {}
-        }
         // Gaussian noise (Box-Muller), sigma 12 HU inside the body.
         if body <= 1.0 {
             let u1 = unit(noise_key).max(1e-12);
@@ -279,7 +279,7 @@ mod tests {
         img.indexed_iter()
             .filter(|&((j, i), v)| {
                 let [x, y, _] = p.mm(k, j, i);
-                (x / 165.0).powi(2) + (y / 120.0).powi(2) < 0.6 && hu.contains(v)
+                Phantom::body(x, y) < 0.6 && hu.contains(v)
             })
             .count()
     }
